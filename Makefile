@@ -1,0 +1,31 @@
+# One command sets up and renders the demo; one sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEMO_OUT ?= demo/gigacanvas-demo.png
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: this release is a CPU build here; an unpinned torch pulls a CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	mkdir -p $(dir $(DEMO_OUT))
+	$(VENV)/bin/gigacanvas render --prompt "a lighthouse on a cliff at dawn, poster" \
+		--negative-prompt "blurry" --width 1024 --height 512 --steps 4 --guidance 4.5 --seed 7 \
+		--out $(DEMO_OUT) --overwrite
+	@echo "demo picture: $(DEMO_OUT) (the tiny model's random weights make it look like noise)"
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

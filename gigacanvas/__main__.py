@@ -1,0 +1,3 @@
+from gigacanvas.cluster.cli import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""Models and the Ray actors that hold them: adapters, loading, the worker."""

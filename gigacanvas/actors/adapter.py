@@ -1,0 +1,69 @@
+"""The small interface between gigacanvas and one model family.
+
+The step loop, the tiling and the store know nothing of SD3: they see latent channels, a VAE scale
+factor, the model's native tile, a scheduler, and three capabilities (encode a prompt once, predict
+guided velocities for a batch of latent tiles, decode latent tiles to pixels). Flux and SDXL become
+new `ModelAdapter` subclasses; nothing in `cluster/` or `tiling/` changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the planner needs to know about a model, read from its configs without its weights."""
+
+    family: str
+    path: str
+    fingerprint: str
+    latent_channels: int
+    vae_scale_factor: int
+    patch_size: int  # in latent pixels: tile sides must be multiples of it
+    native_tile_px: int  # the side the model was trained at
+
+    @property
+    def align_px(self) -> int:
+        """Pixel sizes must be multiples of this so every tile splits into whole patches."""
+        return self.vae_scale_factor * self.patch_size
+
+
+class ModelAdapter(ABC):
+    """One model family's loading, conditioning, denoising and decoding.
+
+    Loading is split by role so an actor holds only what its role needs: the text encoders are
+    loaded, used once per render and dropped, while the transformer and the VAE stay resident.
+    Arrays cross this interface as float32 numpy (C-first latents, [-1, 1] pixels) so callers never
+    depend on the device or dtype a model runs in.
+    """
+
+    def __init__(self, info: ModelInfo, device: str = "cpu"):
+        self.info = info
+        self.device = device
+
+    @abstractmethod
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int) -> Any:
+        """A diffusers scheduler with timesteps set for a `latent_h` x `latent_w` canvas."""
+
+    @abstractmethod
+    def encode_prompt(self, prompt: str, negative_prompt: str, guidance: float) -> Any:
+        """Conditioning for the whole render (picklable: it travels through the object store)."""
+
+    @abstractmethod
+    def predict(self, tiles: np.ndarray, timestep: float, cond: Any, guidance: float) -> np.ndarray:
+        """Guided model output for a (B, C, h, w) batch of latent tiles at `timestep`."""
+
+    @abstractmethod
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        """Pixels in [-1, 1], (B, 3, h * f, w * f), for a (B, C, h, w) batch of latent tiles."""
+
+    def preload(self) -> None:
+        """Load the resident roles now, so start-up fails early and step timings stay honest."""
+
+    def release(self, role: str) -> None:
+        """Drop a role's weights (`text`, `transformer`, `vae`) to give their memory back."""

@@ -1,0 +1,1 @@
+"""Orchestration: the spec, placement, the step loop, the decode, the CLI."""

@@ -1,0 +1,104 @@
+"""The `gigacanvas` command: a thin shell over `gigacanvas.render` and the tiny-model builder.
+
+Every failure ends in one line on stderr: `gigacanvas: error: <message>`, exit code 2 for usage
+errors (argparse's included) and 1 for runtime failures. Set GIGACANVAS_DEBUG=1 to see the
+traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from gigacanvas.errors import GigacanvasError, UsageError
+
+RENDER_FLAGS = (
+    # flag, type, help
+    ("--prompt", str, "what to draw"),
+    ("--negative-prompt", str, "what to avoid (default: empty)"),
+    ("--width", int, "picture width in pixels, a multiple of 16 (default 1024)"),
+    ("--height", int, "picture height in pixels, a multiple of 16 (default 1024)"),
+    ("--steps", int, "denoising steps (default 28)"),
+    ("--guidance", float, "classifier-free guidance scale; 1 turns it off (default 7.0)"),
+    ("--seed", int, "noise seed (default 0)"),
+    ("--model", str, "diffusers SD3/SD3.5 folder (default: the built-in tiny model)"),
+    ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5)"),
+    ("--tile-overlap", int, "overlap between tiles in pixels (default: an eighth of the tile)"),
+    ("--tile-batch", int, "tiles per model call (default 2)"),
+    ("--actors", int, "worker actors (default: one per GPU, or 2 on a CPU-only cluster)"),
+    ("--cpus-per-actor", float, "CPUs each actor reserves on a CPU-only cluster (default 0.5)"),
+    ("--store", str, "zarr store URL: a path, file://, memory://, s3://, gs:// (default: OUT.zarr)"),
+    ("--out", str, "output PNG (default gigacanvas.png)"),
+    ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
+    ("--address", str, "Ray cluster address (default: RAY_ADDRESS or a local cluster)"),
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage + exits 2; we keep one line
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gigacanvas", description="Render very large pictures with tiled diffusion on Ray.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    render = sub.add_parser("render", help="render a picture")
+    render.add_argument("--spec", help="YAML, JSON or gigacanvas PNG whose keys are these flags; flags override it")
+    for flag, kind, text in RENDER_FLAGS:
+        render.add_argument(flag, type=kind, default=None, help=text)
+    render.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
+    render.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
+    demo.add_argument("path", help="folder to create")
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.render import render
+    from gigacanvas.cluster.spec import build_spec
+
+    flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
+    flags = {name: getattr(args, name) for name in flags}
+    spec = build_spec(args.spec, overwrite=args.overwrite, **flags)
+    result = render(spec, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
+def _demo_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gigacanvas.actors.loading import quiet_libraries
+    from gigacanvas.actors.tiny import build_tiny_model
+
+    quiet_libraries()
+    path = Path(args.path)
+    if path.exists() and any(path.iterdir()):
+        raise UsageError(f"{path} exists and is not empty; choose a new folder")
+    build_tiny_model(path)
+    print(f"gigacanvas: tiny SD3.5-layout model written to {path} (random weights: pictures are noise)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return {"render": _render, "demo-model": _demo_model}[args.command](args)
+    except GigacanvasError as exc:
+        print(f"gigacanvas: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("gigacanvas: interrupted; run the same command again to resume from the store", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a traceback reaching the user is a bug; keep it one line
+        if os.environ.get("GIGACANVAS_DEBUG"):
+            traceback.print_exc()
+        print(f"gigacanvas: internal error: {exc.__class__.__name__}: {exc} (GIGACANVAS_DEBUG=1 shows more)", file=sys.stderr)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())
