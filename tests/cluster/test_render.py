@@ -1,0 +1,131 @@
+"""Renders on the shared local Ray cluster with the tiny model: the properties users rely on."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gigacanvas import RenderSpec, render
+from gigacanvas.errors import RenderError
+from gigacanvas.storage import LatentStore
+
+MULTI_TILE = dict(
+    prompt="a harbour at night",
+    negative_prompt="blurry",
+    width=512,
+    height=320,
+    steps=2,
+    guidance=4.5,
+    seed=5,
+    tile_size=256,
+    tile_overlap=64,
+    tile_batch=2,
+    vae_tile_size=128,
+)
+
+
+def _pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_model, ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("baseline") / "one.png"
+    result = render(RenderSpec(model=tiny_model, actors=1, out=str(out), **MULTI_TILE), progress=False)
+    return result, _pixels(out)
+
+
+def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster, tmp_path):
+    import torch
+    from diffusers import StableDiffusion3Pipeline
+
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.decode import decode_latent
+    from gigacanvas.cluster.placement import ActorShape, start_workers, stop_workers
+    from gigacanvas.tiling import initial_noise
+
+    args = dict(prompt="a lighthouse", negative_prompt="fog", width=256, height=192, steps=3, guidance=4.5, seed=11)
+    result = render(
+        RenderSpec(model=tiny_model, tile_size=256, vae_tile_size=0, actors=1, out=str(tmp_path / "r.png"), **args),
+        progress=False,
+    )
+    assert result.tiles_per_step == 1
+    latent, step = LatentStore(result.store).read_latent()
+    assert step == 3
+
+    pipe = StableDiffusion3Pipeline.from_pretrained(tiny_model)
+    pipe.set_progress_bar_config(disable=True)
+    call = dict(
+        prompt=args["prompt"],
+        negative_prompt=args["negative_prompt"],
+        width=args["width"],
+        height=args["height"],
+        num_inference_steps=args["steps"],
+        guidance_scale=args["guidance"],
+        latents=torch.from_numpy(initial_noise(11, 16, 24, 32))[None],
+    )
+    ref_latent = pipe(**call, output_type="latent").images[0].numpy()
+    ref_image = pipe(**call, output_type="np").images[0]
+
+    info = open_model(tiny_model)
+    workers = start_workers(info, 1, ActorShape(0.5, 0, 1))
+    try:
+        pixels = decode_latent(workers, latent, 8, 0)
+    finally:
+        stop_workers(workers)
+    ours = np.clip(pixels / 2 + 0.5, 0, 1).transpose(1, 2, 0)
+    latent_diff = np.abs(latent - ref_latent).max()
+    image_diff = np.abs(ours - ref_image).max()
+    print(f"max abs difference vs diffusers: latent {latent_diff:.2e}, float image {image_diff:.2e}")
+    assert latent_diff < 1e-4
+    assert image_diff < 1e-4
+    # and the PNG is that image, quantised as diffusers quantises
+    assert np.abs(_pixels(result.out).astype(int) - (ref_image * 255).round().astype(int)).max() <= 1
+
+
+def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_model, tmp_path):
+    result, one = baseline
+    assert result.tiles_per_step == 6 and one.shape == (320, 512, 3)
+    assert one.std() > 5  # a real picture, not a constant
+    for actors in (2, 3):
+        out = tmp_path / f"{actors}.png"
+        again = render(RenderSpec(model=tiny_model, actors=actors, out=str(out), **MULTI_TILE), progress=False)
+        assert again.actors == actors
+        np.testing.assert_array_equal(_pixels(out), one)
+        np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
+
+
+def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch):
+    _, one = baseline
+    spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
+    commit = LatentStore.commit_latent
+
+    def die_after_first_step(self, latent, step):
+        commit(self, latent, step)
+        if step == 1:
+            raise RenderError("simulated node loss")
+
+    monkeypatch.setattr(LatentStore, "commit_latent", die_after_first_step)
+    with pytest.raises(RenderError, match="simulated"):
+        render(spec, progress=False)
+    monkeypatch.undo()
+    assert not (tmp_path / "r.png").exists()
+    assert LatentStore(spec.store_url).read_latent()[1] == 1
+
+    notes = []
+    result = render(spec, progress=False, notify=notes.append)
+    assert any("resuming" in n and "at step 1 of 2" in n for n in notes)
+    assert result.steps_run == 1
+    np.testing.assert_array_equal(_pixels(result.out), one)
+
+
+def test_tiles_smaller_than_native_and_memory_store(tiny_model, ray_cluster, tmp_path):
+    out = tmp_path / "m.png"
+    spec = RenderSpec(
+        prompt="x", width=384, height=128, steps=1, model=tiny_model, tile_size=128, tile_overlap=32,
+        store="memory://gigacanvas-test/m.zarr", out=str(out), actors=1,
+    )
+    result = render(spec, progress=False)
+    assert result.tiles_per_step == 4
+    assert _pixels(out).shape == (128, 384, 3)
+    assert LatentStore(spec.store_url).attrs()["completed_step"] == 1

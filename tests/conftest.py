@@ -1,0 +1,33 @@
+"""Shared fixtures: one tiny model and one Ray cluster for the whole session.
+
+`ray.init` costs seconds and most of a GiB, so every test that needs Ray shares one local
+cluster; renders connect to it because `render` reuses an initialised Ray.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("GIGACANVAS_ACTOR_START_TIMEOUT", "120")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    from gigacanvas.actors.loading import quiet_libraries
+    from gigacanvas.actors.tiny import build_tiny_model
+
+    quiet_libraries()
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd3"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import logging
+
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()
