@@ -1,0 +1,136 @@
+"""The `gigacanvas` command end to end, and every refusal a user can meet."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gigacanvas.cluster.cli import main
+from gigacanvas.storage import LatentStore
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_model, ray_cluster, tmp_path, capsys):
+    out = tmp_path / "poster.png"
+    code, stdout, err = _run(
+        capsys, "render", "--prompt", "a poster of a city", "--negative-prompt", "text", "--width", "1024",
+        "--height", "512", "--steps", "2", "--seed", "3", "--model", tiny_model, "--out", str(out),
+        "--actors", "2", "--no-progress",
+    )
+    assert code == 0, err
+    assert "s/step" in stdout and "tiles/s" in stdout and str(out) in stdout
+    with Image.open(out) as im:
+        assert im.size == (1024, 512)
+        first = np.asarray(im.convert("RGB"))
+        spec = json.loads(im.text["gigacanvas"])
+        assert "Steps: 2" in im.text["parameters"] and "Seed: 3" in im.text["parameters"]
+    assert spec["prompt"] == "a poster of a city" and spec["tile_size"] == 256
+    assert LatentStore(str(tmp_path / "poster.zarr")).attrs()["completed_step"] == 2
+
+    again = tmp_path / "again.png"
+    code, _, err = _run(capsys, "render", "--spec", str(out), "--out", str(again), "--no-progress")
+    assert code == 0, err
+    with Image.open(again) as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), first)
+
+
+def _foreign_store(tmp_path):
+    url = str(tmp_path / "other.zarr")
+    LatentStore(url).create({"seed": 99}, "0", channels=16, height=8, width=8, scale=8)
+    return ["--store", url]
+
+
+def _spec_file(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return ["--spec", str(path)]
+
+
+def _model_folder(tmp_path, kind):
+    if kind == "pickle":
+        path = tmp_path / "model.ckpt"
+        path.write_bytes(b"\x80\x04K\x01.")
+    else:
+        path = tmp_path / "sdxl"
+        path.mkdir()
+        (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+    return ["--model", str(path)]
+
+
+BAD_INPUTS = {
+    "width not multiple of 16": (lambda t: ["--width", "1000"], "width 1000 is not a positive multiple of 16; try 1008"),
+    "height not multiple of 16": (lambda t: ["--height", "520"], "height 520"),
+    "overlap >= tile": (lambda t: ["--tile-size", "256", "--tile-overlap", "256"], "must be smaller than tile_size"),
+    "steps < 1": (lambda t: ["--steps", "0"], "steps 0 must be at least 1"),
+    "missing model": (lambda t: ["--model", str(t / "nope")], "does not exist"),
+    "non-SD3 model folder": (lambda t: _model_folder(t, "sdxl"), "StableDiffusionXLPipeline folder"),
+    "pickle model": (lambda t: _model_folder(t, "pickle"), "pickle checkpoint"),
+    "unknown store protocol": (lambda t: ["--store", "nope://x/y.zarr"], "unknown protocol 'nope'"),
+    "store of another spec": (_foreign_store, "holds a render of another spec"),
+    "more actors than the cluster": (lambda t: ["--actors", "100"], "--actors 100 needs 0.5 CPU each"),
+    "unknown spec key": (lambda t: _spec_file(t, "colour: red\n"), "unknown key 'colour'; valid keys:"),
+    "unreadable spec file": (lambda t: ["--spec", str(t / "missing.yaml")], "is unreadable"),
+    "spec file not YAML": (lambda t: _spec_file(t, "prompt: [\n"), "not valid YAML"),
+    "unknown flag": (lambda t: ["--colour", "red"], "unrecognized arguments: --colour"),
+    "non-integer flag": (lambda t: ["--width", "wide"], "invalid int value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_and_no_output(case, tiny_model, ray_cluster, tmp_path, capsys):
+    extra, message = BAD_INPUTS[case]
+    out = tmp_path / "out.png"
+    argv = ["render", "--prompt", "x", "--width", "256", "--height", "256", "--steps", "1",
+            "--model", tiny_model, "--out", str(out), "--no-progress"] + extra(tmp_path)
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gigacanvas: error: "), err
+    assert message in lines[0]
+    assert "Traceback" not in err + stdout
+    assert not out.exists()
+    assert not (tmp_path / "out.zarr").exists()
+
+
+def test_existing_picture_of_another_render_is_not_replaced(tmp_path, capsys):
+    out = tmp_path / "keep.png"
+    Image.new("RGB", (8, 8)).save(out)
+    code, _, err = _run(capsys, "render", "--prompt", "x", "--width", "256", "--height", "256", "--out", str(out))
+    assert code == 2 and "exists and holds another picture" in err
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["render", "--prompt", "x", "--width", "1000"], "width 1000 is not a positive multiple of 16"),
+        (["render", "--spec", "/nonexistent/spec.yaml"], "is unreadable"),
+        (["paint"], "invalid choice: 'paint'"),
+    ],
+)
+def test_console_errors_never_show_a_traceback(argv, message, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "gigacanvas", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert run.stderr.startswith("gigacanvas: error: ") and message in run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_model_builds_a_loadable_folder(tmp_path, capsys):
+    from gigacanvas.actors.loading import open_model
+
+    code, out, _ = _run(capsys, "demo-model", str(tmp_path / "m"))
+    assert code == 0 and "random weights" in out
+    assert open_model(str(tmp_path / "m")).latent_channels == 16
+    code, _, err = _run(capsys, "demo-model", str(tmp_path / "m"))
+    assert code == 2 and "not empty" in err
