@@ -26,6 +26,8 @@ class ModelInfo:
     vae_scale_factor: int
     patch_size: int  # in latent pixels: tile sides must be multiples of it
     native_tile_px: int  # the side the model was trained at
+    transformer_file: str | None = None  # a single-file transformer replacing the folder's
+    weights_precision: str = "fp32"  # how the transformer weights are stored: fp8, bf16, ...
 
     @property
     def align_px(self) -> int:
@@ -42,9 +44,10 @@ class ModelAdapter(ABC):
     depend on the device or dtype a model runs in.
     """
 
-    def __init__(self, info: ModelInfo, device: str = "cpu"):
+    def __init__(self, info: ModelInfo, device: str = "cpu", precision: str = "fp32"):
         self.info = info
         self.device = device
+        self.precision = precision  # a resolved mode (see precision.py), never "auto"
 
     @abstractmethod
     def make_scheduler(self, steps: int, latent_h: int, latent_w: int) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 SD3_PIPELINES = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
 SD3_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 _FINGERPRINT_BYTES = 1 << 20
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def quiet_libraries() -> None:
@@ -66,7 +68,19 @@ def _read_json(path: Path, what: str) -> dict:
         raise UsageError(f"model {what} {path} is unreadable ({exc.__class__.__name__})") from exc
 
 
-def _fingerprint(root: Path) -> str:
+def _digest_file(digest, file: Path) -> None:
+    size = file.stat().st_size
+    digest.update(str(size).encode())
+    with file.open("rb") as fh:
+        if file.suffix == ".json" or size <= 2 * _FINGERPRINT_BYTES:
+            digest.update(fh.read())
+        else:
+            digest.update(fh.read(_FINGERPRINT_BYTES))
+            fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
+            digest.update(fh.read())
+
+
+def _fingerprint(root: Path, transformer_file: Path | None = None) -> str:
     """A content hash of configs and weights that stays cheap for 16 GB checkpoints.
 
     Configs are hashed whole; each weight file contributes its size, its first and its last MiB
@@ -75,22 +89,17 @@ def _fingerprint(root: Path) -> str:
     digest = hashlib.sha256()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = file.relative_to(root).as_posix()
-        if rel.startswith("."):
+        if rel.startswith(".") or (transformer_file and rel.startswith("transformer/")):
             continue
         digest.update(rel.encode())
-        size = file.stat().st_size
-        digest.update(str(size).encode())
-        with file.open("rb") as fh:
-            if file.suffix == ".json" or size <= 2 * _FINGERPRINT_BYTES:
-                digest.update(fh.read())
-            else:
-                digest.update(fh.read(_FINGERPRINT_BYTES))
-                fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
-                digest.update(fh.read())
+        _digest_file(digest, file)
+    if transformer_file:
+        digest.update(b"transformer-file")
+        _digest_file(digest, transformer_file)
     return digest.hexdigest()[:16]
 
 
-def _check_sd3_folder(root: Path) -> None:
+def _check_sd3_folder(root: Path, need_transformer: bool = True) -> None:
     index = _read_json(root / "model_index.json", "index")
     cls = index.get("_class_name")
     if cls not in SD3_PIPELINES:
@@ -99,6 +108,8 @@ def _check_sd3_folder(root: Path) -> None:
             f"diffusers folders ({', '.join(SD3_PIPELINES)})"
         )
     for name in SD3_COMPONENTS:
+        if name == "transformer" and not need_transformer:
+            continue
         folder = root / name
         if not (folder / "config.json").exists():
             raise UsageError(f"model {root} has no {name}/config.json; is the download complete?")
@@ -108,47 +119,108 @@ def _check_sd3_folder(root: Path) -> None:
             raise UsageError(f"model {root} has no safetensors weights in {name}/{hint if pickled else ''}")
 
 
-def open_model(model: str | None) -> ModelInfo:
-    """Check `model` (a diffusers SD3 folder, or None for the tiny model) and describe it."""
+def transformer_files(root: Path) -> list[Path]:
+    """The folder's transformer shards, preferring full files over `.fp16.`-style variants."""
+    files = sorted((root / "transformer").glob("*.safetensors"))
+    plain = [f for f in files if f.name.count(".") == 1]
+    return plain or files
+
+
+def _download(repo: str, what: str) -> Path:
+    """A hub id's SD3 folder (no root single files), or one clear line on why not."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model"]
+        return Path(snapshot_download(repo, allow_patterns=patterns, etag_timeout=10))
+    except Exception as exc:  # noqa: BLE001 - offline, gated, missing: all end the same way
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise UsageError(
+            f"{what} {repo} is not a local path and could not be fetched from the Hugging Face hub ({detail}); "
+            "download it and pass the folder"
+        ) from None
+
+
+def _resolve_folder(model: str, what: str) -> Path:
+    """A local path for `model`: as given, or a hub id's download."""
+    root = Path(model).expanduser()
+    if root.suffix.lower() in PICKLE_SUFFIXES:
+        raise UsageError(
+            f"{what} {model} is a pickle checkpoint ({root.suffix}), refused because loading it "
+            "can run code; use a .safetensors file or a diffusers folder"
+        )
+    if root.exists():
+        return root
+    if HUB_ID.match(model):
+        return _download(model, what)
+    raise UsageError(f"{what} {model} does not exist; pass a local diffusers SD3/SD3.5 folder or a hub id")
+
+
+def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
+    """Check `model` and describe it, reading configs and safetensors headers only.
+
+    `model` is a diffusers SD3/SD3.5 folder, a hub id, None (the tiny model), or a single-file
+    `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`.
+    """
+    from gigacanvas.actors.checkpoint import inspect_checkpoint
+
+    transformer_file = None
     if model is None:
         root = tiny_model_path()
     else:
-        root = Path(model).expanduser()
-        if root.suffix.lower() in PICKLE_SUFFIXES:
-            raise UsageError(
-                f"model {model} is a pickle checkpoint ({root.suffix}), refused because loading it "
-                "can run code; use a .safetensors file or a diffusers folder"
-            )
-        if not root.exists():
-            raise UsageError(
-                f"model {model} does not exist; pass a local diffusers SD3/SD3.5 folder "
-                "(hub ids are not downloaded)"
-            )
+        root = _resolve_folder(model, "model")
         if root.is_file():
-            raise UsageError(
-                f"model {model} is a single file; pass a diffusers SD3/SD3.5 folder "
-                "(single-file checkpoints are not supported yet)"
-            )
+            if root.suffix.lower() != ".safetensors":
+                raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors file")
+            if base_model is None:
+                raise UsageError(
+                    f"model {model} is a single transformer file; pass --base-model with the SD3/SD3.5 "
+                    "diffusers folder (or hub id) that supplies its VAE, text encoders and configs"
+                )
+            transformer_file = root
+            root = _resolve_folder(base_model, "base model")
         if not (root / "model_index.json").exists():
-            raise UsageError(f"model {model} has no model_index.json; it is not a diffusers pipeline folder")
-    _check_sd3_folder(root)
-    transformer = _read_json(root / "transformer" / "config.json", "config")
+            raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
+    _check_sd3_folder(root, need_transformer=transformer_file is None)
+    if transformer_file:
+        checkpoint = inspect_checkpoint(transformer_file)
+        transformer = checkpoint.config or _read_json(root / "transformer" / "config.json", "config")
+    else:
+        checkpoint = inspect_checkpoint(transformer_files(root)[0])
+        transformer = _read_json(root / "transformer" / "config.json", "config")
     vae = _read_json(root / "vae" / "config.json", "config")
     vae_scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
     return ModelInfo(
         family="sd3",
         path=str(root.resolve()),
-        fingerprint=_fingerprint(root),
+        fingerprint=_fingerprint(root, transformer_file),
         latent_channels=int(transformer["in_channels"]),
         vae_scale_factor=vae_scale,
         patch_size=int(transformer["patch_size"]),
         native_tile_px=int(transformer["sample_size"]) * vae_scale,
+        transformer_file=str(transformer_file.resolve()) if transformer_file else None,
+        weights_precision=checkpoint.precision,
     )
 
 
-def load_adapter(info: ModelInfo, device: str) -> ModelAdapter:
+def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | None:
+    """Refuse (strict) or report a transformer file that is not stored as `mode` asks."""
+    source = info.transformer_file or info.path
+    wants_fp8 = mode in ("fp8", "fp8-compute")
+    if strict and wants_fp8 and info.weights_precision != "fp8":
+        kind = "E5M2 (float8_e5m2)" if info.weights_precision == "fp8-e5m2" else info.weights_precision
+        raise UsageError(
+            f"model {source} stores {kind} weights, not float8_e4m3fn, and --strict-precision is set; "
+            "make an FP8 file with `gigacanvas convert` or drop --strict-precision"
+        )
+    if info.weights_precision == "fp8-e5m2":
+        return f"gigacanvas: model {source} stores E5M2 (float8_e5m2) weights; they are upcast exactly, then run as {mode}"
+    return None
+
+
+def load_adapter(info: ModelInfo, device: str, precision: str = "fp32") -> ModelAdapter:
     """The adapter of `info`'s family (SD3 today; Flux and SDXL register here later)."""
     from gigacanvas.actors.sd3 import SD3Adapter
 
     adapters = {"sd3": SD3Adapter}
-    return adapters[info.family](info, device)
+    return adapters[info.family](info, device, precision)

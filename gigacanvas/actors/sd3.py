@@ -17,6 +17,10 @@ import numpy as np
 import torch
 
 from gigacanvas.actors.adapter import ModelAdapter
+from gigacanvas.actors.checkpoint import inspect_checkpoint, iter_tensors
+from gigacanvas.actors.loading import transformer_files
+from gigacanvas.actors.precision import apply_precision, dtypes, is_fp8_layer
+from gigacanvas.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,11 @@ class SD3Conditioning:
 class SD3Adapter(ModelAdapter):
     """SD3/SD3.5 from a diffusers folder; weights are loaded per role on first use."""
 
-    def __init__(self, info, device="cpu"):
-        super().__init__(info, device)
-        # fp32 on the CPU (bf16 matmuls there are slow and imprecise); bf16 on GPUs until the
-        # precision modes of the FP8 work land.
-        self.dtype = torch.float32 if device == "cpu" else torch.bfloat16
+    def __init__(self, info, device="cpu", precision="fp32"):
+        super().__init__(info, device, precision)
+        # The text encoders and the VAE run once per render or per tile at the end: they follow
+        # the mode's compute dtype but are never stored in FP8.
+        self.dtype = dtypes(precision, device)[1]
         self._modules: dict[str, Any] = {}
 
     def _path(self, sub: str = "") -> str:
@@ -87,12 +91,51 @@ class SD3Adapter(ModelAdapter):
     def _load(self, role: str):
         if role not in self._modules:
             if role == "transformer":
-                from diffusers import SD3Transformer2DModel as cls
+                module = self._load_transformer()
             else:
-                from diffusers import AutoencoderKL as cls
-            module = cls.from_pretrained(self._path(role), torch_dtype=self.dtype, use_safetensors=True)
+                from diffusers import AutoencoderKL
+
+                module = AutoencoderKL.from_pretrained(self._path(role), torch_dtype=self.dtype, use_safetensors=True)
             self._modules[role] = module.to(self.device).eval()
+            if role == "transformer":
+                apply_precision(module, self.precision, self.device)
         return self._modules[role]
+
+    def _load_transformer(self):
+        """The transformer from the folder's shards or a single file, each tensor read straight
+        into its final dtype so that loading an FP8 model never holds it in bf16 whole."""
+        from accelerate import init_empty_weights
+        from diffusers import SD3Transformer2DModel
+
+        try:
+            from diffusers.hooks._common import _GO_LC_SUPPORTED_PYTORCH_LAYERS as castable
+        except ImportError:  # the layer kinds diffusers' layerwise casting handles
+            castable = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)
+
+        if self.info.transformer_file:
+            checkpoints = [inspect_checkpoint(self.info.transformer_file)]
+            config = checkpoints[0].config
+        else:
+            checkpoints = [inspect_checkpoint(p) for p in transformer_files(Path(self.info.path))]
+            config = None
+        config = config or json.loads(Path(self._path("transformer/config.json")).read_text())
+        with init_empty_weights(include_buffers=False):
+            model = SD3Transformer2DModel.from_config(config)
+        storage, compute = dtypes(self.precision, self.device)
+        stored = {
+            name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name)
+        } if storage != compute else set()
+
+        def dtype_for(key: str):
+            return storage if key.rpartition(".")[0] in stored else compute
+
+        state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
+        result = model.load_state_dict(state, strict=False, assign=True)
+        if result.missing_keys or result.unexpected_keys:
+            source = self.info.transformer_file or self._path("transformer")
+            detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
+            raise UsageError(f"model {source} does not fit the SD3 transformer config (mismatched keys: {detail})")
+        return model
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: SD3Conditioning, guidance: float) -> np.ndarray:
         transformer = self._load("transformer")

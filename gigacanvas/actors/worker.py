@@ -1,9 +1,12 @@
 """The model worker: one per GPU (or CPU slice), holding every role a render needs.
 
-`Worker` is a plain object so tests drive it without Ray; `WorkerActor` is the Ray shell around
-it. One worker type instead of separate encoder, denoiser and decoder actors keeps one model copy
-per device and lets the VAE decode reuse the actors that just finished denoising, so the decode at
-the end never waits for new placements on a busy cluster.
+`Worker` is a plain object so tests drive it without Ray; `worker_actor_class()` is the Ray shell
+around it. One worker type instead of separate encoder, denoiser and decoder actors keeps one model
+copy per device and lets the VAE decode reuse the actors that just finished denoising, so the decode
+at the end never waits for new placements on a busy cluster.
+
+Start-up is two calls: `capabilities()` (cheap, no weights) so the driver can pick one precision
+for every actor, then `load(precision)`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,7 @@ import numpy as np
 
 from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import load_adapter, quiet_libraries
-
-
-def _device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+from gigacanvas.actors.precision import Capabilities, probe
 
 
 class Worker:
@@ -32,17 +30,23 @@ class Worker:
         if threads:
             # Fixed thread count: CPU matmul reductions split by thread, so it is part of the bits.
             torch.set_num_threads(threads)
-        self.adapter = load_adapter(info, _device())
-        self.adapter.preload()
+        self.info = info
+        self.adapter = None
         self._cond: Any = None
 
-    def ready(self) -> str:
-        """Returns the device once the worker is up (the driver's start-up check)."""
-        return self.adapter.device
+    def capabilities(self) -> Capabilities:
+        return probe()
+
+    def load(self, precision: str) -> str:
+        """Load the resident roles in `precision` (a resolved mode); returns the device."""
+        caps = probe()
+        self.adapter = load_adapter(self.info, caps.device, precision)
+        self.adapter.preload()
+        return caps.device
 
     def encode(self, prompt: str, negative_prompt: str, guidance: float) -> Any:
-        cond = self.adapter.encode_prompt(prompt, negative_prompt, guidance)
-        self.adapter.release("text")
+        cond = self._loaded().encode_prompt(prompt, negative_prompt, guidance)
+        self._loaded().release("text")
         return cond
 
     def set_conditioning(self, cond: Any) -> None:
@@ -52,10 +56,15 @@ class Worker:
     def predict(self, tiles: np.ndarray, timestep: float, guidance: float) -> np.ndarray:
         if self._cond is None:
             raise RuntimeError("set_conditioning must run before predict")
-        return self.adapter.predict(tiles, timestep, self._cond, guidance)
+        return self._loaded().predict(tiles, timestep, self._cond, guidance)
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        return self.adapter.decode(latents)
+        return self._loaded().decode(latents)
+
+    def _loaded(self):
+        if self.adapter is None:
+            raise RuntimeError("load must run before the worker is used")
+        return self.adapter
 
 
 def worker_actor_class():

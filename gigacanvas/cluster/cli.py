@@ -24,7 +24,9 @@ RENDER_FLAGS = (
     ("--steps", int, "denoising steps (default 28)"),
     ("--guidance", float, "classifier-free guidance scale; 1 turns it off (default 7.0)"),
     ("--seed", int, "noise seed (default 0)"),
-    ("--model", str, "diffusers SD3/SD3.5 folder (default: the built-in tiny model)"),
+    ("--model", str, "SD3/SD3.5 diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
+    ("--base-model", str, "with a .safetensors --model: the SD3/SD3.5 folder with its VAE, encoders, configs"),
+    ("--precision", str, "auto, fp8, fp8-compute, bf16, fp16 or fp32 (default auto: the device's fastest)"),
     ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5)"),
     ("--tile-overlap", int, "overlap between tiles in pixels (default: an eighth of the tile)"),
     ("--tile-batch", int, "tiles per model call (default 2)"),
@@ -50,9 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, text in RENDER_FLAGS:
         render.add_argument(flag, type=kind, default=None, help=text)
     render.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
+    render.add_argument(
+        "--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision"
+    )
     render.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
     demo.add_argument("path", help="folder to create")
+    convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
+    convert.add_argument("src", help="SD3/SD3.5 diffusers folder, hub id, or transformer .safetensors")
+    convert.add_argument("dst", help="output .safetensors file")
+    convert.add_argument("--precision", default="fp8", help="fp8 (float8_e4m3fn + per-tensor scales), bf16, fp16, fp32")
+    convert.add_argument("--scale-name", default="weight_scale", help="scale key spelling: weight_scale or scale_weight")
+    convert.add_argument("--base-model", help="with a .safetensors SRC: the folder that supplies its config")
     return parser
 
 
@@ -62,7 +73,7 @@ def _render(args: argparse.Namespace) -> int:
 
     flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
     flags = {name: getattr(args, name) for name in flags}
-    spec = build_spec(args.spec, overwrite=args.overwrite, **flags)
+    spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
     result = render(spec, progress=not args.no_progress)
     print(result.summary())
     return 0
@@ -83,10 +94,18 @@ def _demo_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from gigacanvas.actors.convert import convert_transformer
+
+    out = convert_transformer(args.src, args.dst, args.precision, args.scale_name, args.base_model)
+    print(f"gigacanvas: wrote {out} ({args.precision}, {out.stat().st_size / 2**20:.1f} MiB)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return {"render": _render, "demo-model": _demo_model}[args.command](args)
+        return {"render": _render, "demo-model": _demo_model, "convert": _convert}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -87,26 +87,41 @@ def check_capacity(count: int, shape: ActorShape, nodes: list[dict[str, float]])
         )
 
 
-def start_workers(info, count: int, shape: ActorShape) -> list:
-    """Create `count` workers and wait until each has loaded, or fail after START_TIMEOUT_S."""
+def _get(refs: list, what: str, workers: list) -> list:
+    """`ray.get` that ends in one clear error instead of a hang or a remote traceback."""
     import ray
 
+    from gigacanvas.errors import GigacanvasError
+
+    try:
+        return ray.get(refs, timeout=START_TIMEOUT_S)
+    except ray.exceptions.GetTimeoutError:
+        stop_workers(workers)
+        raise RenderError(f"{what} did not finish within {START_TIMEOUT_S:g} s; the cluster is busy with other work") from None
+    except ray.exceptions.RayTaskError as exc:
+        stop_workers(workers)
+        if isinstance(exc.cause, GigacanvasError):
+            raise exc.cause from None
+        cause = exc.cause if exc.cause is not None else exc
+        raise RenderError(f"{what} failed: {cause.__class__.__name__}: {cause}") from None
+    except ray.exceptions.RayError as exc:
+        stop_workers(workers)
+        raise RenderError(f"{what} failed: {str(exc).splitlines()[-1]}") from None
+
+
+def start_workers(info, count: int, shape: ActorShape) -> tuple[list, list]:
+    """Create `count` workers and collect their device capabilities; no weights load yet."""
     from gigacanvas.actors.worker import worker_actor_class
 
     cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
     workers = [cls.remote(info, shape.threads) for _ in range(count)]
-    try:
-        ray.get([w.ready.remote() for w in workers], timeout=START_TIMEOUT_S)
-    except ray.exceptions.GetTimeoutError:
-        stop_workers(workers)
-        raise RenderError(
-            f"{count} actor(s) of {shape.describe()} did not start within {START_TIMEOUT_S:g} s; "
-            "the cluster is busy with other work"
-        ) from None
-    except ray.exceptions.RayError as exc:
-        stop_workers(workers)
-        raise RenderError(f"a worker failed to start: {str(exc).splitlines()[-1]}") from None
-    return workers
+    caps = _get([w.capabilities.remote() for w in workers], f"starting {count} actor(s) of {shape.describe()}", workers)
+    return workers, caps
+
+
+def load_workers(workers: list, precision: str) -> None:
+    """Load the model on every worker in `precision`, failing with the first worker's error."""
+    _get([w.load.remote(precision) for w in workers], "loading the model", workers)
 
 
 def stop_workers(workers: list) -> None:

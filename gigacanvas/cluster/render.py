@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from gigacanvas.actors.adapter import ModelInfo
-from gigacanvas.actors.loading import open_model
+from gigacanvas.actors.loading import check_weights_precision, open_model
+from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement
 from gigacanvas.cluster.decode import decode_latent, to_uint8
 from gigacanvas.cluster.spec import RenderSpec
@@ -37,6 +38,7 @@ class RenderResult:
     steps_run: int
     tiles_per_step: int
     actors: int
+    precision: str
     seconds: float
     denoise_seconds: float
     decode_seconds: float
@@ -53,7 +55,7 @@ class RenderResult:
     def summary(self) -> str:
         return (
             f"gigacanvas: {self.width}x{self.height}, {self.steps} steps, {self.tiles_per_step} tiles "
-            f"on {self.actors} actor(s): {self.seconds_per_step:.2f} s/step, "
+            f"on {self.actors} actor(s) in {self.precision}: {self.seconds_per_step:.2f} s/step, "
             f"{self.tiles_per_second:.1f} tiles/s, decode {self.decode_seconds:.1f} s, "
             f"total {self.seconds:.1f} s -> {self.out}"
         )
@@ -92,8 +94,8 @@ def _check_output(spec: RenderSpec) -> None:
             raise UsageError(f"out {spec.out} exists and holds another picture; pass --overwrite or another --out")
 
 
-def _open_store(spec: RenderSpec, info: ModelInfo, notify: Callable[[str], None]) -> tuple[LatentStore, bool]:
-    """The store for `spec`: (store, resumed). Refuses a store of another render."""
+def _open_store(spec: RenderSpec, info: ModelInfo) -> tuple[LatentStore, bool]:
+    """The store for `spec`: (store, resumable). Refuses a store of another render."""
     store = LatentStore(spec.store_url)
     if store.exists() and not spec.overwrite:
         attrs = store.attrs()
@@ -107,38 +109,57 @@ def _open_store(spec: RenderSpec, info: ModelInfo, notify: Callable[[str], None]
                 f"store {spec.store_url} holds a render of another spec (differs in {', '.join(diff)}); "
                 "pass --overwrite to replace it or --store for a new one"
             )
-        notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
         return store, True
     return store, False
+
+
+def _check_resumed_precision(store: LatentStore, spec: RenderSpec, mode: str) -> None:
+    theirs = store.attrs().get("precision")
+    if theirs != mode:
+        raise UsageError(
+            f"store {spec.store_url} was rendered in {theirs} but --precision {spec.precision} runs {mode} here; "
+            f"pass --precision {theirs} to resume it, or --overwrite"
+        )
 
 
 def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None] = _stderr) -> RenderResult:
     """Render `spec` and write its picture; returns paths and timings.
 
     Usable from a notebook or a Ray job: it joins the Ray cluster that is already initialised, or
-    the one at `spec.address` / RAY_ADDRESS, or starts a local one.
+    the one at `spec.address` / RAY_ADDRESS, or starts a local one. Nothing is written until the
+    model, sizes, store, output, cluster capacity and precision have all been accepted.
     """
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
     if spec.model is None:
         notify("gigacanvas: no --model given; using the built-in tiny random-weight SD3.5-layout model (its pictures are noise)")
-    info = open_model(spec.model)
+    info = open_model(spec.model, spec.base_model)
     spec = resolve(spec, info)
     _check_output(spec)
     lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
     grid = plan_tiles(lat_h, lat_w, spec.tile_size // info.vae_scale_factor, spec.tile_overlap // info.vae_scale_factor)
-    store, resumed = _open_store(spec, info, notify)
+    store, resumable = _open_store(spec, info)
 
     placement.connect(spec.address)
     count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
-    if not resumed:
-        store.create(spec.content(), info.fingerprint, info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
-        store.write_noise(initial_noise(spec.seed, info.latent_channels, lat_h, lat_w))
-
-    workers = placement.start_workers(info, count, shape)
+    workers, caps = placement.start_workers(info, count, shape)
     try:
         import ray
+
+        mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
+        weights_note = check_weights_precision(info, mode, spec.strict_precision)
+        for line in (note, weights_note):
+            if line:
+                notify(line)
+        if resumable:
+            _check_resumed_precision(store, spec, mode)
+            notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
+        else:
+            store.create(spec.content(), info.fingerprint, info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
+            store.set_attrs(precision=mode)
+            store.write_noise(initial_noise(spec.seed, info.latent_channels, lat_h, lat_w))
+        placement.load_workers(workers, mode)
 
         disable = None if progress else True
         t0 = time.perf_counter()
@@ -173,7 +194,7 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
         t2 = time.perf_counter()
     finally:
         placement.stop_workers(workers)
-    write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line())
+    write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
     return RenderResult(
         out=spec.out,
         store=spec.store_url,
@@ -183,6 +204,7 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
         steps_run=steps_run,
         tiles_per_step=len(grid),
         actors=count,
+        precision=mode,
         seconds=time.perf_counter() - started,
         denoise_seconds=t1 - t0,
         decode_seconds=t2 - t1,
@@ -193,4 +215,4 @@ def _make_scheduler(info: ModelInfo, steps: int, lat_h: int, lat_w: int):
     from gigacanvas.actors.loading import load_adapter
 
     # The driver builds the scheduler from config only; no weights are loaded here.
-    return load_adapter(info, "cpu").make_scheduler(steps, lat_h, lat_w)
+    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, lat_h, lat_w)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gigacanvas.actors.precision import MODES
 from gigacanvas.errors import UsageError
 
 ALIGN_PX = 16  # SD3: VAE factor 8 x patch 2; the model check re-validates against its own value
@@ -46,7 +47,10 @@ class RenderSpec:
     steps: int = 28
     guidance: float = 7.0
     seed: int = 0
-    model: str | None = None  # a diffusers SD3/SD3.5 folder; None: the built-in tiny model
+    model: str | None = None  # SD3/SD3.5 folder, hub id or .safetensors file; None: the tiny model
+    base_model: str | None = None  # with a single-file model: the folder with VAE, encoders, configs
+    precision: str = "auto"  # see actors/precision.py
+    strict_precision: bool = False  # fail instead of falling back to another precision
     tile_size: int | None = None  # None: the model's native size
     tile_overlap: int | None = None  # None: an eighth of the tile
     tile_batch: int = 2
@@ -80,6 +84,8 @@ class RenderSpec:
                     f"tile_overlap {self.tile_overlap} must be smaller than tile_size {self.tile_size}; "
                     f"try {self.tile_size // 8}"
                 )
+        if self.precision not in MODES:
+            raise UsageError(f"precision {self.precision!r} is not one of {', '.join(MODES)}")
         if self.tile_batch < 1:
             raise UsageError(f"tile_batch {self.tile_batch} must be at least 1")
         if self.vae_tile_size is not None and self.vae_tile_size != 0:
@@ -103,14 +109,14 @@ class RenderSpec:
         """Every field but the local paths: what a picture carries for `--spec picture.png`."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
 
-    def parameters_line(self) -> str:
+    def parameters_line(self, precision: str) -> str:
         """An A1111-style `parameters` text, the de facto format image tools read."""
         model = Path(self.model).name if self.model else "gigacanvas-tiny-sd3"
         return (
             f"{self.prompt}\nNegative prompt: {self.negative_prompt}\n"
             f"Steps: {self.steps}, Sampler: Euler (flow matching), CFG scale: {self.guidance}, "
             f"Seed: {self.seed}, Size: {self.width}x{self.height}, Model: {model}, "
-            f"Tile size: {self.tile_size}, Tile overlap: {self.tile_overlap}"
+            f"Tile size: {self.tile_size}, Tile overlap: {self.tile_overlap}, Precision: {precision}"
         )
 
     def replace(self, **changes: Any) -> RenderSpec:

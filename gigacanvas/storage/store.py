@@ -99,6 +99,9 @@ class LatentStore:
         )
         self._group = group
 
+    def set_attrs(self, **attrs: Any) -> None:
+        self.group.attrs.update(attrs)
+
     def write_noise(self, noise: np.ndarray) -> None:
         self.group["noise"][...] = noise
         self.group["latent"][...] = noise

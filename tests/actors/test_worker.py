@@ -10,6 +10,7 @@ from gigacanvas.actors.worker import Worker
 @pytest.fixture(scope="module")
 def worker(tiny_model):
     w = Worker(open_model(tiny_model), threads=1)
+    w.load("fp32")
     w.set_conditioning(w.encode("a red fox", "blurry", 4.0))
     return w
 
@@ -33,6 +34,10 @@ def test_decode_scales_to_pixels(worker):
     assert pixels.shape == (1, 3, 64, 96)
 
 
-def test_predict_needs_conditioning(tiny_model):
+def test_predict_needs_conditioning_and_decode_needs_load(tiny_model):
+    worker = Worker(open_model(tiny_model))
+    with pytest.raises(RuntimeError, match="load must run"):
+        worker.decode(np.zeros((1, 16, 8, 8), np.float32))
+    worker.load("fp32")
     with pytest.raises(RuntimeError, match="set_conditioning"):
-        Worker(open_model(tiny_model)).predict(np.zeros((1, 16, 8, 8), np.float32), 1.0, 1.0)
+        worker.predict(np.zeros((1, 16, 8, 8), np.float32), 1.0, 1.0)

@@ -41,7 +41,7 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
 
     from gigacanvas.actors.loading import open_model
     from gigacanvas.cluster.decode import decode_latent
-    from gigacanvas.cluster.placement import ActorShape, start_workers, stop_workers
+    from gigacanvas.cluster.placement import ActorShape, load_workers, start_workers, stop_workers
     from gigacanvas.tiling import initial_noise
 
     args = dict(prompt="a lighthouse", negative_prompt="fog", width=256, height=192, steps=3, guidance=4.5, seed=11)
@@ -68,8 +68,9 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
     ref_image = pipe(**call, output_type="np").images[0]
 
     info = open_model(tiny_model)
-    workers = start_workers(info, 1, ActorShape(0.5, 0, 1))
+    workers, _ = start_workers(info, 1, ActorShape(0.5, 0, 1))
     try:
+        load_workers(workers, "fp32")
         pixels = decode_latent(workers, latent, 8, 0)
     finally:
         stop_workers(workers)

@@ -1,0 +1,181 @@
+"""SD3 transformer checkpoints in safetensors: inspect, load (FP8-scaled included), convert.
+
+Files met in the wild, all handled here:
+- diffusers layout (`transformer_blocks.N...`), as in a pipeline folder or written by `convert`;
+- the original SD3 layout (`joint_blocks.N...`, maybe under `model.diffusion_model.`, maybe a
+  whole checkpoint with VAE and text encoders beside it), mapped with diffusers' own converter;
+- float8_e4m3fn weights with a per-tensor scale under either spelling, `<module>.scale_weight`
+  (ComfyUI's `*_fp8_scaled` files) or `<module>.weight_scale` (diffusers/torchao), and an optional
+  `.scale_input`/`.input_scale` activation hint. The real weight is `fp8 * scale`; a loader that
+  drops the scale gives a grey or white picture without an error, so the tests render through
+  both spellings and compare against the unscaled model.
+- float8_e5m2 weights, recognised and reported (upcast exactly; never read as e4m3).
+Pickle formats never reach this module (see `loading.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from gigacanvas.errors import UsageError
+
+FORMAT = "gigacanvas-sd3-transformer"
+SCALE_NAMES = ("scale_weight", "weight_scale")
+INPUT_SCALE_NAMES = ("scale_input", "input_scale")
+MARKERS = ("scaled_fp8",)  # ComfyUI's flag tensor: carries no weights
+ORIGINAL_PREFIX = "model.diffusion_model."
+FP8_MAX = 448.0  # largest finite float8_e4m3fn
+CONVERT_PRECISIONS = ("fp8", "bf16", "fp16", "fp32")
+_DTYPE_NAMES = {"F8_E4M3": "fp8", "F8_E5M2": "fp8-e5m2", "BF16": "bf16", "F16": "fp16", "F32": "fp32"}
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a transformer file holds, read from its header alone."""
+
+    path: str
+    layout: str  # "diffusers" or "original"
+    precision: str  # "fp8", "fp8-e5m2", "bf16", "fp16", "fp32"
+    scale_name: str | None  # which per-tensor scale spelling it uses, if any
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict | None:
+        """The transformer config `convert` embeds, so a file is usable with any base folder."""
+        text = self.metadata.get("transformer_config")
+        return json.loads(text) if text else None
+
+
+def _open(path: str | Path):
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: one clear line either way
+        detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise UsageError(f"model {path} is not a readable safetensors file ({detail}); is it truncated or corrupt?") from exc
+
+
+def _is_transformer_key(key: str, layout: str) -> bool:
+    return key.startswith(ORIGINAL_PREFIX) or layout == "diffusers" or not key.startswith(
+        ("first_stage_model.", "text_encoders.", "cond_stage_model.", "conditioner.")
+    )
+
+
+def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
+    """Layout, precision and scale spelling of a transformer file; refuses files that aren't one."""
+    with _open(path) as f:
+        keys = list(f.keys())
+        metadata = dict(f.metadata() or {})
+        if any(k.startswith("transformer_blocks.") for k in keys):
+            layout = "diffusers"
+        elif any(k.removeprefix(ORIGINAL_PREFIX).startswith("joint_blocks.") for k in keys):
+            layout = "original"
+        else:
+            raise UsageError(f"model {path} holds no SD3 transformer weights (no transformer_blocks or joint_blocks)")
+        weights = [k for k in keys if k.endswith(".weight") and _is_transformer_key(k, layout)]
+        kinds = {_DTYPE_NAMES.get(f.get_slice(k).get_dtype(), "other") for k in weights}
+    scale_name = next((s for s in SCALE_NAMES if any(k.endswith("." + s) for k in keys)), None)
+    for precision in ("fp8", "fp8-e5m2", "bf16", "fp16", "fp32"):
+        if precision in kinds:
+            break
+    else:
+        raise UsageError(f"model {path} has transformer weights of no float type gigacanvas knows")
+    if metadata.get("format") == FORMAT and metadata.get("precision") not in (None, precision):
+        raise UsageError(
+            f"model {path} says its precision is {metadata['precision']} but its weights are {precision}; it is damaged"
+        )
+    return CheckpointInfo(str(path), layout, precision, scale_name, metadata)
+
+
+def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]]:
+    """(diffusers key, tensor) pairs, FP8 weights dequantised with their scales.
+
+    `dtype_for(key)` picks each tensor's dtype as it is read, so a diffusers-layout file streams
+    with peak memory near the loaded model's size. Original-layout files are dequantised whole
+    (in the compute dtype) because diffusers' converter needs every key at once.
+    """
+    import torch
+
+    with _open(info.path) as f:
+        keys = [k for k in f.keys() if _is_transformer_key(k, info.layout)]
+        scales = {}
+        for key in keys:
+            for name in SCALE_NAMES:
+                if key.endswith("." + name):
+                    scales[key[: -len(name)] + "weight"] = key
+        skip = set(scales.values()) | {k for k in keys if k.endswith(tuple("." + n for n in INPUT_SCALE_NAMES))}
+        skip |= {k for k in keys if k in MARKERS}
+
+        def read(key: str):
+            tensor = f.get_tensor(key)
+            if tensor.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+                tensor = tensor.to(torch.float32)
+                if key in scales:
+                    tensor = tensor * f.get_tensor(scales[key]).to(torch.float32).reshape(())
+            return tensor
+
+        if info.layout == "diffusers":
+            for key in keys:
+                if key not in skip:
+                    yield key, read(key).to(dtype_for(key))
+            return
+        from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
+
+        fallback = dtype_for("")
+        original = {k.removeprefix(ORIGINAL_PREFIX): read(k).to(fallback) for k in keys if k not in skip}
+    for key, tensor in convert_sd3_transformer_checkpoint_to_diffusers(original).items():
+        yield key, tensor.to(dtype_for(key))
+
+
+def _quantise(weight):
+    """Per-tensor scaled float8_e4m3fn: `fp8 * scale` reproduces `weight` to FP8 precision."""
+    import torch
+
+    w = weight.to(torch.float32)
+    scale = (w.abs().max() / FP8_MAX).clamp(min=1e-12)
+    return (w / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale.reshape(1)
+
+
+def write_checkpoint(
+    tensors: Iterator[tuple[str, object]],
+    linear_weights: set[str],
+    dst: str | Path,
+    precision: str,
+    scale_name: str,
+    metadata: dict[str, str],
+) -> Path:
+    """Write a transformer file in `precision`, atomically (temp file, then rename).
+
+    FP8 goes to the weights of `linear_weights` (the Linears outside the precision skip list),
+    each with a per-tensor scale; everything else is stored in bf16.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    if precision not in CONVERT_PRECISIONS:
+        raise UsageError(f"precision {precision!r} cannot be written; choose one of {', '.join(CONVERT_PRECISIONS)}")
+    if scale_name not in SCALE_NAMES:
+        raise UsageError(f"scale name {scale_name!r} is not one of {', '.join(SCALE_NAMES)}")
+    plain = {"fp8": torch.bfloat16, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision]
+    out = {}
+    for key, tensor in tensors:
+        if precision == "fp8" and key in linear_weights:
+            out[key], out[key[: -len("weight")] + scale_name] = _quantise(tensor)
+        else:
+            out[key] = tensor.to(plain).contiguous()
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        save_file(out, tmp, metadata={**metadata, "format": FORMAT, "precision": precision})
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst

@@ -1,0 +1,150 @@
+"""Precision modes: what each means, what a device supports, and how a model is put in one.
+
+Modes, fastest first where the hardware has them:
+- `fp8-compute`: FP8 matrix multiplies (torchao's float8 dynamic-activation config), CUDA
+  compute capability 8.9+ only;
+- `fp8`: weights stored as float8_e4m3fn, computed in bf16 (fp32 on the CPU), with diffusers'
+  layerwise casting: half of bf16's weight memory, bf16's maths;
+- `bf16`, `fp16`, `fp32`: plain dtypes.
+`auto` picks the fastest mode the device supports. A mode the device lacks falls back along
+`FALLBACK` with a one-line reason, or fails under `--strict-precision`.
+
+Which layers stay in higher precision, and why (`FP8_SKIP_PATTERNS`): the patch embedding and
+positional table (`pos_embed`), the timestep/pooled-text embedding MLPs (`time_text_embed`), the
+text input projection (`context_embedder`), the last modulation and projection (`norm_out`,
+`proj_out`): together about 1.6% of SD3.5 Large's weights, and the layers whose errors are not
+averaged away by later blocks. The RMS/LayerNorms are not Linears, so they are never cast. Unlike
+diffusers' default patterns, which skip every module whose name contains "norm", the adaLN
+modulation Linears (`norm1.linear`, `norm1_context.linear`, about a third of the weights) are
+cast: they are plain matrix multiplies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gigacanvas.errors import UsageError
+
+MODES = ("auto", "fp8", "fp8-compute", "bf16", "fp16", "fp32")
+FALLBACK = {"fp8-compute": "fp8", "fp8": "bf16", "bf16": "fp32", "fp16": "fp32"}
+FP8_SKIP_PATTERNS = ("pos_embed", "time_text_embed", "context_embedder", "norm_out", "^proj_out$")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one actor's device can do, reported by the actor before any weights load."""
+
+    device: str  # "cpu" or "cuda"
+    device_name: str
+    cuda_capability: tuple[int, int] | None = None
+    has_float8: bool = True
+    has_torchao: bool = False
+
+
+def probe() -> Capabilities:
+    """This process's device capabilities."""
+    import importlib.util
+
+    import torch
+
+    has_float8 = hasattr(torch, "float8_e4m3fn")
+    has_torchao = importlib.util.find_spec("torchao") is not None
+    if torch.cuda.is_available():
+        return Capabilities(
+            "cuda", torch.cuda.get_device_name(0), tuple(torch.cuda.get_device_capability(0)), has_float8, has_torchao
+        )
+    import platform
+
+    return Capabilities("cpu", platform.processor() or platform.machine(), None, has_float8, has_torchao)
+
+
+def unsupported_reason(mode: str, caps: Capabilities) -> str | None:
+    """Why `mode` cannot run on `caps`, or None when it can."""
+    if mode == "fp8-compute":
+        if caps.device != "cuda":
+            return f"no CUDA device ({caps.device} only)"
+        if caps.cuda_capability < (8, 9):
+            cc = ".".join(map(str, caps.cuda_capability))
+            return f"{caps.device_name} (compute capability {cc}) has no FP8 matrix units; 8.9+ needed"
+        if not caps.has_torchao:
+            return "torchao is not installed (pip install torchao)"
+    if mode == "fp8" and not caps.has_float8:
+        return "this torch has no float8_e4m3fn dtype"
+    if mode == "bf16" and caps.device == "cuda" and caps.cuda_capability < (8, 0):
+        return f"{caps.device_name} has no bf16 support"
+    return None
+
+
+def _auto(caps: Capabilities) -> str:
+    if caps.device == "cpu":
+        return "fp32"  # CPUs run fp32 fastest; lower precisions only save memory there
+    for mode in ("fp8-compute", "bf16", "fp16"):
+        if unsupported_reason(mode, caps) is None:
+            return mode
+    return "fp32"
+
+
+def resolve_precision(requested: str, caps: list[Capabilities], strict: bool = False) -> tuple[str, str | None]:
+    """The one mode every actor runs, and a one-line note when it differs from the request.
+
+    One mode for all actors, because precision changes the bits: a mixed cluster runs the mode the
+    least capable actor supports.
+    """
+    if requested not in MODES:
+        raise UsageError(f"precision {requested!r} is not one of {', '.join(MODES)}")
+    if requested == "auto":
+        ranked = list(FALLBACK) + ["fp32"]
+        return max((_auto(c) for c in caps), key=ranked.index), None
+    mode, reasons = requested, []
+    while True:
+        reason = next((r for c in caps if (r := unsupported_reason(mode, c)) is not None), None)
+        if reason is None:
+            break
+        reasons.append(f"{mode}: {reason}")
+        mode = FALLBACK[mode]
+    if mode == requested:
+        return mode, None
+    if strict:
+        raise UsageError(f"precision {requested} is not available ({'; '.join(reasons)}) and --strict-precision is set")
+    return mode, f"gigacanvas: precision {requested} is not available ({'; '.join(reasons)}); using {mode}"
+
+
+def dtypes(mode: str, device: str):
+    """(storage dtype, compute dtype) of the transformer's cast layers in `mode` on `device`."""
+    import torch
+
+    high = torch.float32 if device == "cpu" else torch.bfloat16
+    return {
+        "fp8": (torch.float8_e4m3fn, high),
+        "fp8-compute": (high, high),  # torchao swaps the Linears after loading
+        "bf16": (torch.bfloat16, torch.bfloat16),
+        "fp16": (torch.float16, torch.float16),
+        "fp32": (torch.float32, torch.float32),
+    }[mode]
+
+
+def is_fp8_layer(name: str) -> bool:
+    """Whether module `name` of the transformer is stored in FP8 (a Linear outside the skips)."""
+    import re
+
+    return not any(re.search(p, name) for p in FP8_SKIP_PATTERNS)
+
+
+def apply_precision(model, mode: str, device: str) -> None:
+    """Put a loaded transformer in `mode` (its weights already in the storage dtypes)."""
+    storage, compute = dtypes(mode, device)
+    if mode == "fp8":
+        from diffusers.hooks import apply_layerwise_casting
+
+        # Our own patterns, through the hook function: the model method would add diffusers'
+        # "norm" pattern back and leave the adaLN Linears in bf16.
+        apply_layerwise_casting(model, storage, compute, skip_modules_pattern=FP8_SKIP_PATTERNS)
+    elif mode == "fp8-compute":
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
+
+        import torch
+
+        def wanted(module, name: str) -> bool:
+            return isinstance(module, torch.nn.Linear) and is_fp8_layer(name)
+
+        quantize_(model, Float8DynamicActivationFloat8WeightConfig(), filter_fn=wanted)
