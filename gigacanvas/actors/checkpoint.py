@@ -16,13 +16,12 @@ Pickle formats never reach this module (see `loading.py`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from gigacanvas.errors import UsageError
+from gigacanvas.storage.atomic import atomic_path
 
 FORMAT = "gigacanvas-sd3-transformer"
 SCALE_NAMES = ("scale_weight", "weight_scale")
@@ -169,13 +168,6 @@ def write_checkpoint(
             out[key], out[key[: -len("weight")] + scale_name] = _quantise(tensor)
         else:
             out[key] = tensor.to(plain).contiguous()
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        save_file(out, tmp, metadata={**metadata, "format": FORMAT, "precision": precision})
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
+    with atomic_path(dst) as tmp:
+        save_file(out, str(tmp), metadata={**metadata, "format": FORMAT, "precision": precision})
+    return Path(dst)

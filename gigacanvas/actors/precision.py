@@ -130,9 +130,38 @@ def is_fp8_layer(name: str) -> bool:
     return not any(re.search(p, name) for p in FP8_SKIP_PATTERNS)
 
 
-def apply_precision(model, mode: str, device: str) -> None:
-    """Put a loaded transformer in `mode` (its weights already in the storage dtypes)."""
+def fp8_modules(model) -> set[str]:
+    """Names of the modules whose weights FP8 storage holds: the layer kinds diffusers'
+    layerwise casting handles (Linear, Conv, Embedding), minus the skip patterns."""
+    import torch
+
+    try:
+        from diffusers.hooks._common import _GO_LC_SUPPORTED_PYTORCH_LAYERS as castable
+    except ImportError:  # older diffusers: the same kinds, spelled out
+        castable = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)
+    return {name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name)}
+
+
+def weight_bytes(model, mode: str, device: str = "cuda") -> int:
+    """Bytes the model's parameters and buffers take in `mode` (works on the meta device)."""
+    import torch
+
     storage, compute = dtypes(mode, device)
+    stored = fp8_modules(model) if storage != compute else set()
+    total = 0
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        dtype = storage if name.rpartition(".")[0] in stored else compute
+        total += tensor.numel() * torch.empty((), dtype=dtype).element_size()
+    return total
+
+
+def apply_precision(model, mode: str, device: str, compute=None) -> None:
+    """Put a loaded transformer in `mode` (its weights already in the storage dtypes).
+
+    `compute` overrides the device's compute dtype (a benchmark laying out a GPU model on a CPU).
+    """
+    storage, default_compute = dtypes(mode, device)
+    compute = compute or default_compute
     if mode == "fp8":
         from diffusers.hooks import apply_layerwise_casting
 

@@ -19,7 +19,7 @@ import torch
 from gigacanvas.actors.adapter import ModelAdapter
 from gigacanvas.actors.checkpoint import inspect_checkpoint, iter_tensors
 from gigacanvas.actors.loading import transformer_files
-from gigacanvas.actors.precision import apply_precision, dtypes, is_fp8_layer
+from gigacanvas.actors.precision import apply_precision, dtypes, fp8_modules
 from gigacanvas.errors import UsageError
 
 
@@ -107,11 +107,6 @@ class SD3Adapter(ModelAdapter):
         from accelerate import init_empty_weights
         from diffusers import SD3Transformer2DModel
 
-        try:
-            from diffusers.hooks._common import _GO_LC_SUPPORTED_PYTORCH_LAYERS as castable
-        except ImportError:  # the layer kinds diffusers' layerwise casting handles
-            castable = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)
-
         if self.info.transformer_file:
             checkpoints = [inspect_checkpoint(self.info.transformer_file)]
             config = checkpoints[0].config
@@ -122,9 +117,7 @@ class SD3Adapter(ModelAdapter):
         with init_empty_weights(include_buffers=False):
             model = SD3Transformer2DModel.from_config(config)
         storage, compute = dtypes(self.precision, self.device)
-        stored = {
-            name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name)
-        } if storage != compute else set()
+        stored = fp8_modules(model) if storage != compute else set()
 
         def dtype_for(key: str):
             return storage if key.rpartition(".")[0] in stored else compute

@@ -7,13 +7,12 @@ Text chunks: `gigacanvas` holds the spec as JSON (what `--spec picture.png` read
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from gigacanvas.errors import UsageError
+from gigacanvas.storage.atomic import atomic_path
 
 SPEC_CHUNK = "gigacanvas"
 
@@ -27,16 +26,8 @@ def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) 
     info = PngInfo()
     info.add_text(SPEC_CHUNK, json.dumps(spec, sort_keys=True))
     info.add_text("parameters", parameters)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(image, mode="RGB").save(fh, format="PNG", pnginfo=info)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        Image.fromarray(image, mode="RGB").save(tmp, format="PNG", pnginfo=info)
     return path
 
 

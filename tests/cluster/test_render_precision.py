@@ -1,0 +1,97 @@
+"""Precision modes and FP8 files, end to end through `render` on the tiny model (CPU)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from gigacanvas import RenderSpec, UsageError, render
+from gigacanvas.actors.convert import convert_transformer
+
+ARGS = dict(prompt="a red fox in snow", negative_prompt="blurry", width=256, height=256, steps=2, guidance=4.5, seed=2, actors=1)
+
+
+def _pixels(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB")).astype(np.float64)
+
+
+def _psnr(a, b) -> float:
+    mse = ((a - b) ** 2).mean()
+    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+@pytest.fixture(scope="module")
+def fp32_pixels(tiny_model, ray_cluster, tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32") / "ref.png"
+    result = render(RenderSpec(model=tiny_model, precision="fp32", out=str(out), **ARGS), progress=False)
+    assert result.precision == "fp32"
+    return _pixels(out)
+
+
+@pytest.mark.parametrize(
+    "requested, runs, min_psnr, note",
+    [
+        ("auto", "fp32", float("inf"), None),
+        ("fp8", "fp8", 30, None),
+        ("fp8-compute", "fp8", 30, "precision fp8-compute is not available (fp8-compute: no CUDA device"),
+        ("bf16", "bf16", 25, None),
+        ("fp16", "fp16", 25, None),
+    ],
+)
+def test_every_mode_runs_or_falls_back_with_its_reason(requested, runs, min_psnr, note, tiny_model, fp32_pixels, tmp_path):
+    notes = []
+    out = tmp_path / "p.png"
+    result = render(RenderSpec(model=tiny_model, precision=requested, out=str(out), **ARGS), progress=False, notify=notes.append)
+    assert result.precision == runs
+    if note:
+        assert any(n.startswith("gigacanvas: " + note) and n.endswith(f"using {runs}") for n in notes), notes
+    else:
+        assert not any("not available" in n for n in notes)
+    psnr = _psnr(_pixels(out), fp32_pixels)
+    print(f"{requested} -> {runs}: PSNR vs fp32 {psnr:.1f} dB")
+    assert psnr >= min_psnr
+    with Image.open(out) as im:
+        assert f"Precision: {runs}" in im.text["parameters"]
+
+
+@pytest.mark.parametrize("scale_name", ["weight_scale", "scale_weight"])
+def test_scaled_fp8_files_render_like_the_unscaled_model(scale_name, tiny_model, fp32_pixels, tmp_path):
+    fp8 = convert_transformer(tiny_model, str(tmp_path / "t.safetensors"), "fp8", scale_name)
+    out = tmp_path / "p.png"
+    spec = RenderSpec(model=str(fp8), base_model=tiny_model, precision="fp8", strict_precision=True, out=str(out), **ARGS)
+    assert render(spec, progress=False).precision == "fp8"
+    psnr = _psnr(_pixels(out), fp32_pixels)
+    print(f"{scale_name}: PSNR vs fp32 {psnr:.1f} dB")
+    assert psnr >= 30
+
+
+def test_a_loader_that_misses_the_scale_would_fail_that_check(tiny_model, fp32_pixels, tmp_path):
+    fp8 = convert_transformer(tiny_model, str(tmp_path / "t.safetensors"), "fp8", "scale_weight")
+    tensors = {k: v for k, v in load_file(str(fp8)).items() if not k.endswith("scale_weight")}
+    save_file(tensors, str(tmp_path / "lost.safetensors"))
+    out = tmp_path / "p.png"
+    render(RenderSpec(model=str(tmp_path / "lost.safetensors"), base_model=tiny_model, precision="fp8", out=str(out), **ARGS), progress=False)
+    assert _psnr(_pixels(out), fp32_pixels) < 20
+
+
+@pytest.mark.parametrize(
+    "model, precision, message",
+    [
+        ("folder", "fp8-compute", "precision fp8-compute is not available"),
+        ("folder", "fp8", "stores fp32 weights, not float8_e4m3fn, and --strict-precision is set"),
+    ],
+)
+def test_strict_precision_refuses_before_writing_anything(model, precision, message, tiny_model, ray_cluster, tmp_path):
+    out = tmp_path / "p.png"
+    spec = RenderSpec(model=tiny_model, precision=precision, strict_precision=True, out=str(out), **ARGS)
+    with pytest.raises(UsageError, match=message):
+        render(spec, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_another_precision(tiny_model, ray_cluster, tmp_path, fp32_pixels):
+    out = tmp_path / "p.png"
+    render(RenderSpec(model=tiny_model, precision="fp8", out=str(out), **ARGS), progress=False)
+    with pytest.raises(UsageError, match="was rendered in fp8 but --precision bf16 runs bf16"):
+        render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
