@@ -6,7 +6,8 @@ Modes, fastest first where the hardware has them:
 - `fp8`: weights stored as float8_e4m3fn, computed in bf16 (fp32 on the CPU), with diffusers'
   layerwise casting: half of bf16's weight memory, bf16's maths;
 - `bf16`, `fp16`, `fp32`: plain dtypes.
-`auto` picks the fastest mode the device supports. A mode the device lacks falls back along
+`auto` picks the fastest mode the device supports (fp8-compute, bf16 or fp16 on GPUs; bf16 on
+CPUs with native bf16, else fp32). A mode the device lacks falls back along
 `FALLBACK` with a one-line reason, or fails under `--strict-precision`.
 
 Which layers stay in higher precision, and why (`FP8_SKIP_PATTERNS`): the patch embedding and
@@ -39,6 +40,16 @@ class Capabilities:
     cuda_capability: tuple[int, int] | None = None
     has_float8: bool = True
     has_torchao: bool = False
+    cpu_bf16: bool = False  # the CPU multiplies bf16 natively (AVX512-BF16, AMX, Arm BF16)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = set(fh.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def probe() -> Capabilities:
@@ -55,7 +66,7 @@ def probe() -> Capabilities:
         )
     import platform
 
-    return Capabilities("cpu", platform.processor() or platform.machine(), None, has_float8, has_torchao)
+    return Capabilities("cpu", platform.processor() or platform.machine(), None, has_float8, has_torchao, _cpu_has_bf16())
 
 
 def unsupported_reason(mode: str, caps: Capabilities) -> str | None:
@@ -77,7 +88,9 @@ def unsupported_reason(mode: str, caps: Capabilities) -> str | None:
 
 def _auto(caps: Capabilities) -> str:
     if caps.device == "cpu":
-        return "fp32"  # CPUs run fp32 fastest; lower precisions only save memory there
+        # bf16 doubles matmul speed on CPUs with native bf16 (measured: benchmarks/fp8_speed.py);
+        # elsewhere it is emulated and slower than fp32. FP8 storage is slower still on a CPU.
+        return "bf16" if caps.cpu_bf16 else "fp32"
     for mode in ("fp8-compute", "bf16", "fp16"):
         if unsupported_reason(mode, caps) is None:
             return mode

@@ -4,6 +4,7 @@ from gigacanvas.actors.precision import FP8_SKIP_PATTERNS, Capabilities, is_fp8_
 from gigacanvas.errors import UsageError
 
 CPU = Capabilities("cpu", "x86_64")
+CPU_BF16 = Capabilities("cpu", "x86_64", cpu_bf16=True)
 H100 = Capabilities("cuda", "NVIDIA H100", (9, 0), has_torchao=True)
 H100_NO_TORCHAO = Capabilities("cuda", "NVIDIA H100", (9, 0), has_torchao=False)
 A100 = Capabilities("cuda", "NVIDIA A100", (8, 0), has_torchao=True)
@@ -11,7 +12,7 @@ V100 = Capabilities("cuda", "Tesla V100", (7, 0), has_torchao=True)
 
 
 @pytest.mark.parametrize(
-    "caps, mode", [([CPU], "fp32"), ([H100], "fp8-compute"), ([A100], "bf16"), ([V100], "fp16"), ([H100, A100], "bf16")]
+    "caps, mode", [([CPU], "fp32"), ([CPU_BF16], "bf16"), ([CPU, CPU_BF16], "fp32"), ([H100], "fp8-compute"), ([A100], "bf16"), ([V100], "fp16"), ([H100, A100], "bf16")]
 )
 def test_auto_is_the_fastest_mode_every_actor_has(caps, mode):
     assert resolve_precision("auto", caps) == (mode, None)

@@ -46,7 +46,9 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
 
     args = dict(prompt="a lighthouse", negative_prompt="fog", width=256, height=192, steps=3, guidance=4.5, seed=11)
     result = render(
-        RenderSpec(model=tiny_model, tile_size=256, vae_tile_size=0, actors=1, out=str(tmp_path / "r.png"), **args),
+        RenderSpec(
+            model=tiny_model, tile_size=256, vae_tile_size=0, actors=1, precision="fp32", out=str(tmp_path / "r.png"), **args
+        ),
         progress=False,
     )
     assert result.tiles_per_step == 1
