@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -37,23 +38,23 @@ def test_folder_without_index_is_refused(tmp_path):
         open_model(str(tmp_path))
 
 
-def test_component_with_pickle_weights_only_is_refused(tiny_model, tmp_path):
-    import shutil
-
+@pytest.fixture
+def model_copy(tiny_model, tmp_path):
+    """A writable copy of the tiny model and the path of its VAE weights."""
     copy = tmp_path / "m"
     shutil.copytree(tiny_model, copy)
-    weights = next((copy / "vae").glob("*.safetensors"))
+    return copy, next((copy / "vae").glob("*.safetensors"))
+
+
+def test_component_with_pickle_weights_only_is_refused(model_copy):
+    copy, weights = model_copy
     weights.rename(copy / "vae" / "diffusion_pytorch_model.bin")
     with pytest.raises(UsageError, match="no safetensors weights in vae/.*pickle"):
         open_model(str(copy))
 
 
-def test_fingerprint_changes_with_weights(tiny_model, tmp_path):
-    import shutil
-
-    copy = tmp_path / "m"
-    shutil.copytree(tiny_model, copy)
-    weights = next((copy / "vae").glob("*.safetensors"))
+def test_fingerprint_changes_with_weights(model_copy, tiny_model):
+    copy, weights = model_copy
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
