@@ -76,6 +76,8 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     overlap = spec.tile_overlap if spec.tile_overlap is not None else tile // 8 // 8 * 8
     if overlap % info.vae_scale_factor:
         raise UsageError(f"tile_overlap {overlap} is not a multiple of {info.vae_scale_factor} for this model")
+    if overlap >= tile:
+        raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {tile // 8 // 8 * 8}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
     return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
 
@@ -87,7 +89,8 @@ def _check_output(spec: RenderSpec) -> None:
     if out.exists() and not spec.overwrite:
         try:
             theirs = read_png_spec(out)
-            same = all(theirs.get(k) == v for k, v in spec.content().items())
+            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model}
+            same = all(theirs.get(k) == v for k, v in ours.items())
         except UsageError:
             same = False
         if not same:

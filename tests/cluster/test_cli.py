@@ -69,6 +69,7 @@ BAD_INPUTS = {
     "width not multiple of 16": (lambda t: ["--width", "1000"], "width 1000 is not a positive multiple of 16; try 1008"),
     "height not multiple of 16": (lambda t: ["--height", "520"], "height 520"),
     "overlap >= tile": (lambda t: ["--tile-size", "256", "--tile-overlap", "256"], "must be smaller than tile_size"),
+    "overlap >= native tile": (lambda t: ["--tile-overlap", "512"], "tile_overlap 512 must be smaller than tile_size 256"),
     "steps < 1": (lambda t: ["--steps", "0"], "steps 0 must be at least 1"),
     "missing model": (lambda t: ["--model", str(t / "nope")], "does not exist"),
     "non-SD3 model folder": (lambda t: _model_folder(t, "sdxl"), "StableDiffusionXLPipeline folder"),
