@@ -123,9 +123,13 @@ class SD3Adapter(ModelAdapter):
             return storage if key.rpartition(".")[0] in stored else compute
 
         state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
-        result = model.load_state_dict(state, strict=False, assign=True)
+        source = self.info.transformer_file or self._path("transformer")
+        try:
+            result = model.load_state_dict(state, strict=False, assign=True)
+        except RuntimeError as exc:  # shape mismatches: a checkpoint of another size of model
+            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
+            raise UsageError(f"model {source} does not fit the SD3 transformer config ({detail})") from None
         if result.missing_keys or result.unexpected_keys:
-            source = self.info.transformer_file or self._path("transformer")
             detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
             raise UsageError(f"model {source} does not fit the SD3 transformer config (mismatched keys: {detail})")
         return model

@@ -157,12 +157,13 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
                 notify(line)
         if resumable:
             _check_resumed_precision(store, spec, mode)
+        placement.load_workers(workers, mode)
+        if resumable:
             notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
         else:
             store.create(spec.content(), info.fingerprint, info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
             store.set_attrs(precision=mode)
             store.write_noise(initial_noise(spec.seed, info.latent_channels, lat_h, lat_w))
-        placement.load_workers(workers, mode)
 
         disable = None if progress else True
         t0 = time.perf_counter()

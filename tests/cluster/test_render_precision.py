@@ -98,3 +98,15 @@ def test_resume_refuses_another_precision(tiny_model, ray_cluster, tmp_path, fp3
     render(RenderSpec(model=tiny_model, precision="fp8", out=str(out), **ARGS), progress=False)
     with pytest.raises(UsageError, match="was rendered in fp8 but --precision bf16 runs bf16"):
         render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
+
+
+def test_a_file_of_another_architecture_is_refused_before_anything_is_written(tiny_model, ray_cluster, tmp_path):
+    fp8 = convert_transformer(tiny_model, str(tmp_path / "t.safetensors"), "fp8")
+    tensors = load_file(str(fp8))
+    tensors["proj_out.weight"] = tensors["proj_out.weight"][:-1]  # one output row short
+    save_file(tensors, str(tmp_path / "other.safetensors"))
+    out = tmp_path / "p.png"
+    spec = RenderSpec(model=str(tmp_path / "other.safetensors"), base_model=tiny_model, out=str(out), **ARGS)
+    with pytest.raises(UsageError, match="does not fit the SD3 transformer config .*size mismatch for proj_out.weight"):
+        render(spec, progress=False)
+    assert not out.exists() and not (tmp_path / "p.zarr").exists()
