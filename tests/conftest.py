@@ -7,10 +7,13 @@ cluster; renders connect to it because `render` reuses an initialised Ray.
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("GIGACANVAS_ACTOR_START_TIMEOUT", "120")
+# The built-in model's cache goes to a temp folder: tests never write to the user's home.
+os.environ["GIGACANVAS_CACHE"] = tempfile.mkdtemp(prefix="gigacanvas-test-cache-")
 
 
 @pytest.fixture(scope="session")
