@@ -206,8 +206,8 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
 def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | None:
     """Refuse (strict) or report a transformer file that is not stored as `mode` asks."""
     source = info.transformer_file or info.path
-    wants_fp8 = mode in ("fp8", "fp8-compute")
-    if strict and wants_fp8 and info.weights_precision != "fp8":
+    # fp8-compute quantises whatever it loads (torchao), so only fp8 storage insists on an FP8 file
+    if strict and mode == "fp8" and info.weights_precision != "fp8":
         kind = "E5M2 (float8_e5m2)" if info.weights_precision == "fp8-e5m2" else info.weights_precision
         raise UsageError(
             f"model {source} stores {kind} weights, not float8_e4m3fn, and --strict-precision is set; "
