@@ -1,8 +1,9 @@
 """Finding, checking and fingerprinting a model before any actor loads it.
 
-Everything that can be wrong with `--model` is caught here, in the driver, from config files alone:
-a missing path, a pickle checkpoint (refused: unpickling runs code), a folder of another pipeline,
-components without safetensors weights. Actors then load a model that is known to be usable.
+Everything that can be wrong with `--model` is caught here, in the driver, from configs and
+safetensors headers alone: a missing path or unreachable hub id, a pickle checkpoint (refused:
+unpickling runs code), a folder of another pipeline, components without safetensors weights, a
+damaged or non-transformer single file. Actors then load a model that is known to be usable.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,7 +59,7 @@ def tiny_model_path() -> Path:
     try:
         tmp.rename(path)
     except OSError:  # another process built it first; theirs is as good as ours
-        pass
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
