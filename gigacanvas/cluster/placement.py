@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from gigacanvas.errors import RenderError, UsageError
 
 START_TIMEOUT_S = float(os.environ.get("GIGACANVAS_ACTOR_START_TIMEOUT", "300"))
+CONNECT_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,22 @@ class ActorShape:
         return f"{self.num_gpus:g} GPU" if self.num_gpus else f"{self.num_cpus:g} CPU"
 
 
+def _check_reachable(address: str) -> None:
+    """Ray retries an unanswered address for minutes; a TCP probe says at once that nobody is there."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"Ray address {address!r} is not host:port (or ray://host:port, auto)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); check --address or RAY_ADDRESS") from None
+
+
 def connect(address: str | None) -> None:
     """Join the given cluster, RAY_ADDRESS's, or start a local one; reuse an open connection."""
     import ray
@@ -36,6 +53,8 @@ def connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        _check_reachable(address)
     try:
         ray.init(
             address=address,

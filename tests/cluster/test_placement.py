@@ -58,3 +58,27 @@ def test_fake_gpu_nodes_get_one_gpu_per_actor(tmp_path):
     run = subprocess.run([sys.executable, "-c", FAKE_GPU_SCRIPT], capture_output=True, text=True, timeout=240)
     assert "default 3 1" in run.stdout, run.stderr[-2000:]
     assert "refused --actors 4 needs 1 GPU each" in run.stdout
+
+
+def test_an_address_nobody_answers_fails_at_once():
+    from gigacanvas.cluster.placement import _check_reachable
+
+    with pytest.raises(UsageError, match="no Ray cluster answers at 127.0.0.1:1"):
+        _check_reachable("127.0.0.1:1")
+    with pytest.raises(UsageError, match="no Ray cluster answers at ray://127.0.0.1:1"):
+        _check_reachable("ray://127.0.0.1:1")
+    with pytest.raises(UsageError, match="is not host:port"):
+        _check_reachable("headnode")
+    _check_reachable("auto")  # Ray's own discovery: nothing to probe
+
+
+def test_unreachable_address_through_the_console(tiny_model, tmp_path):
+    import subprocess
+    import sys
+
+    argv = ["render", "--prompt", "x", "--width", "256", "--height", "256", "--model", tiny_model,
+            "--address", "127.0.0.1:1", "--out", str(tmp_path / "a.png")]
+    run = subprocess.run([sys.executable, "-m", "gigacanvas", *argv], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "gigacanvas: error: no Ray cluster answers at 127.0.0.1:1 (Connection refused); check --address or RAY_ADDRESS"
+    assert list(tmp_path.iterdir()) == []
