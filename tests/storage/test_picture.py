@@ -33,3 +33,14 @@ def test_foreign_png_has_no_spec(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     with pytest.raises(UsageError, match="not a readable PNG"):
         read_png_spec(tmp_path / "broken.png")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        path = write_png(tmp_path / "p.png", np.zeros((2, 2, 3), np.uint8), {}, "")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644  # not mkstemp's owner-only 0o600
