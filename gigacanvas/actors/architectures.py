@@ -58,18 +58,17 @@ def random_transformer(config: dict, mode: str, device: str, std: float = 0.02, 
     """
     import torch
 
-    from gigacanvas.actors.precision import apply_precision, dtypes, fp8_modules
+    from gigacanvas.actors.precision import apply_precision, dtype_rule, dtypes
 
     model = meta_transformer(config)
-    storage, compute = dtypes(mode, device)
+    compute = dtypes(mode, device)[1]
     if compute_dtype is not None and mode == "fp8":  # e.g. a GPU's bf16 layout measured on a CPU
         compute = compute_dtype
-    stored = fp8_modules(model) if storage != compute else set()
+    dtype_for = dtype_rule(model, mode, device, compute)
     state = {}
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        dtype = storage if name.rpartition(".")[0] in stored else compute
         value = torch.empty(tensor.shape, dtype=compute, device=device).normal_(0.0, std)
-        state[name] = value.to(dtype)
+        state[name] = value.to(dtype_for(name))
     model.load_state_dict(state, strict=True, assign=True)
     del state
     apply_precision(model, mode, device, compute)

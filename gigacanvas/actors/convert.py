@@ -11,8 +11,8 @@ import json
 from itertools import chain
 from pathlib import Path
 
-from gigacanvas.actors.checkpoint import SCALE_NAMES, inspect_checkpoint, iter_tensors, write_checkpoint
-from gigacanvas.actors.loading import open_model, quiet_libraries, transformer_files
+from gigacanvas.actors.checkpoint import iter_tensors, write_checkpoint
+from gigacanvas.actors.loading import open_model, quiet_libraries, transformer_source
 from gigacanvas.actors.precision import is_fp8_layer
 from gigacanvas.errors import UsageError
 
@@ -33,12 +33,8 @@ def convert_transformer(
         raise UsageError(f"output {dst} must end in .safetensors")
     if not out.parent.is_dir():
         raise UsageError(f"output {dst}: folder {out.parent} does not exist")
-    if scale_name not in SCALE_NAMES:
-        raise UsageError(f"scale name {scale_name!r} is not one of {', '.join(SCALE_NAMES)}")
     info = open_model(src, base_model)
-    sources = [info.transformer_file] if info.transformer_file else transformer_files(Path(info.path))
-    checkpoints = [inspect_checkpoint(s) for s in sources]
-    config = checkpoints[0].config or json.loads((Path(info.path) / "transformer" / "config.json").read_text())
+    checkpoints, config = transformer_source(Path(info.path), info.transformer_file)
     with init_empty_weights():
         model = SD3Transformer2DModel.from_config(config)
     linear = {

@@ -128,6 +128,19 @@ def transformer_files(root: Path) -> list[Path]:
     return plain or files
 
 
+def transformer_source(root: Path, transformer_file: str | Path | None = None):
+    """(checkpoints, config) of the transformer: the single file if given, else the folder's shards.
+
+    A file written by `convert` carries its own config; otherwise the folder's config applies.
+    """
+    from gigacanvas.actors.checkpoint import inspect_checkpoint
+
+    sources = [transformer_file] if transformer_file else transformer_files(root)
+    checkpoints = [inspect_checkpoint(s) for s in sources]
+    config = checkpoints[0].config or _read_json(root / "transformer" / "config.json", "config")
+    return checkpoints, config
+
+
 def _download(repo: str, what: str) -> Path:
     """A hub id's SD3 folder (no root single files), or one clear line on why not."""
     try:
@@ -164,8 +177,6 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     `model` is a diffusers SD3/SD3.5 folder, a hub id, None (the tiny model), or a single-file
     `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`.
     """
-    from gigacanvas.actors.checkpoint import inspect_checkpoint
-
     transformer_file = None
     if model is None:
         root = tiny_model_path()
@@ -184,12 +195,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         if not (root / "model_index.json").exists():
             raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
     _check_sd3_folder(root, need_transformer=transformer_file is None)
-    if transformer_file:
-        checkpoint = inspect_checkpoint(transformer_file)
-        transformer = checkpoint.config or _read_json(root / "transformer" / "config.json", "config")
-    else:
-        checkpoint = inspect_checkpoint(transformer_files(root)[0])
-        transformer = _read_json(root / "transformer" / "config.json", "config")
+    checkpoints, transformer = transformer_source(root, transformer_file)
     vae = _read_json(root / "vae" / "config.json", "config")
     vae_scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
     return ModelInfo(
@@ -201,7 +207,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         patch_size=int(transformer["patch_size"]),
         native_tile_px=int(transformer["sample_size"]) * vae_scale,
         transformer_file=str(transformer_file.resolve()) if transformer_file else None,
-        weights_precision=checkpoint.precision,
+        weights_precision=checkpoints[0].precision,
     )
 
 

@@ -103,8 +103,6 @@ def resolve_precision(requested: str, caps: list[Capabilities], strict: bool = F
     One mode for all actors, because precision changes the bits: a mixed cluster runs the mode the
     least capable actor supports.
     """
-    if requested not in MODES:
-        raise UsageError(f"precision {requested!r} is not one of {', '.join(MODES)}")
     if requested == "auto":
         ranked = list(FALLBACK) + ["fp32"]
         return max((_auto(c) for c in caps), key=ranked.index), None
@@ -155,17 +153,26 @@ def fp8_modules(model) -> set[str]:
     return {name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name)}
 
 
+def dtype_rule(model, mode: str, device: str, compute=None):
+    """`dtype_for(tensor name)`: the storage dtype for tensors of FP8-stored modules, else the
+    compute dtype (`compute` overrides the device's). Loader, benchmarks and byte counts share it."""
+    storage, default_compute = dtypes(mode, device)
+    compute = compute or default_compute
+    stored = fp8_modules(model) if storage != compute else set()
+
+    def dtype_for(name: str):
+        return storage if name.rpartition(".")[0] in stored else compute
+
+    return dtype_for
+
+
 def weight_bytes(model, mode: str, device: str = "cuda") -> int:
     """Bytes the model's parameters and buffers take in `mode` (works on the meta device)."""
     import torch
 
-    storage, compute = dtypes(mode, device)
-    stored = fp8_modules(model) if storage != compute else set()
-    total = 0
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        dtype = storage if name.rpartition(".")[0] in stored else compute
-        total += tensor.numel() * torch.empty((), dtype=dtype).element_size()
-    return total
+    dtype_for = dtype_rule(model, mode, device)
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return sum(t.numel() * torch.empty((), dtype=dtype_for(name)).element_size() for name, t in tensors)
 
 
 def apply_precision(model, mode: str, device: str, compute=None) -> None:

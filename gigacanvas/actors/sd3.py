@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from gigacanvas.actors.adapter import ModelAdapter
-from gigacanvas.actors.checkpoint import inspect_checkpoint, iter_tensors
-from gigacanvas.actors.loading import transformer_files
-from gigacanvas.actors.precision import apply_precision, dtypes, fp8_modules
+from gigacanvas.actors.checkpoint import iter_tensors
+from gigacanvas.actors.loading import transformer_source
+from gigacanvas.actors.precision import apply_precision, dtype_rule, dtypes
 from gigacanvas.errors import UsageError
 
 
@@ -107,21 +107,10 @@ class SD3Adapter(ModelAdapter):
         from accelerate import init_empty_weights
         from diffusers import SD3Transformer2DModel
 
-        if self.info.transformer_file:
-            checkpoints = [inspect_checkpoint(self.info.transformer_file)]
-            config = checkpoints[0].config
-        else:
-            checkpoints = [inspect_checkpoint(p) for p in transformer_files(Path(self.info.path))]
-            config = None
-        config = config or json.loads(Path(self._path("transformer/config.json")).read_text())
+        checkpoints, config = transformer_source(Path(self.info.path), self.info.transformer_file)
         with init_empty_weights(include_buffers=False):
             model = SD3Transformer2DModel.from_config(config)
-        storage, compute = dtypes(self.precision, self.device)
-        stored = fp8_modules(model) if storage != compute else set()
-
-        def dtype_for(key: str):
-            return storage if key.rpartition(".")[0] in stored else compute
-
+        dtype_for = dtype_rule(model, self.precision, self.device)
         state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
         source = self.info.transformer_file or self._path("transformer")
         try:

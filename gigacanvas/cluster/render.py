@@ -73,11 +73,12 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         if value and value % align:
             raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
     tile = spec.tile_size or info.native_tile_px
-    overlap = spec.tile_overlap if spec.tile_overlap is not None else tile // 8 // 8 * 8
+    default_overlap = tile // 8 // 8 * 8  # an eighth of the tile, in whole VAE cells
+    overlap = spec.tile_overlap if spec.tile_overlap is not None else default_overlap
     if overlap % info.vae_scale_factor:
         raise UsageError(f"tile_overlap {overlap} is not a multiple of {info.vae_scale_factor} for this model")
     if overlap >= tile:
-        raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {tile // 8 // 8 * 8}")
+        raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
     return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
 

@@ -44,12 +44,16 @@ class LatentStore:
         self.protocol = _check_protocol(url)
         self._group = None
 
+    @property
+    def _options(self) -> dict | None:
+        # file:// URLs go through fsspec, which must be told to make the store's folders
+        return {"auto_mkdir": True} if self.protocol == "file" and "://" in self.url else None
+
     def _open(self, mode: str):
         import zarr
 
-        options = {"auto_mkdir": True} if self.protocol == "file" and "://" in self.url else None
         try:
-            return zarr.open_group(store=self.url, mode=mode, zarr_format=3, storage_options=options)
+            return zarr.open_group(store=self.url, mode=mode, zarr_format=3, storage_options=self._options)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             return None
         except Exception as exc:  # noqa: BLE001 - any backend failure is one clear line
@@ -81,7 +85,7 @@ class LatentStore:
                 store=self.url,
                 mode="w",
                 zarr_format=3,
-                storage_options={"auto_mkdir": True} if self.protocol == "file" and "://" in self.url else None,
+                storage_options=self._options,
             )
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"store {self.url} cannot be created ({exc.__class__.__name__}: {exc})") from exc
