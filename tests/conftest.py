@@ -10,6 +10,11 @@ import os
 import tempfile
 
 import pytest
+from hypothesis import settings
+
+# Shared 2-core machines: a property's examples must not fail on wall-clock deadlines.
+settings.register_profile("gigacanvas", deadline=None)
+settings.load_profile("gigacanvas")
 
 os.environ.setdefault("GIGACANVAS_ACTOR_START_TIMEOUT", "120")
 # The built-in model's cache goes to a temp folder: tests never write to the user's home.
@@ -31,6 +36,7 @@ def ray_cluster():
 
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    # address="local": a new cluster of our own, never one that another `ray start` left named
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()

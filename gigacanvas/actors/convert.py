@@ -15,12 +15,17 @@ from gigacanvas.actors.checkpoint import iter_tensors, write_checkpoint
 from gigacanvas.actors.loading import open_model, quiet_libraries, transformer_source
 from gigacanvas.actors.precision import is_fp8_layer
 from gigacanvas.errors import UsageError
+from gigacanvas.storage.atomic import check_writable_file
 
 
 def convert_transformer(
     src: str, dst: str, precision: str = "fp8", scale_name: str = "weight_scale", base_model: str | None = None
 ) -> Path:
-    """Convert `src` (an SD3 folder, hub id, or transformer file with `base_model`) to `dst`."""
+    """Convert `src` (an SD3 folder, hub id, or transformer file with `base_model`) to `dst`.
+
+    `dst` is checked before the model is read, and must lie outside the model's folder: a file
+    written into `transformer/` would become one more shard of the model it came from.
+    """
     quiet_libraries()
     import torch
     from accelerate import init_empty_weights
@@ -28,12 +33,12 @@ def convert_transformer(
 
     from gigacanvas import __version__
 
-    out = Path(dst)
+    out = check_writable_file(dst, "output")
     if out.suffix != ".safetensors":
         raise UsageError(f"output {dst} must end in .safetensors")
-    if not out.parent.is_dir():
-        raise UsageError(f"output {dst}: folder {out.parent} does not exist")
     info = open_model(src, base_model)
+    if out.resolve().is_relative_to(info.path):
+        raise UsageError(f"output {dst} is inside the model folder {info.path}; write it somewhere else")
     checkpoints, config = transformer_source(Path(info.path), info.transformer_file)
     with init_empty_weights():
         model = SD3Transformer2DModel.from_config(config)

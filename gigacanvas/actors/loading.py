@@ -3,27 +3,28 @@
 Everything that can be wrong with `--model` is caught here, in the driver, from configs and
 safetensors headers alone: a missing path or unreachable hub id, a pickle checkpoint (refused:
 unpickling runs code), a folder of another pipeline, components without safetensors weights, a
-damaged or non-transformer single file. Actors then load a model that is known to be usable.
+damaged or non-transformer single file, configs diffusers cannot build (see `configs.py`).
+Actors then load a model that is known to be usable.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import errno
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
+from gigacanvas.actors import configs
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
+from gigacanvas.actors.configs import read_json
+from gigacanvas.actors.fingerprint import cache_dir, fingerprint
 from gigacanvas.errors import UsageError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 SD3_PIPELINES = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
 SD3_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
-_FINGERPRINT_BYTES = 1 << 20
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
 
 def quiet_libraries() -> None:
@@ -40,69 +41,29 @@ def quiet_libraries() -> None:
         os.environ.setdefault(name, value)
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("GIGACANVAS_CACHE") or Path.home() / ".cache" / "gigacanvas"
-    return Path(root)
-
-
 def tiny_model_path() -> Path:
-    """The built-in tiny model, built once per machine (into a temp folder, then renamed)."""
-    path = _cache_dir() / "tiny-sd3"
+    """The built-in tiny model, built once per machine (all or nothing: see `build_tiny_model`)."""
+    path = cache_dir() / "tiny-sd3"
     if (path / "model_index.json").exists():
         return path
     from gigacanvas.actors.tiny import build_tiny_model
 
     quiet_libraries()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tiny-sd3-", dir=path.parent))
-    build_tiny_model(tmp)
     try:
-        tmp.rename(path)
-    except OSError:  # another process built it first; theirs is as good as ours
-        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny_model(path)
+    except OSError as exc:
+        if (path / "model_index.json").exists():  # another process built it first; theirs is as good
+            return path
+        raise UsageError(
+            f"the built-in tiny model cannot be written to {path} ({exc.strerror or exc}); "
+            "set GIGACANVAS_CACHE to a writable folder with 10 MB free"
+        ) from None
     return path
 
 
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"model {what} {path} is unreadable ({exc.__class__.__name__})") from exc
-
-
-def _digest_file(digest, file: Path) -> None:
-    size = file.stat().st_size
-    digest.update(str(size).encode())
-    with file.open("rb") as fh:
-        if file.suffix == ".json" or size <= 2 * _FINGERPRINT_BYTES:
-            digest.update(fh.read())
-        else:
-            digest.update(fh.read(_FINGERPRINT_BYTES))
-            fh.seek(-_FINGERPRINT_BYTES, os.SEEK_END)
-            digest.update(fh.read())
-
-
-def _fingerprint(root: Path, transformer_file: Path | None = None) -> str:
-    """A content hash of configs and weights that stays cheap for 16 GB checkpoints.
-
-    Configs are hashed whole; each weight file contributes its size, its first and its last MiB
-    (the safetensors header with every tensor's name, dtype and offset, plus real weight bytes).
-    """
-    digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        rel = file.relative_to(root).as_posix()
-        if rel.startswith(".") or (transformer_file and rel.startswith("transformer/")):
-            continue
-        digest.update(rel.encode())
-        _digest_file(digest, file)
-    if transformer_file:
-        digest.update(b"transformer-file")
-        _digest_file(digest, transformer_file)
-    return digest.hexdigest()[:16]
-
-
-def _check_sd3_folder(root: Path, need_transformer: bool = True) -> None:
-    index = _read_json(root / "model_index.json", "index")
+def _check_sd3_folder(root: Path, need_transformer: bool = True) -> dict:
+    """The folder's model_index.json, once its pipeline and components are known to be SD3's."""
+    index = read_json(root / "model_index.json", "index")
     cls = index.get("_class_name")
     if cls not in SD3_PIPELINES:
         raise UsageError(
@@ -119,6 +80,16 @@ def _check_sd3_folder(root: Path, need_transformer: bool = True) -> None:
             pickled = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
             hint = f" (it has {pickled[0]}, a pickle file, refused because loading it can run code)"
             raise UsageError(f"model {root} has no safetensors weights in {name}/{hint if pickled else ''}")
+    return index
+
+
+def _component_folders(index: dict) -> list[str]:
+    """The folders the pipeline loads: the index's components that are not `[null, null]`."""
+    return [
+        name
+        for name, value in index.items()
+        if isinstance(value, list) and value and value[0] and "/" not in name and not name.startswith((".", "_"))
+    ]
 
 
 def transformer_files(root: Path) -> list[Path]:
@@ -137,8 +108,13 @@ def transformer_source(root: Path, transformer_file: str | Path | None = None):
 
     sources = [transformer_file] if transformer_file else transformer_files(root)
     checkpoints = [inspect_checkpoint(s) for s in sources]
-    config = checkpoints[0].config or _read_json(root / "transformer" / "config.json", "config")
-    return checkpoints, config
+    try:
+        config = checkpoints[0].config
+    except ValueError:
+        raise UsageError(f"model {sources[0]} carries a transformer config that is not JSON; it is damaged") from None
+    if config is not None:
+        return checkpoints, configs.as_object(config, f"transformer config in {sources[0]}")
+    return checkpoints, read_json(root / "transformer" / "config.json", "config")
 
 
 def _download(repo: str, what: str) -> Path:
@@ -149,6 +125,10 @@ def _download(repo: str, what: str) -> Path:
         patterns = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model"]
         return Path(snapshot_download(repo, allow_patterns=patterns, etag_timeout=10))
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: all end the same way
+        if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:  # the local disk, not the hub
+            from huggingface_hub.constants import HF_HUB_CACHE
+
+            raise OSError(exc.errno, exc.strerror, exc.filename or HF_HUB_CACHE) from exc
         detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise UsageError(
             f"{what} {repo} is not a local path and could not be fetched from the Hugging Face hub ({detail}); "
@@ -194,21 +174,42 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
             root = _resolve_folder(base_model, "base model")
         if not (root / "model_index.json").exists():
             raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
-    _check_sd3_folder(root, need_transformer=transformer_file is None)
-    checkpoints, transformer = transformer_source(root, transformer_file)
-    vae = _read_json(root / "vae" / "config.json", "config")
-    vae_scale = 2 ** (len(vae.get("block_out_channels", [0] * 4)) - 1)
+    index = _check_sd3_folder(root, need_transformer=transformer_file is None)
+    checkpoints, config = transformer_source(root, transformer_file)
+    quiet_libraries()  # the checks below import diffusers
+    source = transformer_file or root / "transformer" / "config.json"
+    transformer = configs.check_transformer(config, str(source))
+    vae = configs.check_vae(root)
+    configs.check_pair(transformer, vae, root)
+    configs.check_scheduler(root)
+    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)  # as diffusers' SD3 pipeline computes it
+    table = transformer.get("pos_embed_max_size")  # latent patches per side; None: computed per size
     return ModelInfo(
         family="sd3",
         path=str(root.resolve()),
-        fingerprint=_fingerprint(root, transformer_file),
-        latent_channels=int(transformer["in_channels"]),
+        # last: the only step that reads every weight byte (once; then cached per file)
+        fingerprint=fingerprint(root, _component_folders(index), transformer_file),
+        latent_channels=transformer["in_channels"],
         vae_scale_factor=vae_scale,
-        patch_size=int(transformer["patch_size"]),
-        native_tile_px=int(transformer["sample_size"]) * vae_scale,
+        patch_size=transformer["patch_size"],
+        native_tile_px=transformer["sample_size"] * vae_scale,
         transformer_file=str(transformer_file.resolve()) if transformer_file else None,
         weights_precision=checkpoints[0].precision,
+        max_tile_px=table * transformer["patch_size"] * vae_scale if table else None,
     )
+
+
+def check_tile_size(info: ModelInfo, tile_px: int) -> None:
+    """Refuse a tile side the transformer's positional table cannot cover.
+
+    SD3 crops its table of `pos_embed_max_size` patches per side to each input; a larger tile
+    raises in every actor's first step, after the text encoders have already run.
+    """
+    if info.max_tile_px is not None and tile_px > info.max_tile_px:
+        raise UsageError(
+            f"tile_size {tile_px} is larger than this model's positional table allows ({info.max_tile_px} px); "
+            f"use --tile-size {info.max_tile_px} or less"
+        )
 
 
 def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | None:

@@ -13,7 +13,10 @@ vocabulary for T5 (a WordLevel T5 tokenizer does not survive a reload in transfo
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
+import tempfile
 from pathlib import Path
 
 import torch
@@ -147,7 +150,32 @@ def build_tiny_pipeline(seed: int = 0):
 
 
 def build_tiny_model(path: str | Path, seed: int = 0) -> Path:
-    """Write the tiny pipeline as a diffusers folder (safetensors weights) at `path`."""
+    """Write the tiny pipeline as a diffusers folder (safetensors weights) at `path`, all or nothing.
+
+    It is written into a hidden sibling folder and renamed into place, so a failure (a full disk)
+    leaves no half-written model that a later run would take for a whole one. `path` may be an
+    empty folder (the rename replaces it); a folder with files in it raises OSError (ENOTEMPTY),
+    which is how `tiny_model_path` sees that another process built it first. A failed write is an
+    OSError naming `path`.
+    """
+    from gigacanvas.storage.atomic import as_os_error
+
     path = Path(path)
-    build_tiny_pipeline(seed).save_pretrained(path, safe_serialization=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name[:64]}-", dir=path.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # a plain mkdir's mode, not mkdtemp's owner-only one
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        build_tiny_pipeline(seed).save_pretrained(tmp, safe_serialization=True)
+        tmp.rename(path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        named = as_os_error(exc, path)
+        if named is not None:
+            raise named from exc
+        raise
     return path

@@ -35,7 +35,7 @@ RENDER_FLAGS = (
     ("--store", str, "zarr store URL: a path, file://, memory://, s3://, gs:// (default: OUT.zarr)"),
     ("--out", str, "output PNG (default gigacanvas.png)"),
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
-    ("--address", str, "Ray cluster address (default: RAY_ADDRESS or a local cluster)"),
+    ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
 )
 
 
@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision"
     )
     render.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    render.add_argument(
+        "--dry-run", action="store_true", help="check everything, print the plan and exit without writing or starting Ray"
+    )
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
     demo.add_argument("path", help="folder to create")
     convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
@@ -68,28 +71,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.plan import plan
     from gigacanvas.cluster.render import render
     from gigacanvas.cluster.spec import build_spec
 
     flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
     flags = {name: getattr(args, name) for name in flags}
     spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
+    if args.dry_run:
+        print(plan(spec).describe())
+        return 0
     result = render(spec, progress=not args.no_progress)
     print(result.summary())
     return 0
 
 
 def _demo_model(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from gigacanvas.actors.loading import quiet_libraries
     from gigacanvas.actors.tiny import build_tiny_model
+    from gigacanvas.storage.atomic import check_writable_folder
 
     quiet_libraries()
-    path = Path(args.path)
-    if path.exists() and any(path.iterdir()):
-        raise UsageError(f"{path} exists and is not empty; choose a new folder")
-    build_tiny_model(path)
+    path = check_writable_folder(args.path, "demo-model")  # a file in the way, no write access
+    if path.is_dir() and any(path.iterdir()):
+        raise UsageError(f"demo-model {path} exists and is not empty; choose a new folder")
+    build_tiny_model(path)  # all or nothing; a full disk is an OSError naming `path`
     print(f"gigacanvas: tiny SD3.5-layout model written to {path} (random weights: pictures are noise)")
     return 0
 
@@ -103,16 +109,28 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import errno
+
+    from gigacanvas.cluster import signals
+
     try:
-        args = build_parser().parse_args(argv)
-        return {"render": _render, "demo-model": _demo_model, "convert": _convert}[args.command](args)
+        with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
+            args = build_parser().parse_args(argv)
+            return {"render": _render, "demo-model": _demo_model, "convert": _convert}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("gigacanvas: interrupted; run the same command again to resume from the store", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        code, line = signals.ending(exc)
+        print(line, file=sys.stderr)
+        return code
     except Exception as exc:  # noqa: BLE001 - a traceback reaching the user is a bug; keep it one line
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            # A full, read-only or forbidden disk is the user's to fix: name the path, no traceback.
+            doing = "accessing" if exc.errno == errno.EACCES else "writing"
+            where = f"{doing} {exc.filename}" if exc.filename else f"while {doing} a file (check --store and --out)"
+            print(f"gigacanvas: error: {os.strerror(exc.errno).lower()} {where}", file=sys.stderr)
+            return 2
         if os.environ.get("GIGACANVAS_DEBUG"):
             traceback.print_exc()
         print(f"gigacanvas: internal error: {exc.__class__.__name__}: {exc} (GIGACANVAS_DEBUG=1 shows more)", file=sys.stderr)
@@ -120,4 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    """The console script: owns this process's SIGINT/SIGTERM, so Ray's shutdown at exit cannot print a traceback."""
+    from gigacanvas.cluster import signals
+
+    signals.install()
+    code = main()
+    signals.settle(code)
+    sys.exit(code)

@@ -1,5 +1,12 @@
 """Connecting to Ray and placing the worker actors, failing fast when they can never fit.
 
+Which cluster is explicit: `--address` (or RAY_ADDRESS) names one, `auto` joins the one running on
+this machine, and no address at all starts a new local cluster. (Ray's own default joins whatever
+its `ray_current_cluster` file names: silently, or for minutes of retries when that cluster has
+died.) Before `ray.init` the address gets one gRPC question with a deadline, the GCS's
+GetClusterId or Ray Client's ping, because `ray.init` retries for minutes a port that answers
+nothing or speaks something else. Hand-written: Ray has no bounded connect.
+
 Ray queues an actor whose resources no node has and waits forever. Before creating any actor we
 compare the request with each alive node's total resources and refuse, with what is missing, a
 request that could never be placed; a request that fits but cannot start in time (a busy
@@ -10,12 +17,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gigacanvas.cluster import signals
 from gigacanvas.errors import RenderError, UsageError
 
 START_TIMEOUT_S = float(os.environ.get("GIGACANVAS_ACTOR_START_TIMEOUT", "300"))
-CONNECT_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = float(os.environ.get("GIGACANVAS_CONNECT_TIMEOUT", "10"))
 
 
 @dataclass(frozen=True)
@@ -46,25 +56,147 @@ def _check_reachable(address: str) -> None:
         raise UsageError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); check --address or RAY_ADDRESS") from None
 
 
-def connect(address: str | None) -> None:
-    """Join the given cluster, RAY_ADDRESS's, or start a local one; reuse an open connection."""
+def _check_answers(address: str) -> None:
+    """Ask `address` one Ray question within CONNECT_TIMEOUT_S: a silent port or another server fails here.
+
+    A GCS answers GetClusterId and Ray Client (ray://) answers a ping, both within milliseconds;
+    an UNAUTHENTICATED reply is still Ray, one that wants a token we did not send.
+    """
+    import grpc
+    from ray._private.authentication.authentication_utils import is_token_auth_enabled
+    from ray._private.grpc_utils import init_grpc_channel
+    from ray._private.ray_constants import GLOBAL_GRPC_OPTIONS
+
+    client = address.startswith("ray://")
+    # Ray's own channel: its TLS settings, its token when token auth is on, its proxy choice.
+    channel = init_grpc_channel(address.removeprefix("ray://"), options=list(GLOBAL_GRPC_OPTIONS))
+    try:
+        if client:
+            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
+            ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(ping, timeout=CONNECT_TIMEOUT_S)
+        else:
+            from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+            stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        if code == grpc.StatusCode.UNAUTHENTICATED and is_token_auth_enabled():
+            raise UsageError(
+                f"the Ray cluster at {address} refused our token; use its head node's ~/.ray/auth_token "
+                "(there, or in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
+            ) from None
+        if code == grpc.StatusCode.UNAUTHENTICATED:
+            raise UsageError(
+                f"the Ray cluster at {address} wants token authentication; set RAY_AUTH_MODE=token "
+                "with its head node's ~/.ray/auth_token copied here or in RAY_AUTH_TOKEN"
+            ) from None
+        if code == grpc.StatusCode.UNIMPLEMENTED and client:
+            raise UsageError(f"{address} is a gRPC server but not Ray Client; for a GCS port, drop ray://") from None
+        if code == grpc.StatusCode.UNIMPLEMENTED:
+            raise UsageError(
+                f"{address} is a gRPC server but not a Ray GCS; give the GCS port (6379 unless "
+                "`ray start --head --port` said otherwise) or ray://host:10001 for Ray Client"
+            ) from None
+        raise UsageError(
+            f"nothing at {address} answers as a Ray cluster within {CONNECT_TIMEOUT_S:g} s; check --address or RAY_ADDRESS"
+        ) from None
+    finally:
+        channel.close()
+
+
+def _running_cluster() -> str:
+    """The address `--address auto` means: RAY_ADDRESS, Ray's ray_current_cluster file, or a local GCS."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        address = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise UsageError(
+            "--address auto found no running Ray cluster on this machine; start one with `ray start --head` "
+            "or leave out --address for a new local cluster"
+        ) from None
+    # As `ray.init(address="auto")` does: the local cluster's own token is ours to send.
+    with _no_token_notice():
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    return address
+
+
+@contextmanager
+def _no_token_notice() -> Iterator[None]:
+    """Ray warns that token authentication is on, its default, at every start: news to nobody here."""
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+    log.addFilter(keep)
+    try:
+        yield
+    finally:
+        log.removeFilter(keep)
+
+
+def connect(address: str | None) -> str:
+    """Join `address` (or RAY_ADDRESS's cluster; `auto`: the one running here), else start a new local one.
+
+    Returns one line saying which cluster, for the render to print. With Ray already initialised
+    (a notebook, a test, a Ray job's driver) it joins nothing and says which cluster it uses.
+    """
     import ray
 
     if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+        return f"using the Ray cluster this process already joined ({_size(nodes=True)})"
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address == "auto":
+        address = _running_cluster()
+        try:
+            _check_reachable(address)
+            _check_answers(address)
+        except UsageError as exc:
+            raise UsageError(f"--address auto chose {address}, Ray's current cluster on this machine: {exc}") from None
+    elif address != "local":
         _check_reachable(address)
+        _check_answers(address)
     try:
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            configure_logging=True,
-        )
+        with _no_token_notice():
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                configure_logging=True,
+            )
+    except SystemExit as exc:  # ray.init's own SIGTERM handler, live until we reinstall ours
+        raise signals.from_ray_init(exc) from None
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UsageError(f"cannot connect to the Ray cluster at {address or 'a new local instance'} ({exc})") from exc
+        where = "a new local instance" if address == "local" else address
+        reason = (str(exc).strip().splitlines() or [exc.__class__.__name__])[-1]
+        raise UsageError(f"cannot connect to the Ray cluster at {where} ({reason})") from None
+    finally:
+        signals.reinstall()  # the core worker replaced our SIGTERM handler with a stack dump
+    if address == "local":
+        return f"started a new local Ray cluster ({_size(nodes=False)})"
+    return f"joined the Ray cluster at {address} ({_size(nodes=True)})"
+
+
+def _size(nodes: bool) -> str:
+    """'3 nodes, 8 GPUs' or '2 CPUs': what the renders will be placed on."""
+    import ray
+
+    resources = ray.cluster_resources()
+    kind = "GPU" if resources.get("GPU") else "CPU"
+    amount = resources.get(kind, 0)
+    parts = [f"{amount:g} {kind}{'' if amount == 1 else 's'}"]
+    if nodes:
+        count = len(_nodes())
+        parts.insert(0, f"{count} node{'' if count == 1 else 's'}")
+    return ", ".join(parts)
 
 
 def _nodes() -> list[dict[str, float]]:

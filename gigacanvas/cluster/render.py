@@ -11,19 +11,19 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-from gigacanvas.actors.adapter import ModelInfo
-from gigacanvas.actors.loading import check_weights_precision, open_model
+from gigacanvas.actors.loading import check_weights_precision
 from gigacanvas.actors.precision import resolve_precision
-from gigacanvas.cluster import placement
+from gigacanvas.cluster import placement, signals
+from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import decode_latent, to_uint8
+from gigacanvas.cluster.plan import Plan, make_scheduler, plan
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import denoise
 from gigacanvas.errors import UsageError
-from gigacanvas.storage import LatentStore, read_png_spec, write_png
-from gigacanvas.tiling import initial_noise, plan_tiles
+from gigacanvas.storage import LatentStore, write_png
+from gigacanvas.tiling import initial_noise
 
 
 @dataclass(frozen=True)
@@ -65,58 +65,6 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
-    """Fill the model-dependent defaults and check sizes against the model's alignment."""
-    align = info.align_px
-    for name in ("width", "height", "tile_size", "vae_tile_size"):
-        value = getattr(spec, name)
-        if value and value % align:
-            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
-    tile = spec.tile_size or info.native_tile_px
-    default_overlap = tile // 8 // 8 * 8  # an eighth of the tile, in whole VAE cells
-    overlap = spec.tile_overlap if spec.tile_overlap is not None else default_overlap
-    if overlap % info.vae_scale_factor:
-        raise UsageError(f"tile_overlap {overlap} is not a multiple of {info.vae_scale_factor} for this model")
-    if overlap >= tile:
-        raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
-    vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
-    return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
-
-
-def _check_output(spec: RenderSpec) -> None:
-    out = Path(spec.out)
-    if not out.parent.is_dir():
-        raise UsageError(f"out {spec.out}: folder {out.parent} does not exist")
-    if out.exists() and not spec.overwrite:
-        try:
-            theirs = read_png_spec(out)
-            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model}
-            same = all(theirs.get(k) == v for k, v in ours.items())
-        except UsageError:
-            same = False
-        if not same:
-            raise UsageError(f"out {spec.out} exists and holds another picture; pass --overwrite or another --out")
-
-
-def _open_store(spec: RenderSpec, info: ModelInfo) -> tuple[LatentStore, bool]:
-    """The store for `spec`: (store, resumable). Refuses a store of another render."""
-    store = LatentStore(spec.store_url)
-    if store.exists() and not spec.overwrite:
-        attrs = store.attrs()
-        ours = {"spec": spec.content(), "fingerprint": info.fingerprint}
-        theirs = {"spec": attrs.get("spec"), "fingerprint": attrs.get("fingerprint")}
-        if ours != theirs:
-            diff = sorted(k for k in ours["spec"] if ours["spec"][k] != (theirs["spec"] or {}).get(k))
-            if ours["fingerprint"] != theirs["fingerprint"]:
-                diff.append("model")
-            raise UsageError(
-                f"store {spec.store_url} holds a render of another spec (differs in {', '.join(diff)}); "
-                "pass --overwrite to replace it or --store for a new one"
-            )
-        return store, True
-    return store, False
-
-
 def _check_resumed_precision(store: LatentStore, spec: RenderSpec, mode: str) -> None:
     theirs = store.attrs().get("precision")
     if theirs != mode:
@@ -131,75 +79,36 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
 
     Usable from a notebook or a Ray job: it joins the Ray cluster that is already initialised, or
     the one at `spec.address` / RAY_ADDRESS, or starts a local one. Nothing is written until the
-    model, sizes, store, output, cluster capacity and precision have all been accepted.
+    model, sizes, output, store and memory have been accepted; the store's lease is the first
+    write, and a render refused after it (cluster capacity, precision) leaves nothing behind.
     """
-    from tqdm.auto import tqdm
-
     started = time.perf_counter()
     if spec.model is None:
         notify("gigacanvas: no --model given; using the built-in tiny random-weight SD3.5-layout model (its pictures are noise)")
-    info = open_model(spec.model, spec.base_model)
-    spec = resolve(spec, info)
-    _check_output(spec)
-    lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
-    grid = plan_tiles(lat_h, lat_w, spec.tile_size // info.vae_scale_factor, spec.tile_overlap // info.vae_scale_factor)
-    store, resumable = _open_store(spec, info)
-
-    placement.connect(spec.address)
-    count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
-    workers, caps = placement.start_workers(info, count, shape)
+    the_plan = plan(spec)
+    spec, info = the_plan.spec, the_plan.info
+    claim = claim_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     try:
-        import ray
-
-        mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
-        weights_note = check_weights_precision(info, mode, spec.strict_precision)
-        for line in (note, weights_note):
-            if line:
-                notify(line)
-        if resumable:
-            _check_resumed_precision(store, spec, mode)
-        placement.load_workers(workers, mode)
-        if resumable:
-            notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
-        else:
-            store.create(spec.content(), info.fingerprint, info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
-            store.set_attrs(precision=mode)
-            store.write_noise(initial_noise(spec.seed, info.latent_channels, lat_h, lat_w))
-
-        disable = None if progress else True
-        t0 = time.perf_counter()
-        done = store.read_latent()[1]
-        steps_run = 0
-        if done < spec.steps:
-            cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
-            ray.get([w.set_conditioning.remote(cond) for w in workers])
-            scheduler = _make_scheduler(info, spec.steps, lat_h, lat_w)
-            with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
-                total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
-            ) as tiles_bar:
-
-                def on_step(step: int) -> None:
-                    bar.update(1)
-                    tiles_bar.reset()
-
-                stats = denoise(
-                    store, workers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
-                    on_step=on_step, on_tiles=tiles_bar.update,
-                )
-            steps_run = stats.steps_run
-        t1 = time.perf_counter()
-        if not store.attrs().get("decoded"):
-            latent, _ = store.read_latent()
-            with tqdm(desc="decode", unit="tile", disable=disable) as bar:
-                pixels = decode_latent(
-                    workers, latent, info.vae_scale_factor, spec.vae_tile_size // info.vae_scale_factor,
-                    on_tile=lambda: bar.update(1),
-                )
-            store.write_image(to_uint8(pixels))
-        t2 = time.perf_counter()
+        notify(f"gigacanvas: {placement.connect(spec.address)}")
+        count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
+        workers, caps = placement.start_workers(info, count, shape)
+        try:
+            mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
+            weights_note = check_weights_precision(info, mode, spec.strict_precision)
+            for line in (note, weights_note):
+                if line:
+                    notify(line)
+            if claim.resumable:
+                _check_resumed_precision(claim.store, spec, mode)
+            placement.load_workers(workers, mode)
+            timings = _run(the_plan, claim, workers, mode, progress, notify)
+        finally:
+            placement.stop_workers(workers)
+        store = claim.store
+        write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
     finally:
-        placement.stop_workers(workers)
-    write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
+        claim.release()
+    steps_run, denoise_s, decode_s = timings
     return RenderResult(
         out=spec.out,
         store=spec.store_url,
@@ -207,17 +116,64 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
         height=spec.height,
         steps=spec.steps,
         steps_run=steps_run,
-        tiles_per_step=len(grid),
+        tiles_per_step=len(the_plan.grid),
         actors=count,
         precision=mode,
         seconds=time.perf_counter() - started,
-        denoise_seconds=t1 - t0,
-        decode_seconds=t2 - t1,
+        denoise_seconds=denoise_s,
+        decode_seconds=decode_s,
     )
 
 
-def _make_scheduler(info: ModelInfo, steps: int, lat_h: int, lat_w: int):
-    from gigacanvas.actors.loading import load_adapter
+def _run(the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool, notify) -> tuple[int, float, float]:
+    """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s)."""
+    import ray
+    from tqdm.auto import tqdm
 
-    # The driver builds the scheduler from config only; no weights are loaded here.
-    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, lat_h, lat_w)
+    spec, info, grid = the_plan.spec, the_plan.info, the_plan.grid
+    store = claim.store
+    if claim.resumable:
+        notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
+    else:
+        if claim.replace is not None:
+            store.clear(claim.replace)
+        store.create(
+            spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
+            info.vae_scale_factor, precision=mode,
+        )
+        store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
+    signals.note_store(spec.store_url)
+
+    disable = None if progress else True
+    t0 = time.perf_counter()
+    done = store.read_latent()[1]
+    steps_run = 0
+    if done < spec.steps:
+        cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
+        ray.get([w.set_conditioning.remote(cond) for w in workers])
+        scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
+        with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
+            total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
+        ) as tiles_bar:
+
+            def on_step(step: int) -> None:
+                bar.update(1)
+                tiles_bar.reset()
+
+            stats = denoise(
+                store, workers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                on_step=on_step, on_tiles=tiles_bar.update,
+            )
+        steps_run = stats.steps_run
+    t1 = time.perf_counter()
+    if not store.decoded:
+        latent, _ = store.read_latent()
+        with tqdm(desc="decode", unit="tile", disable=disable) as bar:
+            pixels = decode_latent(
+                workers, latent, info.vae_scale_factor, spec.vae_tile_size // info.vae_scale_factor,
+                on_tile=lambda: bar.update(1),
+            )
+        store.write_image(to_uint8(pixels))
+    return steps_run, t1 - t0, time.perf_counter() - t1
+
+

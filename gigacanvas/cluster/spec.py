@@ -1,13 +1,15 @@
 """The render spec: one frozen dataclass, built from a file and flags, validated once.
 
 Every check raises `UsageError` with one sentence naming the field, the value and a fix, before
-any model, store or cluster is touched. Code past this point trusts the spec.
+any model, store or cluster is touched. Code past this point trusts the spec. Values may come from
+a file someone else wrote, so every number is bounded, every float finite, and a message quotes a
+value in a few dozen characters at most. Reading files is specfile.py's job.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,29 @@ from gigacanvas.errors import UsageError
 
 ALIGN_PX = 16  # SD3: VAE factor 8 x patch 2; the model check re-validates against its own value
 MAX_SEED = 2**63 - 1
+# The spec's format. A picture records the version it was made with, so that a later gigacanvas can
+# render an older picture the way it was made (a default or a field's meaning that changed is then
+# chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
+SPEC_VERSION = 1
+
+# Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
+# into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
+# memory estimate's business, not these.
+MAX_INT = {
+    "steps": 10_000,
+    "width": 262_144,
+    "height": 262_144,
+    "tile_size": 16_384,
+    "tile_overlap": 16_384,
+    "tile_batch": 64,
+    "vae_tile_size": 16_384,
+    "actors": 4096,
+}
+MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
+MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
+GUIDANCE = (0.0, 100.0)
+CPUS_PER_ACTOR = (0.01, 1024.0)  # Ray rounds resources to 1e-4 and wants whole numbers above 1
+SCALARS = (str, int, float, bool, type(None))  # what a spec value may be; nothing with contents
 
 # Fields that change the pixels: a store made for other values cannot be resumed.
 CONTENT_FIELDS = (
@@ -31,8 +56,10 @@ CONTENT_FIELDS = (
     "tile_overlap",
     "tile_batch",
     "vae_tile_size",
+    "spec_version",
 )
-# Fields that name places on this machine: left out of the spec a picture carries.
+# Fields that name places on this machine: left out of the spec a picture carries, and refused in
+# a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
 LOCAL_FIELDS = ("store", "out", "overwrite", "address")
 
 
@@ -61,41 +88,37 @@ class RenderSpec:
     out: str = "gigacanvas.png"
     overwrite: bool = False
     address: str | None = None  # Ray cluster; None: RAY_ADDRESS or a local one
+    spec_version: int = SPEC_VERSION  # from a picture or spec file, never a flag; see SPEC_VERSION
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if not isinstance(self.prompt, str):
-            raise UsageError("prompt must be text")
+        _check_ranges(self)
         for name in ("width", "height"):
             _check_multiple(name, getattr(self, name), ALIGN_PX)
         if self.steps < 1:
-            raise UsageError(f"steps {self.steps} must be at least 1")
-        if self.guidance < 0:
-            raise UsageError(f"guidance {self.guidance} must be non-negative (1 turns guidance off)")
+            raise UsageError(f"steps {_quote(self.steps)} must be at least 1")
         if not 0 <= self.seed <= MAX_SEED:
-            raise UsageError(f"seed {self.seed} must be between 0 and {MAX_SEED}")
+            raise UsageError(f"seed {_quote(self.seed)} must be between 0 and {MAX_SEED}")
         if self.tile_size is not None:
             _check_multiple("tile_size", self.tile_size, ALIGN_PX)
         if self.tile_overlap is not None:
             if self.tile_overlap < 0 or self.tile_overlap % 8:
-                raise UsageError(f"tile_overlap {self.tile_overlap} must be a non-negative multiple of 8")
+                raise UsageError(f"tile_overlap {_quote(self.tile_overlap)} must be a non-negative multiple of 8")
             if self.tile_size is not None and self.tile_overlap >= self.tile_size:
                 raise UsageError(
                     f"tile_overlap {self.tile_overlap} must be smaller than tile_size {self.tile_size}; "
                     f"try {self.tile_size // 8}"
                 )
         if self.precision not in MODES:
-            raise UsageError(f"precision {self.precision!r} is not one of {', '.join(MODES)}")
+            raise UsageError(f"precision {_quote(self.precision)} is not one of {', '.join(MODES)}")
         if self.tile_batch < 1:
-            raise UsageError(f"tile_batch {self.tile_batch} must be at least 1")
+            raise UsageError(f"tile_batch {_quote(self.tile_batch)} must be at least 1")
         if self.vae_tile_size is not None and self.vae_tile_size != 0:
             _check_multiple("vae_tile_size", self.vae_tile_size, ALIGN_PX)
         if self.actors is not None and self.actors < 1:
-            raise UsageError(f"actors {self.actors} must be at least 1")
-        if not self.cpus_per_actor > 0:
-            raise UsageError(f"cpus_per_actor {self.cpus_per_actor} must be positive, e.g. 0.5")
+            raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if not self.out.lower().endswith(".png"):
-            raise UsageError(f"out {self.out} must end in .png")
+            raise UsageError(f"out {_quote(self.out)} must end in .png")
 
     @property
     def store_url(self) -> str:
@@ -129,7 +152,42 @@ FIELDS = {f.name: f for f in dataclasses.fields(RenderSpec)}
 def _check_multiple(name: str, value: int, step: int) -> None:
     if value < step or value % step:
         better = max(step, -(-value // step) * step)
-        raise UsageError(f"{name} {value} is not a positive multiple of {step}; try {better}")
+        raise UsageError(f"{name} {_quote(value)} is not a positive multiple of {step}; try {better}")
+
+
+def _quote(value: Any, limit: int = 40) -> str:
+    """`value` for a message, in at most about `limit` characters whatever it is.
+
+    A hostile file can hold a prompt of a megabyte or a list that an alias bomb makes a billion
+    items long; a message quoting it with `repr` would be as large, or never finish.
+    """
+    if not isinstance(value, SCALARS):
+        return _kind(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 120:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"  # str() refuses > 4300
+    text = repr(value[: limit + 1] if isinstance(value, str) else value)
+    return text if len(text) <= limit + 2 else text[:limit] + "..."
+
+
+def _kind(value: Any) -> str:
+    """'a list', 'a mapping', 'a date': what a value is, without a word of its contents."""
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (bytes, bytearray)):
+        return "binary data"
+    name = type(value).__name__
+    return f"{'an' if name[:1] in 'aeiou' else 'a'} {name}"
+
+
+def not_a_single_value(value: Any) -> str | None:
+    """Why `value` cannot be a spec value (the end of a sentence), or None if it can."""
+    if isinstance(value, SCALARS):
+        return None
+    if isinstance(value, (list, tuple, dict, set, frozenset)):
+        return f"must be a single value, not {_kind(value)}"
+    return f"must be text, a number or true/false, not {_kind(value)}"
 
 
 def _check_types(spec: RenderSpec) -> None:
@@ -141,65 +199,88 @@ def _check_types(spec: RenderSpec) -> None:
             if "None" not in kind:
                 raise UsageError(f"{name.replace('_', '-')} is missing")
             continue
+        if isinstance(value, (list, tuple, dict, set, frozenset)):
+            raise UsageError(f"{name} {not_a_single_value(value)}")
         try:
+            if isinstance(value, bool) != kind.startswith("bool"):  # True is an int to Python, not to us
+                raise ValueError
             if kind.startswith("int"):
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                if isinstance(value, float) and not value.is_integer():
                     raise ValueError
                 value = int(value)
             elif kind.startswith("float"):
                 value = float(value)
-            elif kind.startswith("bool"):
-                if not isinstance(value, bool):
-                    raise ValueError
-            elif not isinstance(value, str):
+            elif kind.startswith("str") and not isinstance(value, str):
                 raise ValueError
-        except (TypeError, ValueError):
-            raise UsageError(f"{name} {value!r} is not a valid {kind.split(' ')[0]}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise UsageError(f"{name} {_quote(value)} is not a valid {kind.split(' ')[0]}") from None
         object.__setattr__(spec, name, value)
 
 
-def _normalise_keys(data: dict[str, Any], source: str) -> dict[str, Any]:
+def _check_ranges(spec: RenderSpec) -> None:
+    """Bounds that keep a careless or hostile value from reaching Ray, the model or a message."""
+    for name, most in MAX_INT.items():
+        value = getattr(spec, name)
+        if value is not None and value > most:
+            raise UsageError(f"{name} {_quote(value)} must be at most {most}")
+    for name, (low, high), hint in (
+        ("guidance", GUIDANCE, " (1 turns guidance off)"),
+        ("cpus_per_actor", CPUS_PER_ACTOR, ", e.g. 0.5"),
+    ):
+        value = getattr(spec, name)
+        if not low <= value <= high:  # also refuses nan, which compares false with everything
+            raise UsageError(f"{name} {value!r} must be a finite number from {low:g} to {high:g}{hint}")
+    cpus = spec.cpus_per_actor
+    if cpus > 1 and not cpus.is_integer():
+        raise UsageError(
+            f"cpus_per_actor {cpus!r} is above 1 and so must be a whole number (Ray's rule); "
+            f"try {math.floor(cpus)} or {math.ceil(cpus)}"
+        )
+    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address"):
+        value = getattr(spec, name)
+        most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME
+        if value is not None and len(value) > most:
+            raise UsageError(f"{name} is {len(value)} characters long; at most {most} are accepted")
+        if value is not None and not name.endswith("prompt") and "\0" in value:
+            raise UsageError(f"{name} {_quote(value)} contains a NUL character, which no path or name may hold")
+    if spec.spec_version > SPEC_VERSION:
+        raise UsageError(
+            f"spec_version {_quote(spec.spec_version)} is newer than this gigacanvas knows (up to {SPEC_VERSION}); "
+            "upgrade gigacanvas"
+        )
+    if spec.spec_version < 1:
+        raise UsageError(f"spec_version {_quote(spec.spec_version)} must be at least 1")
+
+
+def _normalise_keys(data: dict[Any, Any], source: str) -> dict[str, Any]:
     out = {}
     for key, value in data.items():
-        name = str(key).replace("-", "_")
+        name = key.replace("-", "_") if isinstance(key, str) else key
         if name not in FIELDS:
             valid = ", ".join(sorted(FIELDS))
-            raise UsageError(f"{source}: unknown key '{key}'; valid keys: {valid}")
+            raise UsageError(f"{source}: unknown key {_quote(key)}; valid keys: {valid}")
         out[name] = value
     return out
 
 
-def load_spec_file(path: str) -> dict[str, Any]:
-    """Keys from a YAML, JSON or gigacanvas PNG file."""
-    from gigacanvas.storage.picture import read_png_spec
-
-    file = Path(path)
-    if file.suffix.lower() == ".png":
-        return _normalise_keys(read_png_spec(file), path)
-    try:
-        text = file.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"spec file {path} is unreadable ({exc.__class__.__name__})") from exc
-    is_json = file.suffix.lower() == ".json"
-    try:
-        if is_json:
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text)
-    except Exception as exc:  # noqa: BLE001 - json and yaml share no error base
-        first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise UsageError(f"spec file {path} is not valid {'JSON' if is_json else 'YAML'} ({first})") from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"spec file {path} must hold a mapping of keys to values")
-    return _normalise_keys(data, path)
-
-
 def build_spec(spec_file: str | None = None, **flags: Any) -> RenderSpec:
     """A spec from an optional file, with every non-None flag overriding it."""
+    from gigacanvas.cluster.specfile import load_spec_file
+
     data = load_spec_file(spec_file) if spec_file else {}
-    data.update(_normalise_keys({k: v for k, v in flags.items() if v is not None}, "flags"))
+    flags = _normalise_keys({k: v for k, v in flags.items() if v is not None}, "flags")
+    if "spec_version" in flags:
+        raise UsageError("spec_version comes from a spec file or picture, not a flag")
+    data.update(flags)
     if "prompt" not in data:
         raise UsageError("prompt is missing; pass --prompt or a spec file with a prompt")
     return RenderSpec(**data)
+
+
+def __getattr__(name: str) -> Any:
+    """`load_spec_file` lives in specfile.py, which imports this module; importable here as before."""
+    if name == "load_spec_file":
+        from gigacanvas.cluster.specfile import load_spec_file
+
+        return load_spec_file
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,12 +2,28 @@
 
 Text chunks: `gigacanvas` holds the spec as JSON (what `--spec picture.png` reads back) and
 `parameters` an A1111-style summary that other tools (and people) already know how to read.
+Pillow writes both before the pixels (IDAT).
+
+Reading the spec back is hand-written: a bounded walk over the PNG chunk stream (signature, then
+length, type, data, CRC) that stops at the first IDAT or IEND and never touches pixels. Pillow's
+`Image.open` refuses any picture over ~179 megapixels as a decompression bomb (it checks the size
+in the header, with no per-call opt-out), and our own 16K pictures are larger than that; lifting the
+limit means changing the process-wide `Image.MAX_IMAGE_PIXELS`, which would disarm the check for
+every other caller and thread. The walk reads the first 11 bytes (room for our keyword) of each
+text chunk and skips every other chunk unread, holds at most 1 MiB of our own chunk (inflated with
+a length cap, for zTXt/iTXt), and looks at no more than 1024 chunks. A spec after the pixels is
+not looked for: gigacanvas never writes one there.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import struct
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -15,6 +31,17 @@ from gigacanvas.errors import UsageError
 from gigacanvas.storage.atomic import atomic_path
 
 SPEC_CHUNK = "gigacanvas"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_SPEC_CHUNK = 1 << 20  # bytes, stored or inflated; a spec is a few hundred
+MAX_CHUNKS = 1024  # chunks before the pixels; real pictures have a dozen
+_KEYWORD = SPEC_CHUNK.encode("latin-1") + b"\0"  # a text chunk starts with its keyword and a NUL
+_FILE_KINDS = {
+    stat.S_ISDIR: "a folder",
+    stat.S_ISFIFO: "a FIFO",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) -> Path:
@@ -32,17 +59,110 @@ def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) 
 
 
 def read_png_spec(path: str | Path) -> dict:
-    """The spec a gigacanvas PNG carries; a PNG without one is a usage error."""
-    from PIL import Image, UnidentifiedImageError
+    """The spec a gigacanvas PNG carries, read without decoding (or even sizing) its pixels.
 
+    A PNG without one, a damaged or oversized one, or one that is not a JSON mapping is a usage
+    error; the values are the caller's to check.
+    """
+    label = f"picture {path}"
+    with open_regular(path, label) as file:
+        try:
+            text = _spec_text(file, label)
+        except OSError as exc:
+            raise UsageError(f"{label} is not a readable PNG ({exc.__class__.__name__})") from exc
+    if text is None:
+        raise UsageError(f"{label} is a PNG without a gigacanvas spec (no '{SPEC_CHUNK}' text chunk before its pixels)")
     try:
-        with Image.open(path) as im:
-            text = dict(getattr(im, "text", {}) or {})
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError(f"spec file {path} is not a readable PNG ({exc.__class__.__name__})") from exc
-    if SPEC_CHUNK not in text:
-        raise UsageError(f"spec file {path} is a PNG without a gigacanvas spec (no '{SPEC_CHUNK}' text chunk)")
+        data = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: a chunk of 100 000 nested brackets
+        raise UsageError(f"{label} has a damaged gigacanvas spec chunk") from None
+    if not isinstance(data, dict):
+        kind = {list: "a list", type(None): "null", str: "text"}.get(type(data), "a number")
+        raise UsageError(f"{label} has a gigacanvas spec that is not a mapping of keys to values ({kind})")
+    return data
+
+
+def open_regular(path: str | Path, label: str) -> BinaryIO:
+    """`path` opened for reading if it is a regular file; anything else is refused before it is read.
+
+    A FIFO with no writer blocks `open` forever and /dev/zero never ends, so the type is checked
+    with `stat` before opening (opening some devices has effects) and again on the open file,
+    which is opened non-blocking so that a FIFO swapped in between cannot hang us either.
+    """
     try:
-        return json.loads(text[SPEC_CHUNK])
-    except ValueError as exc:
-        raise UsageError(f"spec file {path} has a damaged gigacanvas spec chunk") from exc
+        _check_regular(os.stat(path).st_mode, path, label)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
+    try:
+        _check_regular(os.fstat(fd).st_mode, path, label)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _check_regular(mode: int, path: str | Path, label: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS.items() if test(mode)), "a special file")
+        raise UsageError(f"{label} is not a regular file but {kind}")
+
+
+def _spec_text(file: BinaryIO, label: str) -> str | None:
+    """The text of the `gigacanvas` chunk before the first IDAT, or None; reads only what it needs."""
+    if file.read(8) != PNG_SIGNATURE:
+        raise UsageError(f"{label} is not a readable PNG (no PNG signature)")
+    found = None
+    for _ in range(MAX_CHUNKS):
+        head = file.read(8)
+        if len(head) < 8:
+            raise UsageError(f"{label} is not a readable PNG (it ends before its pixels)")
+        length, kind = struct.unpack(">I4s", head)
+        if length > 2**31 - 1:  # the PNG limit; anything larger is not a chunk length
+            raise UsageError(f"{label} is not a readable PNG (damaged chunk)")
+        if kind in (b"IDAT", b"IEND"):
+            return found
+        start = file.read(min(length, len(_KEYWORD))) if kind in (b"tEXt", b"zTXt", b"iTXt") else b""
+        if start != _KEYWORD:
+            file.seek(length - len(start) + 4, os.SEEK_CUR)  # the rest of the chunk and its CRC
+            continue
+        if found is not None:
+            raise UsageError(f"{label} has two gigacanvas spec chunks; it is not one gigacanvas wrote")
+        if length > MAX_SPEC_CHUNK:
+            raise UsageError(f"{label} has a gigacanvas spec chunk over 1 MiB; a spec is a few hundred bytes")
+        body = file.read(length - len(start))
+        crc = file.read(4)
+        if len(body) != length - len(start) or crc != struct.pack(">I", zlib.crc32(kind + start + body)):
+            raise UsageError(f"{label} has a damaged gigacanvas spec chunk")
+        found = _decode(kind, body, label)
+    raise UsageError(f"{label} has over {MAX_CHUNKS} chunks before its pixels; it is not one gigacanvas wrote")
+
+
+def _decode(kind: bytes, body: bytes, label: str) -> str:
+    """A text chunk's text after its keyword: tEXt is Latin-1, zTXt Latin-1 deflated, iTXt UTF-8."""
+    try:
+        if kind == b"tEXt":
+            return body.decode("latin-1")
+        if kind == b"zTXt":
+            if body[:1] != b"\0":
+                raise ValueError("unknown compression method")
+            return _inflate(body[1:], label).decode("latin-1")
+        compressed, method, rest = body[:1], body[1:2], body[2:]
+        _language, _, rest = rest.partition(b"\0")
+        _translated, sep, text = rest.partition(b"\0")
+        if not sep or compressed not in (b"\0", b"\1") or method != b"\0":
+            raise ValueError("damaged iTXt header")
+        return (_inflate(text, label) if compressed == b"\1" else text).decode("utf-8")
+    except (ValueError, zlib.error):  # UnicodeDecodeError is a ValueError
+        raise UsageError(f"{label} has a damaged gigacanvas spec chunk") from None
+
+
+def _inflate(data: bytes, label: str) -> bytes:
+    """`data` inflated to at most MAX_SPEC_CHUNK bytes: a zlib bomb stops at the cap."""
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, MAX_SPEC_CHUNK + 1)
+    if len(text) > MAX_SPEC_CHUNK:
+        raise UsageError(f"{label} has a gigacanvas spec chunk over 1 MiB; a spec is a few hundred bytes")
+    if not inflater.eof:
+        raise ValueError("truncated zlib stream")
+    return text

@@ -1,39 +1,61 @@
-"""The render's memory: a zarr v3 group at any fsspec URL.
+"""The render's memory: a zarr v3 group at any fsspec URL, versioned, crash-safe, never greedy.
 
-Arrays: `noise` (C, H, W float32, the initial latent), `latent` (C, H, W float32, the latent after
-`completed_step` steps), `image` (H, W, 3 uint8, the decoded picture). Attributes: `spec` (the
-pixel-affecting fields), `fingerprint` (the model's), `completed_step`, `decoded`.
+Layout version 2 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
+- arrays `noise` (C, H, W float32: the initial latent), `latent_a` and `latent_b` (C, H, W
+  float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
+- group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
+  and `commit` = {"step": s, "slot": "noise" | "a" | "b", "decoded": bool}, which alone says
+  which array holds the latent after `s` steps and whether `image` is whole;
+- `lease-NNNNNN.json` keys beside the group (see lease.py).
 
-A step is committed in two phases so that an interruption at any point leaves a consistent store:
-the new latent goes to `latent_next` and `next_step` is recorded, then it is copied into `latent`
-and `completed_step` advances. A reader that finds `next_step > completed_step` knows
-`latent_next` is whole and uses it. This is the only module that imports zarr or fsspec.
+Why slots: step s + 1 is written into the slot that `commit` does not name, then `commit` moves
+to it in one put of the group's metadata (zarr writes it all or nothing: a temp file and a rename
+on disk, one PUT on object storage). A crash anywhere leaves `commit` naming a whole latent, after
+any number of crashes, because the slot being written is never the committed one.
+
+What may be deleted: only gigacanvas's own keys (`OWN_NAMES`) in a folder that holds nothing else.
+`inspect()` classifies a URL before anything is written, and the render refuses every other kind.
+Layout 1 (arrays `latent`, `latent_next`, attributes `completed_step`/`next_step`) is recognised
+as an older gigacanvas store: it can be replaced with --overwrite but not resumed. This module
+and location.py are the only ones that import zarr or fsspec.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from gigacanvas.errors import RenderError, UsageError
+from gigacanvas.storage.location import Location
+from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
+from gigacanvas.storage.lease import StoreLease
 
+LAYOUT = 2
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
+SLOTS = ("a", "b")
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")
+OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 
 
-def _check_protocol(url: str) -> str:
-    import fsspec
-    from fsspec.core import split_protocol
+def _is_temp(name: str) -> bool:
+    """A temp file of an interrupted all-or-nothing write: zarr's `zarr.<uuid>.partial` or ours."""
+    return name.endswith(".partial")
 
-    protocol = split_protocol(url)[0] or "file"
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except ValueError as exc:
-        raise UsageError(f"store {url} uses an unknown protocol '{protocol}'; use a path or file://, memory://, s3://, gs://") from exc
-    except ImportError as exc:
-        raise UsageError(f"store {url} needs a package for '{protocol}' ({exc}); install it and retry") from exc
-    return protocol
+
+@dataclass(frozen=True)
+class StoreState:
+    """What `inspect()` found at a store URL, before anything is written there."""
+
+    kind: str  # "new", "empty", "ours", "ours-unfinished", "old", "newer", "foreign", "file"
+    layout: int | None = None
+    others: tuple[str, ...] = ()  # entries that are not gigacanvas's (kind "foreign")
+
+    @property
+    def usable(self) -> bool:
+        return self.kind in ("new", "empty", "ours", "ours-unfinished")
 
 
 class LatentStore:
@@ -41,20 +63,22 @@ class LatentStore:
 
     def __init__(self, url: str):
         self.url = url
-        self.protocol = _check_protocol(url)
+        self.location = Location(url, self._options(url))
+        self.protocol = self.location.protocol
         self._group = None
+        self.lease: StoreLease | None = None
 
-    @property
-    def _options(self) -> dict | None:
+    @staticmethod
+    def _options(url: str) -> dict | None:
         # file:// URLs go through fsspec, which must be told to make the store's folders
-        return {"auto_mkdir": True} if self.protocol == "file" and "://" in self.url else None
+        return {"auto_mkdir": True} if url.startswith("file://") else None
 
     def _open(self, mode: str):
         import zarr
 
         try:
-            return zarr.open_group(store=self.url, mode=mode, zarr_format=3, storage_options=self._options)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            return zarr.open_group(store=self.url, mode=mode, zarr_format=3, storage_options=self._options(self.url))
+        except (FileNotFoundError, NotADirectoryError, zarr.errors.GroupNotFoundError):
             return None
         except Exception as exc:  # noqa: BLE001 - any backend failure is one clear line
             raise UsageError(f"store {self.url} cannot be opened ({exc.__class__.__name__}: {exc})") from exc
@@ -67,25 +91,66 @@ class LatentStore:
                 raise RenderError(f"store {self.url} does not exist")
         return self._group
 
+    # -- what is there --------------------------------------------------------------------------
+    def inspect(self) -> StoreState:
+        """Classify the URL without writing; a folder of anything else is 'foreign'."""
+        found = self.location.contents()
+        if not found.exists:
+            return StoreState("new")
+        if found.is_file:
+            return StoreState("file")
+        names = tuple(n for n in found.names if not n.startswith(LEASE_PREFIX) and not _is_temp(n))
+        if not names:
+            return StoreState("empty")
+        group = self._open("r") if "zarr.json" in names else None
+        marker = dict(group.attrs).get("gigacanvas") if group is not None else None
+        if isinstance(marker, dict) and isinstance(marker.get("layout"), int):
+            layout = marker["layout"]
+            if layout > LAYOUT:
+                return StoreState("newer", layout)
+            others = tuple(n for n in names if n not in OWN_NAMES)
+            if others:
+                return StoreState("foreign", layout, others)
+            return StoreState("ours" if "commit" in group.attrs else "ours-unfinished", layout)
+        if group is not None and "spec" in group.attrs and "completed_step" in group.attrs:
+            others = tuple(n for n in names if n not in OLD_NAMES)
+            return StoreState("foreign", 1, others) if others else StoreState("old", 1)
+        return StoreState("foreign", None, names)
+
     def exists(self) -> bool:
-        """Whether a gigacanvas store is at the URL (a foreign zarr group does not count)."""
-        group = self._open("r")
-        return group is not None and "spec" in group.attrs
+        """Whether a resumable gigacanvas store of this layout is at the URL."""
+        return self.inspect().kind == "ours"
 
     def attrs(self) -> dict[str, Any]:
         return dict(self.group.attrs)
 
-    def create(self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int) -> None:
-        """A fresh store for `spec`, replacing whatever was at the URL."""
+    # -- writing --------------------------------------------------------------------------------
+    def clear(self, state: StoreState) -> None:
+        """Delete gigacanvas's own keys (never anything else) so a new render can start here."""
+        if state.kind not in ("ours", "ours-unfinished", "old"):
+            raise UsageError(f"store {self.url} is not a gigacanvas store; refusing to delete anything there")
+        self._group = None
+        for name in OLD_NAMES if state.kind == "old" else OWN_NAMES:
+            self.location.remove(name)
+        for name in self.location.names(""):
+            if _is_temp(name):
+                self.location.remove(name)
+
+    def create(self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int, **attrs: Any) -> None:
+        """A fresh store at a URL that `inspect()` found new, empty, or cleared of our own keys."""
         import zarr
 
         self._group = None
         try:
-            group = zarr.open_group(
+            # overwrite=False: fail rather than replace if a group appeared since the check (the lease
+            # beside it does not count). The marker is in the group's first metadata write, so a
+            # crash from here on leaves 'ours-unfinished'.
+            group = zarr.create_group(
                 store=self.url,
-                mode="w",
+                overwrite=False,
                 zarr_format=3,
-                storage_options=self._options,
+                storage_options=self._options(self.url),
+                attributes={"gigacanvas": {"layout": LAYOUT}, "spec": spec, "fingerprint": fingerprint, **attrs},
             )
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"store {self.url} cannot be created ({exc.__class__.__name__}: {exc})") from exc
@@ -93,47 +158,56 @@ class LatentStore:
         latent = dict(
             shape=(channels, height, width), chunks=(channels, LATENT_CHUNK, LATENT_CHUNK), dtype="float32", compressors=None
         )
-        for name in ("noise", "latent", "latent_next"):
+        for name in ("noise", "latent_a", "latent_b"):
             group.create_array(name, **latent)
-        group.create_array(
-            "image",
-            shape=(height * scale, width * scale, 3),
-            chunks=(IMAGE_CHUNK, IMAGE_CHUNK, 3),
-            dtype="uint8",
-        )
-        group.attrs.update(
-            {"spec": spec, "fingerprint": fingerprint, "completed_step": 0, "next_step": 0, "decoded": False}
-        )
+        group.create_array("image", shape=(height * scale, width * scale, 3), chunks=(IMAGE_CHUNK, IMAGE_CHUNK, 3), dtype="uint8")
+        # no `commit` yet: until write_noise, the store is 'ours-unfinished' and is simply recreated
         self._group = group
 
     def set_attrs(self, **attrs: Any) -> None:
         self.group.attrs.update(attrs)
 
+    def _commit(self, **record: Any) -> None:
+        if self.lease is not None:
+            self.lease.check()
+        self.group.attrs["commit"] = record  # one all-or-nothing put of the group's metadata
+
+    def commit_record(self) -> dict[str, Any]:
+        return dict(self.group.attrs["commit"])
+
     def write_noise(self, noise: np.ndarray) -> None:
+        if self.lease is not None:
+            self.lease.check()
         self.group["noise"][...] = noise
-        self.group["latent"][...] = noise
+        self._commit(step=0, slot="noise", decoded=False)
 
     def read_noise(self) -> np.ndarray:
         return self.group["noise"][...]
 
     def commit_latent(self, latent: np.ndarray, step: int) -> None:
-        """Record `latent` as the state after `step` steps, in two crash-safe phases."""
-        group = self.group
-        group["latent_next"][...] = latent
-        group.attrs["next_step"] = step
-        group["latent"][...] = latent
-        group.attrs["completed_step"] = step
+        """Record `latent` as the state after `step` steps; crash-safe at every point (see top)."""
+        current = self.commit_record()
+        slot = "b" if current["slot"] == "a" else "a"
+        if self.lease is not None:
+            self.lease.check()
+        self.group[f"latent_{slot}"][...] = latent
+        self._commit(step=step, slot=slot, decoded=False)
 
     def read_latent(self) -> tuple[np.ndarray, int]:
-        """The newest whole latent and the number of steps it has had."""
-        attrs = self.group.attrs
-        if attrs["next_step"] > attrs["completed_step"]:
-            return self.group["latent_next"][...], int(attrs["next_step"])
-        return self.group["latent"][...], int(attrs["completed_step"])
+        """The committed latent and the number of steps it has had."""
+        record = self.commit_record()
+        name = "noise" if record["slot"] == "noise" else f"latent_{record['slot']}"
+        return self.group[name][...], int(record["step"])
+
+    @property
+    def decoded(self) -> bool:
+        return bool(self.commit_record().get("decoded"))
 
     def write_image(self, image: np.ndarray) -> None:
+        if self.lease is not None:
+            self.lease.check()
         self.group["image"][...] = image
-        self.group.attrs["decoded"] = True
+        self._commit(**{**self.commit_record(), "decoded": True})
 
     def read_image(self) -> np.ndarray:
         return self.group["image"][...]

@@ -1,9 +1,10 @@
 import json
+import os
 import shutil
 
 import pytest
 
-from gigacanvas.actors.loading import open_model
+from gigacanvas.actors.loading import check_tile_size, open_model
 from gigacanvas.errors import UsageError
 
 
@@ -59,3 +60,107 @@ def test_fingerprint_changes_with_weights(model_copy, tiny_model):
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert open_model(str(copy)).fingerprint != open_model(tiny_model).fingerprint
+
+
+def _pad_transformer(copy, flip: bool):
+    """Grow the copy's transformer file past 4 MiB (still a valid file); maybe flip its middle byte."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights = next((copy / "transformer").glob("*.safetensors"))
+    tensors = load_file(str(weights))
+    save_file({**tensors, "padding": torch.zeros(1 << 20)}, str(weights))
+    if flip:
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0x01  # far from the first and the last MiB
+        weights.write_bytes(bytes(data))
+
+
+def test_fine_tunes_differing_in_their_middle_bytes_get_different_fingerprints(tiny_model, tmp_path):
+    """Today's regression: hashing only each file's ends let a resume mix two models' latents."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(tiny_model, a)
+    shutil.copytree(tiny_model, b)
+    _pad_transformer(a, flip=False)
+    _pad_transformer(b, flip=True)
+    assert open_model(str(a)).fingerprint != open_model(str(b)).fingerprint
+
+
+def test_opening_again_reads_the_hash_cache(model_copy, monkeypatch, tmp_path):
+    from gigacanvas.actors import fingerprint
+
+    copy, weights = model_copy
+    monkeypatch.setenv("GIGACANVAS_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = fingerprint._hash_file
+    monkeypatch.setattr(fingerprint, "_hash_file", lambda path: calls.append(path) or real(path))
+    first = open_model(str(copy)).fingerprint
+    assert len(calls) > 10
+    calls.clear()
+    assert open_model(str(copy)).fingerprint == first and calls == []
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert open_model(str(copy)).fingerprint == first and calls == [weights.resolve()]
+
+
+def test_tile_size_is_bounded_by_the_positional_table(tiny_model):
+    info = open_model(tiny_model)
+    assert info.max_tile_px == 96 * 2 * 8 == 1536
+    check_tile_size(info, 1536)
+    with pytest.raises(
+        UsageError,
+        match=r"^tile_size 2048 is larger than this model's positional table allows \(1536 px\); use --tile-size 1536 or less$",
+    ):
+        check_tile_size(info, 2048)
+
+
+def test_a_transformer_without_a_positional_limit_takes_any_tile(model_copy):
+    copy, _ = model_copy
+    config = json.loads((copy / "transformer" / "config.json").read_text())
+    (copy / "transformer" / "config.json").write_text(json.dumps({**config, "pos_embed_max_size": None}))
+    info = open_model(str(copy))
+    assert info.max_tile_px is None
+    check_tile_size(info, 8192)
+
+
+SD35_LARGE = {
+    "_class_name": "SD3Transformer2DModel", "attention_head_dim": 64, "caption_projection_dim": 2432,
+    "in_channels": 16, "joint_attention_dim": 4096, "num_attention_heads": 38, "num_layers": 38,
+    "out_channels": 16, "patch_size": 2, "pooled_projection_dim": 2048, "pos_embed_max_size": 192,
+    "qk_norm": "rms_norm", "sample_size": 128,
+}
+SD35_VAE = {
+    "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4, "force_upcast": True, "in_channels": 3, "latent_channels": 16,
+    "layers_per_block": 2, "mid_block_add_attention": True, "norm_num_groups": 32, "out_channels": 3,
+    "sample_size": 1024, "scaling_factor": 1.5305, "shift_factor": 0.0609, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "use_post_quant_conv": False, "use_quant_conv": False,
+}
+
+
+def test_sd35_large_configs_are_checked_without_their_memory(model_copy):
+    """The full-size configs are built on the meta device: a third of a second, a few MB."""
+    import resource
+
+    copy, _ = model_copy
+    (copy / "transformer" / "config.json").write_text(json.dumps(SD35_LARGE))
+    (copy / "vae" / "config.json").write_text(json.dumps(SD35_VAE))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    info = open_model(str(copy))  # weights are only read as headers and hashed
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert (info.native_tile_px, info.max_tile_px, info.align_px) == (1024, 3072, 16)
+    assert grown_mib < 200  # 8B parameters in bf16 would be 16 GB; the pos_embed buffer alone 358 MB
+
+
+def test_a_full_disk_during_a_hub_download_names_the_path(monkeypatch):
+    """A local disk failure is not "could not be fetched from the hub": it says where it failed."""
+    import errno
+
+    import huggingface_hub
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/hf/hub/models--org--m/blobs/abc.incomplete")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", full)
+    with pytest.raises(OSError) as caught:
+        open_model("org/m")
+    assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, "/hf/hub/models--org--m/blobs/abc.incomplete")

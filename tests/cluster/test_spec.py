@@ -1,8 +1,10 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gigacanvas.cluster.spec import RenderSpec, build_spec
+from gigacanvas.cluster.spec import CONTENT_FIELDS, FIELDS, SPEC_VERSION, RenderSpec, _quote, build_spec
 from gigacanvas.errors import UsageError
 
 
@@ -65,3 +67,127 @@ def test_portable_spec_leaves_out_local_paths():
     assert "out" not in spec.portable() and "store" not in spec.portable()
     assert spec.store_url == "s3://b/a.zarr"
     assert RenderSpec(prompt="x", out="dir/a.png").store_url == "dir/a.zarr"
+
+
+# First, do no harm (issue 8): every careless or hostile value ends in one short UsageError line.
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"guidance": NAN}, "guidance nan must be a finite number from 0 to 100"),
+        ({"guidance": INF}, "guidance inf must be a finite number from 0 to 100"),
+        ({"guidance": 1e39}, "guidance 1e+39 must be a finite number from 0 to 100"),
+        ({"guidance": "nan"}, "guidance nan must be a finite number from 0 to 100"),
+        ({"guidance": 100.5}, "guidance 100.5 must be a finite number from 0 to 100"),
+        ({"guidance": True}, "guidance True is not a valid float"),
+        ({"cpus_per_actor": 0.00001}, "cpus_per_actor 1e-05 must be a finite number from 0.01 to 1024"),
+        ({"cpus_per_actor": INF}, "cpus_per_actor inf must be a finite number from 0.01 to 1024"),
+        ({"cpus_per_actor": NAN}, "cpus_per_actor nan must be a finite number from 0.01 to 1024"),
+        ({"cpus_per_actor": 2048.0}, "cpus_per_actor 2048.0 must be a finite number from 0.01 to 1024"),
+        ({"cpus_per_actor": 1.5}, "cpus_per_actor 1.5 is above 1 and so must be a whole number (Ray's rule); try 1 or"),
+        ({"cpus_per_actor": False}, "cpus_per_actor False is not a valid float"),
+        ({"steps": 10_000_000_000}, "steps 10000000000 must be at most 10000"),
+        ({"steps": 1e10}, "steps 10000000000 must be at most 10000"),
+        ({"width": 262_160}, "width 262160 must be at most 262144"),
+        ({"height": 10**400}, "height an integer of about 401 digits must be at most 262144"),
+        ({"tile_batch": 65}, "tile_batch 65 must be at most 64"),
+        ({"actors": 4097}, "actors 4097 must be at most 4096"),
+        ({"tile_size": 16400}, "tile_size 16400 must be at most 16384"),
+        ({"vae_tile_size": 16400}, "vae_tile_size 16400 must be at most 16384"),
+        ({"tile_overlap": 8 * 10**30}, "tile_overlap 8000000000000000000000000000000 must be at most 16384"),
+        ({"seed": 2**64}, "seed 18446744073709551616 must be between 0 and"),
+        ({"prompt": "x" * 10_001}, "prompt is 10001 characters long; at most 10000 are accepted"),
+        ({"negative_prompt": "x" * 10_001}, "negative_prompt is 10001 characters long; at most 10000 are accepted"),
+        ({"model": "m" * 5000}, "model is 5000 characters long; at most 4096 are accepted"),
+        ({"out": "a\0.png"}, "out 'a\\x00.png' contains a NUL character"),
+        ({"prompt": ["a", "b"]}, "prompt must be a single value, not a list"),
+        ({"width": {"a": 1}}, "width must be a single value, not a mapping"),
+        ({"precision": "p" * 5000}, "precision 'ppppppppppppppppppppppppppppppppppppppp... is not one of"),
+        ({"spec_version": 3}, "spec_version 3 is newer than this gigacanvas knows (up to 1); upgrade gigacanvas"),
+        ({"spec_version": 0}, "spec_version 0 must be at least 1"),
+    ],
+)
+def test_out_of_range_values_are_refused_in_one_short_line(changes, message):
+    changes = {"prompt": "x", **changes}
+    with pytest.raises(UsageError) as caught:
+        RenderSpec(**changes)
+    text = str(caught.value)
+    assert text.startswith(message), text
+    assert "\n" not in text and len(text) < 300
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"guidance": 0.0}, {"guidance": 100}, {"guidance": "7.5"}, {"cpus_per_actor": 0.01}, {"cpus_per_actor": 1},
+        {"cpus_per_actor": 2.0}, {"cpus_per_actor": 1024}, {"steps": 10_000}, {"width": 262_144},
+        {"tile_batch": 64}, {"actors": 4096}, {"tile_size": 16384, "vae_tile_size": 16384}, {"prompt": "x" * 10_000},
+    ],
+)
+def test_values_at_the_bounds_are_accepted(changes):
+    spec = RenderSpec(**{"prompt": "x", **changes})
+    assert spec.guidance == float(changes.get("guidance", 7.0))
+
+
+def test_flags_are_checked_like_files():
+    with pytest.raises(UsageError, match="guidance nan must be a finite number"):
+        build_spec(None, prompt="x", guidance=NAN)
+    with pytest.raises(UsageError, match="cpus_per_actor inf must be"):
+        build_spec(None, prompt="x", cpus_per_actor=INF)
+    with pytest.raises(UsageError, match="spec_version comes from a spec file or picture, not a flag"):
+        build_spec(None, prompt="x", spec_version=1)
+
+
+def test_spec_version_is_a_content_field_carried_by_pictures():
+    spec = RenderSpec(prompt="x")
+    assert SPEC_VERSION == 1 and spec.spec_version == SPEC_VERSION
+    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 1
+    assert spec.content()["spec_version"] == 1
+
+
+@pytest.mark.parametrize(
+    "value, quoted",
+    [
+        ("short", "'short'"),
+        ("y" * 1000, "'" + "y" * 39 + "..."),
+        ("a\nb", "'a\\nb'"),
+        (["lol"] * 10**6, "a list"),
+        ({"a": [1]}, "a mapping"),
+        (NAN, "nan"),
+        pytest.param(10**5000, "an integer of about 5001 digits", id="huge-int"),
+        (None, "None"),
+    ],
+)
+def test_quote_is_short_whatever_the_value(value, quoted):
+    assert _quote(value) == quoted and len(_quote(value)) <= 45
+
+
+def test_a_shared_nested_list_is_not_expanded_into_a_message():
+    bomb = ["lol"] * 10
+    for _ in range(8):  # 10**9 strings if expanded
+        bomb = [bomb] * 10
+    with pytest.raises(UsageError, match=r"^prompt must be a single value, not a list$"):
+        RenderSpec(prompt=bomb)
+
+
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=-(10**6000), max_value=10**6000)
+    | st.floats() | st.text(max_size=30) | st.sampled_from(["nan", "inf", "-1e400", "1e39", "1.0e+10", " 7 ", "٣"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(sorted(FIELDS)), _values, max_size=6))
+def test_any_values_give_a_spec_or_one_short_usage_error(values):
+    for make in (lambda: build_spec(None, **values), lambda: RenderSpec(**{"prompt": "x", **values})):
+        try:
+            spec = make()
+        except UsageError as exc:
+            assert "\n" not in str(exc) and 0 < len(str(exc)) < 300, str(exc)
+        else:
+            assert isinstance(spec, RenderSpec)

@@ -1,72 +1,187 @@
 import numpy as np
 import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
+from gigacanvas.storage.store import LAYOUT
 
 
-def _make(url):
+def _make(url, **attrs):
     store = LatentStore(url)
-    store.create({"seed": 1}, "abc", channels=4, height=16, width=24, scale=8)
+    store.create({"seed": 1}, "abc", channels=4, height=16, width=24, scale=8, **attrs)
     return store
 
 
 @pytest.mark.parametrize("kind", ["path", "file", "memory"])
 def test_create_commit_and_read_back(tmp_path, kind):
     url = {"path": str(tmp_path / "s.zarr"), "file": f"file://{tmp_path}/deep/s.zarr", "memory": "memory://gc-test/s.zarr"}[kind]
-    store = _make(url)
+    store = _make(url, precision="fp32")
+    assert store.inspect().kind == "ours-unfinished"  # no commit yet: safe to recreate
     noise = np.random.default_rng(0).standard_normal((4, 16, 24)).astype(np.float32)
     store.write_noise(noise)
     latent, step = store.read_latent()
     assert step == 0
     np.testing.assert_array_equal(latent, noise)
     store.commit_latent(noise * 2, 1)
+    store.commit_latent(noise * 3, 2)
     reopened = LatentStore(url)
-    assert reopened.exists()
+    assert reopened.exists() and reopened.inspect().kind == "ours"
     latent, step = reopened.read_latent()
-    assert step == 1
-    np.testing.assert_array_equal(latent, noise * 2)
+    assert step == 2
+    np.testing.assert_array_equal(latent, noise * 3)
     np.testing.assert_array_equal(reopened.read_noise(), noise)
-    assert reopened.attrs()["spec"] == {"seed": 1} and reopened.attrs()["fingerprint"] == "abc"
+    attrs = reopened.attrs()
+    assert attrs["spec"] == {"seed": 1} and attrs["fingerprint"] == "abc" and attrs["precision"] == "fp32"
+    assert attrs["gigacanvas"] == {"layout": LAYOUT}
+    assert not reopened.decoded
     image = np.arange(128 * 192 * 3, dtype=np.uint8).reshape(128, 192, 3)
     reopened.write_image(image)
     np.testing.assert_array_equal(LatentStore(url).read_image(), image)
-    assert LatentStore(url).attrs()["decoded"] is True
+    assert LatentStore(url).decoded and LatentStore(url).read_latent()[1] == 2
 
 
-def test_interrupted_commit_resumes_from_the_whole_latent(tmp_path):
-    """A crash after `latent_next` is whole but before `latent` is: the reader takes the next one."""
-    store = _make(str(tmp_path / "s.zarr"))
-    old = np.zeros((4, 16, 24), np.float32)
-    new = np.ones((4, 16, 24), np.float32)
-    store.write_noise(old)
-    group = store.group
-    group["latent_next"][...] = new
-    group.attrs["next_step"] = 1
-    group["latent"][:, :8] = new[:, :8]  # half-written when the process died
-    latent, step = LatentStore(str(tmp_path / "s.zarr")).read_latent()
-    assert step == 1
-    np.testing.assert_array_equal(latent, new)
+def test_create_never_replaces_an_existing_group(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    _make(url).write_noise(np.zeros((4, 16, 24), np.float32))
+    with pytest.raises(UsageError, match="cannot be created"):
+        _make(url)
+    assert LatentStore(url).read_latent()[1] == 0
 
 
-def test_crash_before_next_is_recorded_keeps_the_old_step(tmp_path):
-    store = _make(str(tmp_path / "s.zarr"))
-    old = np.zeros((4, 16, 24), np.float32)
-    store.write_noise(old)
-    store.group["latent_next"][:, :4] = 5.0  # partial write, next_step never recorded
-    latent, step = store.read_latent()
-    assert step == 0
-    np.testing.assert_array_equal(latent, old)
+def test_inspect_classifies_without_writing(tmp_path):
+    assert LatentStore(str(tmp_path / "nothing.zarr")).inspect().kind == "new"
+    (tmp_path / "empty").mkdir()
+    assert LatentStore(str(tmp_path / "empty")).inspect().kind == "empty"
+    (tmp_path / "f.txt").write_text("x")
+    assert LatentStore(str(tmp_path / "f.txt")).inspect().kind == "file"
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "a.txt").write_text("x")
+    state = LatentStore(str(tmp_path / "user")).inspect()
+    assert state.kind == "foreign" and state.others == ("a.txt",)
+    foreign = zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    foreign.create_array("data", shape=(2,), dtype="int8")
+    assert LatentStore(str(tmp_path / "foreign.zarr")).inspect().kind == "foreign"
+    ours = _make(str(tmp_path / "ours.zarr"))
+    ours.write_noise(np.zeros((4, 16, 24), np.float32))
+    (tmp_path / "ours.zarr" / "notes.txt").write_text("mine")
+    assert LatentStore(str(tmp_path / "ours.zarr")).inspect().kind == "foreign"  # someone added a file
+    newer = _make(str(tmp_path / "newer.zarr"))
+    newer.set_attrs(gigacanvas={"layout": LAYOUT + 1})
+    assert LatentStore(str(tmp_path / "newer.zarr")).inspect().kind == "newer"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for name in ("nothing.zarr", "empty", "f.txt", "user", "foreign.zarr", "ours.zarr", "newer.zarr"):
+        LatentStore(str(tmp_path / name)).inspect()
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_missing_or_foreign_store_does_not_exist(tmp_path):
-    assert not LatentStore(str(tmp_path / "nothing.zarr")).exists()
-    import zarr
+def test_layout_1_store_is_recognised_as_an_older_gigacanvas_store(tmp_path):
+    group = zarr.open_group(str(tmp_path / "old.zarr"), mode="w", zarr_format=3)
+    for name in ("noise", "latent", "latent_next"):
+        group.create_array(name, shape=(4, 8, 8), dtype="float32")
+    group.attrs.update({"spec": {"seed": 1}, "fingerprint": "x", "completed_step": 3, "next_step": 3, "decoded": False})
+    store = LatentStore(str(tmp_path / "old.zarr"))
+    state = store.inspect()
+    assert state.kind == "old" and not store.exists()
+    store.clear(state)
+    assert list((tmp_path / "old.zarr").iterdir()) == []
 
-    zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
-    assert not LatentStore(str(tmp_path / "foreign.zarr")).exists()
+
+def test_clear_deletes_only_a_gigacanvas_store(tmp_path):
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "a.txt").write_text("x")
+    store = LatentStore(str(tmp_path / "user"))
+    with pytest.raises(UsageError, match="not a gigacanvas store"):
+        store.clear(store.inspect())
+    assert (tmp_path / "user" / "a.txt").read_text() == "x"
 
 
 def test_unknown_protocol_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown protocol 'nope'"):
         LatentStore("nope://bucket/render.zarr")
+
+
+# -- crash safety: every write of every step may be the last one a process makes -----------------
+
+STEPS = 4
+SHAPE = (4, 300, 300)  # 9 chunks per latent, so a crash can leave a latent half written
+
+
+def _advance(latent: np.ndarray, step: int) -> np.ndarray:
+    """A stand-in for one denoising step whose result depends on the whole input."""
+    return (latent * np.float32(0.9) + np.float32(step + 1) + latent.mean(dtype=np.float32)).astype(np.float32)
+
+
+class Crash(Exception):
+    pass
+
+
+def _run_until(url: str, monkeypatch, crash_at: int | None) -> None:
+    """One 'process': create or resume, then step to the end; dies at its `crash_at`-th write."""
+    from zarr.storage import LocalStore
+
+    writes = {"n": 0}
+    real_set = LocalStore.set
+
+    async def counting_set(self, key, value):
+        writes["n"] += 1
+        if crash_at is not None and writes["n"] == crash_at:
+            raise Crash(f"killed at write {crash_at} ({key})")
+        return await real_set(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", counting_set)
+    try:
+        store = LatentStore(url)
+        kind = store.inspect().kind
+        if kind != "ours":
+            if kind == "ours-unfinished":
+                store.clear(store.inspect())
+            store = _make_big(url)
+            store.write_noise(np.random.default_rng(7).standard_normal(SHAPE).astype(np.float32))
+        latent, done = store.read_latent()
+        for step in range(done, STEPS):
+            latent = _advance(latent, step)
+            store.commit_latent(latent, step + 1)
+    finally:
+        monkeypatch.setattr(LocalStore, "set", real_set)
+
+
+def _make_big(url):
+    store = LatentStore(url)
+    store.create({"seed": 7}, "abc", channels=SHAPE[0], height=SHAPE[1], width=SHAPE[2], scale=1)
+    return store
+
+
+@pytest.fixture(scope="module")
+def expected(tmp_path_factory):
+    url = str(tmp_path_factory.mktemp("clean") / "s.zarr")
+    with pytest.MonkeyPatch.context() as mp:
+        _run_until(url, mp, None)
+    return LatentStore(url).read_latent()[0]
+
+
+def _survives(tmp_path, monkeypatch, crashes, expected) -> None:
+    url = str(tmp_path / "s.zarr")
+    for crash_at in crashes:
+        try:
+            _run_until(url, monkeypatch, crash_at)
+        except Exception as exc:  # noqa: BLE001 - the crash, possibly wrapped as a store error
+            assert "killed at write" in str(exc)
+    _run_until(url, monkeypatch, None)
+    latent, step = LatentStore(url).read_latent()
+    assert step == STEPS
+    np.testing.assert_array_equal(latent, expected)
+
+
+def test_a_crash_at_any_single_write_resumes_to_the_same_latent(tmp_path_factory, monkeypatch, expected):
+    for crash_at in range(1, 60):
+        _survives(tmp_path_factory.mktemp("one"), monkeypatch, [crash_at], expected)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(crashes=st.lists(st.integers(1, 25), min_size=2, max_size=4))
+def test_repeated_crashes_at_any_writes_resume_to_the_same_latent(tmp_path_factory, monkeypatch, expected, crashes):
+    """The double crash that broke layout 1: mid-copy at one step, mid-write at the next."""
+    _survives(tmp_path_factory.mktemp("many"), monkeypatch, crashes, expected)

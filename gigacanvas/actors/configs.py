@@ -1,0 +1,134 @@
+"""A model's configs, checked in the driver by building each component from its config alone.
+
+A config that diffusers cannot build fails the same way on every actor, after Ray has started
+them, as a long remote traceback. Building the transformer and the VAE here with accelerate's
+`init_empty_weights(include_buffers=True)` (every parameter and buffer on the meta device: SD3.5
+Large costs a few MB and a third of a second) and the scheduler as the render will set it up
+turns each of those into one line before anything starts. The check is diffusers' own
+`from_config`, not a schema of ours that could drift from it; the sizes the planner uses are
+read back from the built component's config, defaults filled in exactly as the actors will.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gigacanvas.errors import UsageError
+
+TRANSFORMER_KEYS = ("in_channels", "patch_size", "sample_size")  # read by the planner: must be written
+_JSON_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
+
+
+def read_json(path: Path, what: str) -> dict:
+    """A config file's JSON object; unreadable, not JSON, or not an object is one UsageError."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"model {what} {path} is unreadable ({exc.__class__.__name__})") from exc
+    return as_object(data, f"{what} {path}")
+
+
+def as_object(data: Any, what: str) -> dict:
+    """`data` if it is a JSON object (a dict); diffusers configs always are."""
+    if not isinstance(data, dict):
+        kind = _JSON_KINDS.get(type(data), type(data).__name__)
+        raise UsageError(f"model {what} holds {kind}, not a JSON object; is the file damaged?")
+    return data
+
+
+def _detail(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
+
+
+def _build(cls, config: dict):
+    """`cls.from_config(config)` with every tensor on the meta device: no memory, no weights."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=True):
+        return cls.from_config(config)
+
+
+def _check_class(config: dict, expected: str, what: str) -> None:
+    name = config.get("_class_name")
+    if name not in (None, expected):
+        raise UsageError(f"model {what} is for {name}, not {expected}; is it an SD3/SD3.5 model?")
+
+
+def check_transformer(config: dict, source: str) -> dict:
+    """The SD3 transformer's config as diffusers builds it (defaults filled), or a UsageError.
+
+    `source` names where the config came from: `<folder>/transformer/config.json` or a file
+    written by `convert`.
+    """
+    from diffusers import SD3Transformer2DModel
+
+    _check_class(config, "SD3Transformer2DModel", f"transformer config {source}")
+    for key in TRANSFORMER_KEYS:
+        value = config.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            found = "has no" if key not in config else f"has {json.dumps(value)} for"
+            raise UsageError(
+                f"model transformer config {source} {found} {key} (a positive whole number); "
+                "is it an SD3/SD3.5 transformer config?"
+            )
+    try:
+        built = _build(SD3Transformer2DModel, config)
+    except Exception as exc:  # noqa: BLE001 - whatever from_config raises, the config is at fault
+        raise UsageError(
+            f"model transformer config {source} cannot be built by diffusers ({_detail(exc)}); "
+            "is it an SD3/SD3.5 transformer config?"
+        ) from None
+    return dict(built.config)
+
+
+def check_vae(root: Path) -> dict:
+    """`root`'s VAE config as diffusers builds it (defaults filled), or a UsageError."""
+    from diffusers import AutoencoderKL
+
+    path = root / "vae" / "config.json"
+    config = read_json(path, "config")
+    _check_class(config, "AutoencoderKL", f"config {path}")
+    try:
+        built = _build(AutoencoderKL, config)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"model config {path} cannot be built by diffusers ({_detail(exc)}); is it an SD3 VAE config?") from None
+    return dict(built.config)
+
+
+def check_scheduler(root: Path) -> None:
+    """Refuse a missing scheduler config, a class that is not a diffusers scheduler, or a config
+    that cannot be built and set to a few steps (what the driver does once the actors run)."""
+    import diffusers
+
+    path = root / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        raise UsageError(f"model {root} has no scheduler/scheduler_config.json; is the download complete?")
+    config = read_json(path, "config")
+    name = config.get("_class_name")
+    try:
+        cls = getattr(diffusers, name) if isinstance(name, str) and name.isidentifier() else None
+    except Exception:  # noqa: BLE001 - AttributeError, or an optional backend missing
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise UsageError(
+            f"model config {path} names {json.dumps(name)}, which is not a diffusers scheduler; "
+            "SD3 uses FlowMatchEulerDiscreteScheduler"
+        )
+    try:
+        scheduler = cls.from_config(config)
+        # mu's value does not matter here, only that set_timesteps accepts the config
+        scheduler.set_timesteps(2, **({"mu": 1.0} if scheduler.config.get("use_dynamic_shifting") else {}))
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"model config {path} cannot be set up as a {name} by diffusers ({_detail(exc)}); is it damaged?") from None
+
+
+def check_pair(transformer: dict, vae: dict, root: Path) -> None:
+    """The transformer must denoise the latents this VAE makes."""
+    if transformer["in_channels"] != vae.get("latent_channels"):
+        raise UsageError(
+            f"model {root}: the transformer takes {transformer['in_channels']} latent channels but the VAE "
+            f"makes {vae.get('latent_channels')}; the transformer and vae/ come from different models"
+        )

@@ -1,0 +1,131 @@
+"""Planning a render: every check and decision that needs no cluster, no actor and no write.
+
+`plan(spec)` opens the model (configs and headers only), fills the model's defaults, and refuses
+what could never work (sizes, tiles, output path, store place, memory) before `render` starts Ray,
+so a refusal costs a second and leaves nothing behind. `--dry-run` prints the plan and stops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from gigacanvas.actors.adapter import ModelInfo
+from gigacanvas.actors.loading import open_model
+from gigacanvas.cluster import budget
+from gigacanvas.cluster.claim import preview_store
+from gigacanvas.cluster.spec import RenderSpec
+from gigacanvas.errors import UsageError
+from gigacanvas.storage import read_png_spec
+from gigacanvas.tiling import TileGrid, plan_tiles
+
+
+def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
+    """Fill the model-dependent defaults and check sizes against the model's alignment."""
+    from gigacanvas.actors.loading import check_tile_size
+
+    align = info.align_px
+    for name in ("width", "height", "tile_size", "vae_tile_size"):
+        value = getattr(spec, name)
+        if value and value % align:
+            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
+    tile = spec.tile_size or info.native_tile_px
+    check_tile_size(info, tile)
+    default_overlap = tile // 8 // 8 * 8  # an eighth of the tile, in whole VAE cells
+    overlap = spec.tile_overlap if spec.tile_overlap is not None else default_overlap
+    if overlap % info.vae_scale_factor:
+        raise UsageError(f"tile_overlap {overlap} is not a multiple of {info.vae_scale_factor} for this model")
+    if overlap >= tile:
+        raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
+    vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
+    return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
+
+
+def _check_output(spec: RenderSpec) -> None:
+    from gigacanvas.storage.atomic import check_writable_file
+
+    out = check_writable_file(spec.out, "out")
+    if out.exists() and not spec.overwrite:
+        try:
+            theirs = {"spec_version": 1, **read_png_spec(out)}  # pictures before versions were version 1
+            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model}
+            same = all(theirs.get(k) == v for k, v in ours.items())
+        except UsageError:
+            same = False
+        if not same:
+            raise UsageError(f"out {spec.out} exists and holds another picture; pass --overwrite or another --out")
+
+
+def _local_path(url: str) -> Path | None:
+    if "://" in url and not url.startswith("file://"):
+        return None
+    return Path(url.removeprefix("file://")).expanduser().resolve()
+
+
+def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
+    """The store may not be the picture, hold it, or sit inside the model (whose fingerprint it would change)."""
+    store = _local_path(spec.store_url)
+    if store is None:
+        return
+    out = Path(spec.out).expanduser().resolve()
+    if store == out or store in out.parents:
+        raise UsageError(f"store {spec.store_url} and out {spec.out} overlap; pass a --store beside the picture, not at it")
+    model = Path(info.path).resolve()
+    if store == model or model in store.parents:
+        where = "is" if store == model else "is inside"
+        raise UsageError(f"store {spec.store_url} {where} the model folder {info.path}; pass a --store elsewhere")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided before any cluster, actor or file is touched."""
+
+    spec: RenderSpec
+    info: ModelInfo
+    grid: TileGrid
+    lat_h: int
+    lat_w: int
+    budget: budget.Budget
+    store_action: str  # what the render would do with the store: create, resume at step N, replace
+
+    def describe(self) -> str:
+        spec, info = self.spec, self.info
+        model = spec.model or "the built-in tiny model"
+        return "\n".join(
+            [
+                f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
+                f"  model: {model} (fingerprint {info.fingerprint})",
+                f"  tiles: {len(self.grid)} per step of {spec.tile_size} px, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
+                f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
+                f"  memory: {self.budget.describe()}",
+                f"  store: {spec.store_url} ({self.store_action})",
+                f"  out: {spec.out}",
+            ]
+        )
+
+
+def plan(spec: RenderSpec) -> Plan:
+    """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
+    info = open_model(spec.model, spec.base_model)
+    spec = resolve(spec, info)
+    _check_output(spec)
+    _check_store_place(spec, info)
+    lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
+    need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
+    have = budget.machine_memory()
+    if need.driver_bytes > have:
+        raise UsageError(
+            f"a {spec.width}x{spec.height} canvas needs about {need.driver_bytes / budget.GIB:.1f} GiB on the driver "
+            f"but this machine has {have / budget.GIB:.1f} GiB; render a smaller canvas"
+        )
+    make_scheduler(info, spec.steps, lat_h, lat_w)  # a scheduler config diffusers rejects fails here, not on an actor
+    grid = plan_tiles(lat_h, lat_w, spec.tile_size // info.vae_scale_factor, spec.tile_overlap // info.vae_scale_factor)
+    action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
+    return Plan(spec, info, grid, lat_h, lat_w, need, action)
+
+
+def make_scheduler(info: ModelInfo, steps: int, lat_h: int, lat_w: int):
+    from gigacanvas.actors.loading import load_adapter
+
+    # The driver builds the scheduler from config only; no weights are loaded here.
+    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, lat_h, lat_w)

@@ -1,0 +1,140 @@
+"""Do no harm: refused commands leave nothing behind, stores are never someone else's, one render per store."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from gigacanvas import RenderSpec, render
+from gigacanvas.cluster.cli import main
+from gigacanvas.errors import RenderError
+from gigacanvas.storage import LatentStore
+from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.location import Location
+
+SMALL = ["--prompt", "x", "--width", "256", "--height", "256", "--steps", "1", "--no-progress"]
+
+
+def _snapshot(root):
+    return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_store_pointed_at_a_folder_of_user_files_deletes_nothing(tiny_model, ray_cluster, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("x")
+    before = _snapshot(tmp_path)
+    for extra in ([], ["--overwrite"]):
+        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+                            "--store", str(data), *extra)
+        assert code == 2 and "holds files that are not a gigacanvas store (a.txt, sub)" in err
+        assert _snapshot(tmp_path) == before
+
+
+def test_the_model_folder_as_store_is_refused_and_kept(tiny_model, ray_cluster, tmp_path, capsys):
+    from pathlib import Path
+
+    before = _snapshot(Path(tiny_model))
+    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+                        "--store", tiny_model, "--overwrite")
+    assert code == 2 and "is the model folder" in err
+    assert _snapshot(Path(tiny_model)) == before
+
+
+def test_store_and_out_at_one_path_is_refused(tiny_model, tmp_path, capsys):
+    out = str(tmp_path / "o.png")
+    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", out, "--store", out)
+    assert code == 2 and "overlap" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_held_store_refuses_a_second_render(tiny_model, ray_cluster, tmp_path, capsys):
+    url = str(tmp_path / "o.zarr")
+    other = StoreLease(Location(url))
+    other.acquire()  # another render, alive and heartbeating
+    try:
+        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"))
+        assert code == 2 and "is in use by another render" in err
+        assert not (tmp_path / "o.png").exists()
+    finally:
+        other.release()
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys):
+    code, out, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"), "--dry-run")
+    assert code == 0, err
+    assert "tiles: 1 per step of 256 px" in out and "memory: driver about" in out and "(create)" in out
+    assert str(tmp_path / "o.zarr") in out and str(tmp_path / "o.png") in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_canvas_beyond_the_machine_is_refused_with_the_number(tiny_model, tmp_path, capsys):
+    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+                        "--width", "131072", "--height", "131072")
+    assert code == 2 and "needs about" in err and "GiB on the driver" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_resumes_a_matching_interrupted_render(tiny_model, ray_cluster, tmp_path, monkeypatch):
+    spec = RenderSpec(prompt="x", width=256, height=256, steps=2, model=tiny_model, actors=1, tile_size=128,
+                      tile_overlap=32, out=str(tmp_path / "r.png"), overwrite=True)
+    commit = LatentStore.commit_latent
+
+    def die_after_first_step(self, latent, step):
+        commit(self, latent, step)
+        if step == 1:
+            raise RenderError("simulated")
+
+    monkeypatch.setattr(LatentStore, "commit_latent", die_after_first_step)
+    with pytest.raises(RenderError):
+        render(spec, progress=False)
+    monkeypatch.undo()
+    notes = []
+    result = render(spec, progress=False, notify=notes.append)
+    assert result.steps_run == 1 and any("at step 1 of 2" in n for n in notes)
+    with Image.open(result.out) as im:
+        assert np.asarray(im).std() > 0
+
+
+# -- no refused command leaves anything behind ----------------------------------------------------
+
+REFUSALS = [
+    ["--width", "1000"],
+    ["--steps", "10000000000"],
+    ["--guidance", "nan"],
+    ["--tile-size", "2048"],
+    ["--actors", "100"],
+    ["--cpus-per-actor", "inf"],
+    ["--store", "nope://x/y.zarr"],
+    ["--store", "{tmp}/user"],
+    ["--store", "{tmp}/o.png"],
+    ["--out", "{tmp}/missing/o.png"],
+    ["--out", "{tmp}/user"],
+    ["--width", "131072", "--height", "131072"],
+]
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.sampled_from(range(len(REFUSALS))), min_size=1, max_size=3, unique=True))
+def test_no_refused_command_leaves_anything_behind(picks, tiny_model, ray_cluster, tmp_path_factory, capsys):
+    tmp = tmp_path_factory.mktemp("refused")
+    (tmp / "user").mkdir()
+    (tmp / "user" / "keep.txt").write_text("x")
+    before = _snapshot(tmp)
+    argv = ["render", *SMALL, "--model", tiny_model, "--out", str(tmp / "o.png")]
+    for pick in picks:
+        argv += [arg.format(tmp=tmp) for arg in REFUSALS[pick]]
+    code, stdout, err = _run(capsys, *argv)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert all(line.startswith("gigacanvas: ") for line in lines), err
+    assert [line for line in lines if line.startswith("gigacanvas: error: ")] == lines[-1:], err
+    assert "Traceback" not in err + stdout
+    assert _snapshot(tmp) == before

@@ -1,0 +1,105 @@
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from gigacanvas.errors import RenderError, UsageError
+from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.location import Location
+
+
+def _write_holder(location: Location, number: int, **fields) -> None:
+    record = {"token": "t", "host": "elsewhere", "pid": 1, "started": 0.0, "heartbeat": time.time(), **fields}
+    location.put(f"lease-{number:06d}.json", json.dumps(record).encode())
+
+
+def test_second_render_is_refused_while_the_first_holds_the_store(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    first = StoreLease(location)
+    first.acquire()
+    try:
+        with pytest.raises(UsageError, match=r"is in use by another render \(pid \d+ on .*, last heartbeat 0 s ago\)"):
+            StoreLease(location).acquire()
+    finally:
+        first.release()
+    second = StoreLease(location)
+    second.acquire()  # free again once given back
+    second.release()
+    assert location.names("lease-") == []
+
+
+def test_of_many_racing_renders_exactly_one_takes_the_store(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    results = []
+    barrier = threading.Barrier(8)
+
+    def take():
+        lease = StoreLease(location)
+        barrier.wait()
+        try:
+            lease.acquire()
+            results.append(lease)
+        except UsageError:
+            results.append(None)
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1
+    winners[0].release()
+
+
+def test_a_silent_holder_is_taken_over_after_the_timeout_and_then_stops(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    _write_holder(location, 3, heartbeat=time.time() - 0.1)
+    with pytest.raises(UsageError, match="in use by another render"):
+        StoreLease(location, timeout_s=30).acquire()
+    _write_holder(location, 3, heartbeat=time.time() - 31)
+    taker = StoreLease(location, timeout_s=30)
+    taker.acquire()
+    assert taker.number == 4 and location.names("lease-") == ["lease-000004.json"]
+    taker.release()
+
+
+def test_a_holder_that_lost_the_store_stops_before_its_next_write(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    slow = StoreLease(location, timeout_s=30)
+    slow.acquire()
+    slow.check()
+    _write_holder(location, slow.number + 1)  # another render took over while this one stalled
+    with pytest.raises(RenderError, match="was taken over by another render"):
+        slow.check()
+    successor = f"lease-{slow.number + 1:06d}.json"
+    slow.release()
+    assert successor in location.names("lease-")  # the successor's key is never removed
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _write_holder(location, 1, host=socket.gethostname(), pid=int(gone.stdout), heartbeat=time.time())
+    lease = StoreLease(location, timeout_s=3600)
+    lease.acquire()
+    assert lease.number == 2
+    lease.release()
+
+
+def test_the_heartbeat_keeps_the_lease_fresh(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    lease = StoreLease(location, timeout_s=0.4)
+    lease.acquire()
+    try:
+        first = json.loads(location.read("lease-000001.json"))["heartbeat"]
+        time.sleep(0.5)
+        later = json.loads(location.read("lease-000001.json"))["heartbeat"]
+        assert later > first
+        lease.check()
+    finally:
+        lease.release()
