@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -89,6 +90,29 @@ def file_hash(path: Path, cache: dict[str, list], new: dict[str, list]) -> str:
     return digest
 
 
+NOTICE_BYTES = 1 << 30
+
+
+def _announce(entries: list[tuple[Path, str]], cache: dict[str, list]) -> None:
+    """Hashing a big model the first time takes most of a minute: say so, rather than sit silent."""
+    todo = 0
+    for file, _ in entries:
+        try:
+            real = file.resolve()
+            entry = cache.get(str(real))
+            st = real.stat()
+        except OSError:
+            continue  # file_hash reports it
+        if not entry or entry[:3] != _key(st):
+            todo += st.st_size
+    if todo >= NOTICE_BYTES:
+        print(
+            f"gigacanvas: fingerprinting {todo / 2**30:.1f} GiB of model files (once; cached in {cache_dir()})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def fingerprint(root: Path, folders: Iterable[str], transformer_file: Path | None = None) -> str:
     """A 16-hex-digit hash of `root`'s model_index.json, every file in `folders`, and
     `transformer_file` (which then stands in for `transformer/`).
@@ -109,6 +133,7 @@ def fingerprint(root: Path, folders: Iterable[str], transformer_file: Path | Non
                 entries.append((file, rel.as_posix()))
     if transformer_file is not None:
         entries.append((Path(transformer_file), "transformer-file"))
+    _announce(entries, cache)
     digest = hashlib.sha256()
     for file, name in entries:
         digest.update(f"{name}\0{file_hash(file, cache, new)}\n".encode())

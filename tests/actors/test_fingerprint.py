@@ -112,3 +112,12 @@ def test_a_single_file_transformer_stands_in_for_the_folder(tmp_path, cache):
     assert fp.fingerprint(root, ["transformer"], single) == first
     single.write_bytes(b"t" * 100)
     assert fp.fingerprint(root, ["transformer"], single) != first
+
+
+def test_a_big_first_hash_is_announced_once(tmp_path, cache, monkeypatch, capsys):
+    monkeypatch.setattr(fp, "NOTICE_BYTES", 2 * MIB)
+    root = _model(tmp_path / "m", os.urandom(3 * MIB))
+    fp.fingerprint(root, ["transformer"])
+    assert "gigacanvas: fingerprinting 0.0 GiB of model files (once" in capsys.readouterr().err
+    fp.fingerprint(root, ["transformer"])  # cached now: silent
+    assert capsys.readouterr().err == ""
