@@ -31,6 +31,9 @@ class ModelInfo:
     # The largest tile side, in pixels, the transformer's positional table covers (SD3 crops a
     # table of pos_embed_max_size patches per side; larger inputs raise); None: no such limit.
     max_tile_px: int | None = None
+    # Settings of a family that no config file holds (the simulated model's seconds per tile), as
+    # sorted (name, value) pairs: hashable and picklable like the rest of this class.
+    options: tuple[tuple[str, float], ...] = ()
 
     @property
     def align_px(self) -> int:

@@ -157,6 +157,10 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     `model` is a diffusers SD3/SD3.5 folder, a hub id, None (the tiny model), or a single-file
     `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`.
     """
+    if model is not None and model.startswith("simulated:"):  # `gigacanvas bench`'s stand-in
+        from gigacanvas.actors.simulated import simulated_info
+
+        return simulated_info(model, base_model)
     transformer_file = None
     if model is None:
         root = tiny_model_path()
@@ -230,6 +234,7 @@ def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | N
 def load_adapter(info: ModelInfo, device: str, precision: str = "fp32") -> ModelAdapter:
     """The adapter of `info`'s family (SD3 today; Flux and SDXL register here later)."""
     from gigacanvas.actors.sd3 import SD3Adapter
+    from gigacanvas.actors.simulated import SimulatedAdapter
 
-    adapters = {"sd3": SD3Adapter}
+    adapters = {"sd3": SD3Adapter, "simulated": SimulatedAdapter}
     return adapters[info.family](info, device, precision)

@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--precision", default="fp8", help="fp8 (float8_e4m3fn + per-tensor scales), bf16, fp16, fp32")
     convert.add_argument("--scale-name", default="weight_scale", help="scale key spelling: weight_scale or scale_weight")
     convert.add_argument("--base-model", help="with a .safetensors SRC: the folder that supplies its config")
+    bench = sub.add_parser("bench", help="time the step loop on this cluster with a simulated model that sleeps per tile")
+    bench.add_argument("--width", type=int, required=True, help="canvas width in pixels, a multiple of 16")
+    bench.add_argument("--height", type=int, required=True, help="canvas height in pixels, a multiple of 16")
+    bench.add_argument("--tile-seconds", type=float, required=True, help="seconds the simulated model sleeps per tile")
+    bench.add_argument("--actors", required=True, help="actor counts to measure, comma-separated, e.g. 1,2,8")
+    bench.add_argument("--steps", type=int, default=28, help="denoising steps (default 28)")
+    bench.add_argument("--slow-actor", type=float, help="make one actor this many times slower, e.g. 2")
+    bench.add_argument("--tile-batch", type=int, default=2, help="tiles per model call (default 2, as render)")
+    bench.add_argument("--address", help="Ray cluster to join (as render); default: RAY_ADDRESS, else a new local one per run")
     return parser
 
 
@@ -83,6 +92,17 @@ def _render(args: argparse.Namespace) -> int:
         return 0
     result = render(spec, progress=not args.no_progress)
     print(result.summary())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.bench import BenchOptions, parse_actors, run_bench
+
+    options = BenchOptions(
+        width=args.width, height=args.height, tile_seconds=args.tile_seconds, actors=parse_actors(args.actors),
+        steps=args.steps, slow_actor=args.slow_actor, tile_batch=args.tile_batch, address=args.address,
+    )
+    run_bench(options, emit=lambda line: print(line, flush=True))
     return 0
 
 
@@ -116,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
             args = build_parser().parse_args(argv)
-            return {"render": _render, "demo-model": _demo_model, "convert": _convert}[args.command](args)
+            return {"render": _render, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -88,6 +88,12 @@ class Plan:
     budget: budget.Budget
     store_action: str  # what the render would do with the store: create, resume at step N, replace
 
+    def _tile_px(self) -> str:
+        """The tile as planned: a canvas smaller than the tile gets one tile the canvas's size."""
+        first = self.grid.windows[0]
+        f = self.info.vae_scale_factor
+        return f"{first.w * f}x{first.h * f}" if first.w != first.h else f"{first.w * f}"
+
     def describe(self) -> str:
         spec, info = self.spec, self.info
         model = spec.model or "the built-in tiny model"
@@ -95,7 +101,7 @@ class Plan:
             [
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
-                f"  tiles: {len(self.grid)} per step of {spec.tile_size} px, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
+                f"  tiles: {len(self.grid)} per step of {self._tile_px()} px, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
                 f"  memory: {self.budget.describe()}",
                 f"  store: {spec.store_url} ({self.store_action})",

@@ -74,13 +74,16 @@ def _check_resumed_precision(store: LatentStore, spec: RenderSpec, mode: str) ->
         )
 
 
-def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None] = _stderr) -> RenderResult:
+def render(
+    spec: RenderSpec, progress: bool = True, notify: Callable[[str], None] = _stderr, *, denoise_only: bool = False
+) -> RenderResult:
     """Render `spec` and write its picture; returns paths and timings.
 
     Usable from a notebook or a Ray job: it joins the Ray cluster that is already initialised, or
     the one at `spec.address` / RAY_ADDRESS, or starts a local one. Nothing is written until the
     model, sizes, output, store and memory have been accepted; the store's lease is the first
     write, and a render refused after it (cluster capacity, precision) leaves nothing behind.
+    `denoise_only` stops after the denoise, with no decode and no picture (`gigacanvas bench`).
     """
     started = time.perf_counter()
     if spec.model is None:
@@ -101,11 +104,12 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
             if claim.resumable:
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
-            timings = _run(the_plan, claim, workers, mode, progress, notify)
+            timings = _run(the_plan, claim, workers, mode, progress, notify, denoise_only)
         finally:
             placement.stop_workers(workers)
         store = claim.store
-        write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
+        if not denoise_only:
+            write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
     finally:
         claim.release()
     steps_run, denoise_s, decode_s = timings
@@ -125,7 +129,9 @@ def render(spec: RenderSpec, progress: bool = True, notify: Callable[[str], None
     )
 
 
-def _run(the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool, notify) -> tuple[int, float, float]:
+def _run(
+    the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool, notify, denoise_only: bool = False
+) -> tuple[int, float, float]:
     """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s)."""
     import ray
     from tqdm.auto import tqdm
@@ -152,6 +158,7 @@ def _run(the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool,
         cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
         ray.get([w.set_conditioning.remote(cond) for w in workers])
         scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
+        t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode
         with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
             total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
         ) as tiles_bar:
@@ -166,7 +173,7 @@ def _run(the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool,
             )
         steps_run = stats.steps_run
     t1 = time.perf_counter()
-    if not store.decoded:
+    if not store.decoded and not denoise_only:
         latent, _ = store.read_latent()
         with tqdm(desc="decode", unit="tile", disable=disable) as bar:
             pixels = decode_latent(
