@@ -53,7 +53,7 @@ def _refuse_unusable(url: str, state: StoreState, overwrite: bool) -> None:
         )
     if state.kind == "old" and not overwrite:
         raise UsageError(
-            f"store {url} was written by an older gigacanvas (store layout 1) and cannot be resumed; "
+            f"store {url} was written by an older gigacanvas (store layout {state.layout}) and cannot be resumed; "
             "pass --overwrite to replace it, or another --store"
         )
 
@@ -119,7 +119,7 @@ def preview_store(url: str, content: dict, fingerprint: str, overwrite: bool) ->
     if state.kind == "ours":
         diff = _differences(store, content, fingerprint)
         if not diff:
-            return f"resume at step {store.read_latent()[1]}"
+            return f"resume at step {store.committed_step()}"
         if not overwrite:
             raise _other_render(url, diff)
         return "replace a store of another render (--overwrite)"

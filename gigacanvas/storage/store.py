@@ -1,29 +1,43 @@
 """The render's memory: a zarr v3 group at any fsspec URL, versioned, crash-safe, never greedy.
 
-Layout version 2 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
+Layout version 3 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
 - arrays `noise` (C, H, W float32: the initial latent), `latent_a` and `latent_b` (C, H, W
   float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
 - group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
-  and `commit` = {"step": s, "slot": "noise" | "a" | "b", "decoded": bool}, which alone says
-  which array holds the latent after `s` steps and whether `image` is whole;
+  `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
+  two bands ever write one chunk) and, once the picture is whole, `decoded` = true;
+- one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "prev":
+  {"step": s', "slot": ...} | null}: the slot holding this band's rows after `s` steps, and the
+  one it held before (after s' = s - 1 steps);
 - `lease-NNNNNN.json` keys beside the group (see lease.py).
 
-Why slots: step s + 1 is written into the slot that `commit` does not name, then `commit` moves
-to it in one put of the group's metadata (zarr writes it all or nothing: a temp file and a rename
-on disk, one PUT on object storage). A crash anywhere leaves `commit` naming a whole latent, after
-any number of crashes, because the slot being written is never the committed one.
+Why slots, per band: a band's step s + 1 is written into the slot its record does not name, then
+its record moves to it in one all-or-nothing put (`Location.put`: a temp file and a rename on
+disk, one PUT on object storage). Bands are committed by different processes at once (one
+reducer each), so each has its own record key; one shared zarr.json would be a read-modify-write
+race. A crash leaves every band's record naming whole rows, after any number of crashes.
 
-What may be deleted: only gigacanvas's own keys (`OWN_NAMES`) in a folder that holds nothing else.
-`inspect()` classifies a URL before anything is written, and the render refuses every other kind.
-Layout 1 (arrays `latent`, `latent_next`, attributes `completed_step`/`next_step`) is recognised
-as an older gigacanvas store: it can be replaced with --overwrite but not resumed. This module
-and location.py are the only ones that import zarr or fsspec.
+A consistent state: the step loop commits step s + 1 of any band only after every band has
+committed step s (a per-step barrier), so after a crash the bands' steps differ by at most one.
+Reads (`read_latent`, `read_rows`) return every band at the minimum committed step m: a band at
+m + 1 is read from its `prev` slot, which is still whole because the slot being written is never
+one a record names. Resuming from m, a band already at m + 1 keeps its record (`commit_band`
+skips a step it has: the step is deterministic, so its rows are the same).
+
+What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records) in a folder that
+holds nothing else. `inspect()` classifies a URL before anything is written, and the render
+refuses every other kind. Layout 1 (arrays `latent`, `latent_next`, attributes `completed_step`/
+`next_step`) and layout 2 (one `commit` attribute for the whole latent) are recognised as older
+gigacanvas stores: they can be replaced with --overwrite but not resumed. This module and
+location.py are the only ones that import zarr or fsspec.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import json
 
 import numpy as np
 
@@ -32,12 +46,38 @@ from gigacanvas.storage.location import Location
 from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
 from gigacanvas.storage.lease import StoreLease
 
-LAYOUT = 2
+LAYOUT = 3
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
 SLOTS = ("a", "b")
-OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records (layout 3)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
+RECORD_PREFIX = "band-"
+
+
+def _record_key(band: int) -> str:
+    return f"{RECORD_PREFIX}{band:03d}.json"
+
+
+def _is_record(name: str) -> bool:
+    return name.startswith(RECORD_PREFIX) and name.endswith(".json")
+
+
+def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int, tuple[tuple[int, int], ...]]:
+    """Chunk rows and up to `count` row bands for a latent `height` rows high.
+
+    Band edges fall on chunk rows so that no two bands share a chunk (a shared chunk would be a
+    read-modify-write race between reducers). A canvas with fewer chunk rows than `count` gets
+    smaller chunks (never under 8 rows) before it gets fewer bands.
+    """
+    count = max(1, min(count, height))
+    rows = -(-height // count)
+    chunk_rows = min(chunk, max(8, -(-rows // 8) * 8))
+    chunks = -(-height // chunk_rows)
+    count = min(count, chunks)
+    edges = [min(height, (i * chunks // count) * chunk_rows) for i in range(count + 1)]
+    edges[-1] = height
+    return chunk_rows, tuple((edges[i], edges[i + 1]) for i in range(count))
 
 
 def _is_temp(name: str) -> bool:
@@ -103,15 +143,21 @@ class LatentStore:
         if not names:
             return StoreState("empty")
         group = self._open("r") if "zarr.json" in names else None
-        marker = dict(group.attrs).get("gigacanvas") if group is not None else None
+        attrs = dict(group.attrs) if group is not None else {}
+        marker = attrs.get("gigacanvas")
         if isinstance(marker, dict) and isinstance(marker.get("layout"), int):
             layout = marker["layout"]
             if layout > LAYOUT:
                 return StoreState("newer", layout)
-            others = tuple(n for n in names if n not in OWN_NAMES)
+            own = OWN_NAMES if layout < LAYOUT else (*OWN_NAMES, *(n for n in names if _is_record(n)))
+            others = tuple(n for n in names if n not in own)
             if others:
                 return StoreState("foreign", layout, others)
-            return StoreState("ours" if "commit" in group.attrs else "ours-unfinished", layout)
+            if layout < LAYOUT:
+                return StoreState("old", layout)
+            bands = attrs.get("bands") or ()
+            whole = bool(bands) and all(_record_key(i) in names for i in range(len(bands)))
+            return StoreState("ours" if whole else "ours-unfinished", layout)
         if group is not None and "spec" in group.attrs and "completed_step" in group.attrs:
             others = tuple(n for n in names if n not in OLD_NAMES)
             return StoreState("foreign", 1, others) if others else StoreState("old", 1)
@@ -130,17 +176,25 @@ class LatentStore:
         if state.kind not in ("ours", "ours-unfinished", "old"):
             raise UsageError(f"store {self.url} is not a gigacanvas store; refusing to delete anything there")
         self._group = None
-        for name in OLD_NAMES if state.kind == "old" else OWN_NAMES:
+        for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)
         for name in self.location.names(""):
-            if _is_temp(name):
+            if _is_temp(name) or _is_record(name):
                 self.location.remove(name)
 
-    def create(self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int, **attrs: Any) -> None:
-        """A fresh store at a URL that `inspect()` found new, empty, or cleared of our own keys."""
+    def create(
+        self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int,
+        bands: int = 1, **attrs: Any,
+    ) -> None:
+        """A fresh store at a URL that `inspect()` found new, empty, or cleared of our own keys.
+
+        `bands` is how many row bands (reducers) the latent is split into at most; the split
+        (`plan_bands`) is recorded and kept by every resume, whatever its actor count.
+        """
         import zarr
 
         self._group = None
+        chunk_rows, split = plan_bands(height, bands)
         try:
             # overwrite=False: fail rather than replace if a group appeared since the check (the lease
             # beside it does not count). The marker is in the group's first metadata write, so a
@@ -150,64 +204,113 @@ class LatentStore:
                 overwrite=False,
                 zarr_format=3,
                 storage_options=self._options(self.url),
-                attributes={"gigacanvas": {"layout": LAYOUT}, "spec": spec, "fingerprint": fingerprint, **attrs},
+                attributes={
+                    "gigacanvas": {"layout": LAYOUT}, "spec": spec, "fingerprint": fingerprint,
+                    "bands": [list(b) for b in split], **attrs,
+                },
             )
         except Exception as exc:  # noqa: BLE001
             raise UsageError(f"store {self.url} cannot be created ({exc.__class__.__name__}: {exc})") from exc
         # Latents are noise-like floats: zstd saves ~6% and costs most of a step's write time.
         latent = dict(
-            shape=(channels, height, width), chunks=(channels, LATENT_CHUNK, LATENT_CHUNK), dtype="float32", compressors=None
+            shape=(channels, height, width), chunks=(channels, chunk_rows, LATENT_CHUNK), dtype="float32", compressors=None
         )
         for name in ("noise", "latent_a", "latent_b"):
             group.create_array(name, **latent)
         group.create_array("image", shape=(height * scale, width * scale, 3), chunks=(IMAGE_CHUNK, IMAGE_CHUNK, 3), dtype="uint8")
-        # no `commit` yet: until write_noise, the store is 'ours-unfinished' and is simply recreated
+        # no band records yet: until write_noise, the store is 'ours-unfinished' and is simply recreated
         self._group = group
 
     def set_attrs(self, **attrs: Any) -> None:
         self.group.attrs.update(attrs)
 
-    def _commit(self, **record: Any) -> None:
+    @property
+    def bands(self) -> tuple[tuple[int, int], ...]:
+        """The latent's row bands, [y0, y1) in latent rows, as created."""
+        return tuple((int(y0), int(y1)) for y0, y1 in self.group.attrs["bands"])
+
+    def band_record(self, band: int) -> dict[str, Any]:
+        data = self.location.read(_record_key(band))
+        if data is None:
+            raise RenderError(f"store {self.url} has no commit record for band {band}; it is unfinished")
+        return json.loads(data)
+
+    def _check_lease(self) -> None:
         if self.lease is not None:
             self.lease.check()
-        self.group.attrs["commit"] = record  # one all-or-nothing put of the group's metadata
-
-    def commit_record(self) -> dict[str, Any]:
-        return dict(self.group.attrs["commit"])
 
     def write_noise(self, noise: np.ndarray) -> None:
-        if self.lease is not None:
-            self.lease.check()
+        """The initial latent, then every band's record at step 0 (the store is 'ours' after the last)."""
+        self._check_lease()
         self.group["noise"][...] = noise
-        self._commit(step=0, slot="noise", decoded=False)
+        for band in range(len(self.bands)):
+            self.location.put(_record_key(band), json.dumps({"step": 0, "slot": "noise", "prev": None}).encode())
 
     def read_noise(self) -> np.ndarray:
         return self.group["noise"][...]
 
+    def commit_band(self, band: int, rows: np.ndarray, step: int) -> bool:
+        """Record `rows` as band `band` after `step` steps; crash-safe at every point (see top).
+
+        A band that already has `step` (resumed one step behind its neighbours) is left as it is:
+        returns False then, True when it wrote.
+        """
+        record = self.band_record(band)
+        if record["step"] >= step:
+            return False
+        if record["step"] != step - 1:
+            raise RenderError(f"band {band} of store {self.url} is at step {record['step']}, cannot commit step {step}")
+        slot = "b" if record["slot"] == "a" else "a"
+        y0, y1 = self.bands[band]
+        self._check_lease()
+        self.group[f"latent_{slot}"][:, y0:y1] = rows
+        new = {"step": step, "slot": slot, "prev": {"step": record["step"], "slot": record["slot"]}}
+        self.location.put(_record_key(band), json.dumps(new).encode())  # all or nothing
+        return True
+
     def commit_latent(self, latent: np.ndarray, step: int) -> None:
-        """Record `latent` as the state after `step` steps; crash-safe at every point (see top)."""
-        current = self.commit_record()
-        slot = "b" if current["slot"] == "a" else "a"
-        if self.lease is not None:
-            self.lease.check()
-        self.group[f"latent_{slot}"][...] = latent
-        self._commit(step=step, slot=slot, decoded=False)
+        """Every band of a whole latent after `step` steps (one process doing all bands' work)."""
+        for band, (y0, y1) in enumerate(self.bands):
+            self.commit_band(band, latent[:, y0:y1], step)
+
+    def committed_step(self) -> int:
+        """The step every band can be read at: the minimum committed step."""
+        return min(int(self.band_record(b)["step"]) for b in range(len(self.bands)))
+
+    def read_rows(self, y0: int, y1: int, step: int | None = None) -> tuple[np.ndarray, int]:
+        """Rows [y0, y1) of the latent at one consistent step (the minimum committed, or `step`)."""
+        bands = self.bands
+        records = [self.band_record(b) for b in range(len(bands))]
+        if step is None:
+            step = min(int(r["step"]) for r in records)
+        parts = []
+        for (b0, b1), record in zip(bands, records):
+            lo, hi = max(y0, b0), min(y1, b1)
+            if lo >= hi:
+                continue
+            if record["step"] == step:
+                slot = record["slot"]
+            elif record["prev"] is not None and record["prev"]["step"] == step:
+                slot = record["prev"]["slot"]
+            else:
+                raise RenderError(f"store {self.url} has no whole step {step} for rows {b0}-{b1} (its record: {record})")
+            name = "noise" if slot == "noise" else f"latent_{slot}"
+            parts.append(self.group[name][:, lo:hi])
+        return np.concatenate(parts, axis=1), int(step)
 
     def read_latent(self) -> tuple[np.ndarray, int]:
-        """The committed latent and the number of steps it has had."""
-        record = self.commit_record()
-        name = "noise" if record["slot"] == "noise" else f"latent_{record['slot']}"
-        return self.group[name][...], int(record["step"])
+        """The committed latent and the number of steps it has had (every band at that step)."""
+        return self.read_rows(0, self.bands[-1][1])
 
     @property
     def decoded(self) -> bool:
-        return bool(self.commit_record().get("decoded"))
+        return bool(self.group.attrs.get("decoded"))
 
     def write_image(self, image: np.ndarray) -> None:
-        if self.lease is not None:
-            self.lease.check()
+        """The picture; `decoded` is set in one put of the group's metadata (no reducer writes it)."""
+        self._check_lease()
         self.group["image"][...] = image
-        self._commit(**{**self.commit_record(), "decoded": True})
+        self.group.attrs["decoded"] = True
 
     def read_image(self) -> np.ndarray:
         return self.group["image"][...]
