@@ -1,0 +1,91 @@
+"""A band reducer: owns rows [y0, y1) of the latent through the denoise, so no process holds it all.
+
+Per step it serves the rows of each tile's window that it owns, folds the tiles' predictions for
+its rows in tile order in float64 (`TileBlender` with `rows`), steps its own copy of the
+scheduler on its band and commits the band to the store (`LatentStore.commit_band`). The
+schedulers gigacanvas runs (flow-matching Euler, as SD3's) are pointwise, so a band's step is the
+same rows of a whole-latent step bit for bit; a tile's window is joined from the bands under it,
+so a reducer needs no halo.
+
+`Reducer` is a plain object that tests drive without Ray; `reducer_actor_class()` is its Ray shell.
+It is started with the rows of its band only: its store is opened by URL in its own process.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from gigacanvas.storage.store import LatentStore
+from gigacanvas.tiling import TileBlender, TileGrid
+from gigacanvas.tiling.bands import tile_rows_in_band
+
+
+class Reducer:
+    """Band `band` of the store at `store_url`: its rows, its blend, its scheduler, its commits."""
+
+    def __init__(self, store_url: str, band: int, grid: TileGrid, scheduler: Any, channels: int):
+        self.store = LatentStore(store_url)
+        self.band = band
+        self.rows = self.store.bands[band]
+        self.grid = grid
+        self.windows = grid.windows
+        self._scheduler = scheduler
+        self.scheduler = copy.deepcopy(scheduler)  # its own step index: each band steps its copy
+        self.blender = TileBlender(grid, channels, rows=self.rows)
+        self.latent: np.ndarray | None = None
+        self.step = 0
+
+    def load(self, step: int) -> int:
+        """Read this band's rows after `step` steps (a state every band can be read at)."""
+        y0, y1 = self.rows
+        self.latent, self.step = self.store.read_rows(y0, y1, step)
+        self.scheduler = copy.deepcopy(self._scheduler)
+        self.scheduler.set_begin_index(self.step)
+        self.blender.reset()
+        return self.step
+
+    def window_rows(self, batch: Sequence[int]) -> list[Optional[np.ndarray]]:
+        """Per tile of `batch`: the rows of its window this band owns (None if it owns none)."""
+        y0, y1 = self.rows
+        out: list[Optional[np.ndarray]] = []
+        for index in batch:
+            window = self.windows[index]
+            cut = tile_rows_in_band(window, y0, y1)
+            if cut is None:
+                out.append(None)
+                continue
+            a, b = window.y + cut[0] - y0, window.y + cut[1] - y0
+            out.append(np.ascontiguousarray(self.latent[:, a:b, window.x : window.x + window.w]))
+        return out
+
+    def add(self, batch: Sequence[int], preds: Sequence[Optional[np.ndarray]]) -> None:
+        """Predictions of a batch, cut to this band's rows (None for tiles that miss it)."""
+        for index, pred in zip(batch, preds):
+            if pred is not None:
+                self.blender.add(index, pred)
+
+    def advance(self) -> int:
+        """Blend, step the scheduler on the band, commit it; returns the step now reached."""
+        import torch
+
+        timestep = self.scheduler.timesteps[self.step]
+        velocity = torch.from_numpy(self.blender.result())[None]
+        latent = self.scheduler.step(velocity, timestep, torch.from_numpy(self.latent)[None], return_dict=False)[0]
+        self.latent = latent[0].numpy()
+        self.step += 1
+        self.store.commit_band(self.band, self.latent, self.step)
+        self.blender.reset()
+        return self.step
+
+
+def reducer_actor_class():
+    """The Ray actor class, made on demand so importing this module never needs Ray.
+
+    Zero logical CPUs: reducers ride beside the workers and never count against `--actors`.
+    """
+    import ray
+
+    return ray.remote(num_cpus=0, max_restarts=0)(Reducer)

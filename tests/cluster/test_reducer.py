@@ -1,0 +1,103 @@
+"""Band reducers without Ray: any split of the latent into bands steps it bit for bit as a whole."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gigacanvas.cluster.reducer import Reducer
+from gigacanvas.storage import LatentStore
+from gigacanvas.tiling import TileBlender, initial_noise, plan_tiles
+from gigacanvas.tiling.bands import batch_cuts, cut_rows, join_rows
+
+CHANNELS = 4
+
+
+def _scheduler(steps):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    scheduler.set_timesteps(steps, device="cpu")
+    return scheduler
+
+
+def _model(tiles, step):
+    """A stand-in prediction that depends on every value of its tile (so windows must be right)."""
+    return (np.tanh(tiles) * np.float32(0.7) + tiles.mean(axis=(1, 2, 3), keepdims=True) + np.float32(step)).astype(np.float32)
+
+
+def _whole(noise, grid, steps, batch):
+    import torch
+
+    scheduler = _scheduler(steps)
+    latent = noise
+    for step in range(steps):
+        blender = TileBlender(grid, CHANNELS)
+        for tiles in grid.batches(batch):
+            windows = np.stack([latent[(slice(None), *grid.windows[i].slices)] for i in tiles])
+            for i, pred in zip(tiles, _model(windows, step)):
+                blender.add(i, pred)
+        velocity = torch.from_numpy(blender.result())[None]
+        t = scheduler.timesteps[step]
+        latent = scheduler.step(velocity, t, torch.from_numpy(latent)[None], return_dict=False)[0][0].numpy()
+    return latent
+
+
+def _banded(url, noise, grid, steps, batch, bands, order_seed=0):
+    store = LatentStore(url)
+    store.create({"seed": 1}, "fp", channels=CHANNELS, height=grid.height, width=grid.width, scale=8, bands=bands)
+    store.write_noise(noise)
+    reducers = [Reducer(url, b, grid, _scheduler(steps), CHANNELS) for b in range(len(store.bands))]
+    for r in reducers:
+        r.load(0)
+    rng = np.random.default_rng(order_seed)
+    for step in range(steps):
+        jobs = grid.batches(batch)
+        for k in rng.permutation(len(jobs)):  # predictions arrive in any order
+            tiles = jobs[k]
+            cuts = batch_cuts(grid.windows, tiles, store.bands)
+            windows = join_rows([reducers[b].window_rows(tiles) for b, _ in cuts])
+            for (b, _), preds in zip(cuts, cut_rows(_model(windows, step), cuts)):
+                reducers[b].add(tiles, preds)
+        for r in reducers:
+            assert r.advance() == step + 1
+    return store
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
+    grid = plan_tiles(40, 56, 16, 4)
+    noise = initial_noise(3, CHANNELS, 40, 56)
+    store = _banded(str(tmp_path / "s.zarr"), noise, grid, 3, 2, bands, order_seed=bands)
+    assert len(store.bands) == bands
+    latent, step = LatentStore(store.url).read_latent()
+    assert step == 3
+    np.testing.assert_array_equal(latent, _whole(noise, grid, 3, 2))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    height=st.integers(8, 64), width=st.integers(8, 48), tile=st.integers(8, 24), bands=st.integers(1, 5),
+    batch=st.integers(1, 3), seed=st.integers(0, 99),
+)
+def test_any_band_split_of_any_canvas_is_the_whole_latent(tmp_path_factory, height, width, tile, bands, batch, seed):
+    grid = plan_tiles(height, width, tile, tile // 4)
+    noise = initial_noise(seed, CHANNELS, height, width)
+    url = str(tmp_path_factory.mktemp("h") / "s.zarr")
+    _banded(url, noise, grid, 2, batch, bands, order_seed=seed)
+    np.testing.assert_array_equal(LatentStore(url).read_latent()[0], _whole(noise, grid, 2, batch))
+
+
+def test_a_band_blender_folds_whole_tiles_or_their_rows_alike():
+    grid = plan_tiles(30, 30, 12, 3)
+    rng = np.random.default_rng(0)
+    preds = [rng.standard_normal((2, 12, 12)).astype(np.float32) for _ in grid.windows]
+    whole = TileBlender(grid, 2)
+    band = TileBlender(grid, 2, rows=(9, 21))
+    for i, pred in enumerate(preds):
+        whole.add(i, pred)
+        if i in band.tiles:
+            band.add(i, pred)
+    np.testing.assert_array_equal(band.result(), whole.result()[:, 9:21])
+    with pytest.raises(ValueError, match="does not reach"):
+        TileBlender(grid, 2, rows=(0, 3)).add(len(grid) - 1, preds[-1])
