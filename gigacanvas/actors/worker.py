@@ -58,6 +58,17 @@ class Worker:
             raise RuntimeError("set_conditioning must run before predict")
         return self._loaded().predict(tiles, timestep, self._cond, guidance)
 
+    def predict_bands(self, cuts, timestep: float, guidance: float, *parts) -> tuple:
+        """`predict` on windows joined from the bands' rows, its output cut back per band.
+
+        `cuts` and `parts` come from the band reducers (tiling/bands.py); returns one list of
+        pieces per band, then the number of tiles (the only thing the driver fetches).
+        """
+        from gigacanvas.tiling.bands import cut_rows, join_rows
+
+        preds = self.predict(join_rows(parts), timestep, guidance)
+        return (*cut_rows(preds, cuts), len(preds))
+
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return self._loaded().decode(latents)
 

@@ -14,7 +14,8 @@ It is started with the rows of its band only: its store is opened by URL in its 
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,10 +48,10 @@ class Reducer:
         self.blender.reset()
         return self.step
 
-    def window_rows(self, batch: Sequence[int]) -> list[Optional[np.ndarray]]:
+    def window_rows(self, batch: Sequence[int]) -> list[np.ndarray | None]:
         """Per tile of `batch`: the rows of its window this band owns (None if it owns none)."""
         y0, y1 = self.rows
-        out: list[Optional[np.ndarray]] = []
+        out: list[np.ndarray | None] = []
         for index in batch:
             window = self.windows[index]
             cut = tile_rows_in_band(window, y0, y1)
@@ -61,7 +62,7 @@ class Reducer:
             out.append(np.ascontiguousarray(self.latent[:, a:b, window.x : window.x + window.w]))
         return out
 
-    def add(self, batch: Sequence[int], preds: Sequence[Optional[np.ndarray]]) -> None:
+    def add(self, batch: Sequence[int], preds: Sequence[np.ndarray | None]) -> None:
         """Predictions of a batch, cut to this band's rows (None for tiles that miss it)."""
         for index, pred in zip(batch, preds):
             if pred is not None:
@@ -89,3 +90,38 @@ def reducer_actor_class():
     import ray
 
     return ray.remote(num_cpus=0, max_restarts=0)(Reducer)
+
+
+class _Method:
+    def __init__(self, call):
+        self.remote = call
+
+
+class InProcessReducer:
+    """A `Reducer` the driver runs itself, with an actor's `.method.remote()` calls.
+
+    For a store only this process can see (`memory://`, whose bytes live in the driver anyway):
+    a reducer actor would open an empty store of its own. Predictions are folded at `advance`,
+    in the order they were handed in, so handing one in never blocks the dispatch.
+    """
+
+    def __init__(self, *args: Any):
+        import ray
+
+        reducer = Reducer(*args)
+        adds: list = []
+
+        def add(batch, ref):
+            adds.append((batch, ref))
+            return ray.put(None)
+
+        def advance():
+            for batch, ref in adds:
+                reducer.add(batch, ray.get(ref))
+            adds.clear()
+            return ray.put(reducer.advance())
+
+        self.load = _Method(lambda step: ray.put(reducer.load(step)))
+        self.window_rows = _Method(lambda batch: ray.put(reducer.window_rows(batch)))
+        self.add = _Method(add)
+        self.advance = _Method(advance)

@@ -139,20 +139,20 @@ def _run(
     spec, info, grid = the_plan.spec, the_plan.info, the_plan.grid
     store = claim.store
     if claim.resumable:
-        notify(f"gigacanvas: resuming {spec.store_url} at step {store.read_latent()[1]} of {spec.steps}")
+        notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, precision=mode,
+            info.vae_scale_factor, bands=len(workers), precision=mode,
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
     signals.note_store(spec.store_url)
 
     disable = None if progress else True
     t0 = time.perf_counter()
-    done = store.read_latent()[1]
+    done = store.committed_step()
     steps_run = 0
     if done < spec.steps:
         cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
@@ -168,7 +168,7 @@ def _run(
                 tiles_bar.reset()
 
             stats = denoise(
-                store, workers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                store, workers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance, info.latent_channels,
                 on_step=on_step, on_tiles=tiles_bar.update,
             )
         steps_run = stats.steps_run

@@ -1,26 +1,60 @@
-"""The denoising loop: per step, tile predictions from the actors, one blend, one scheduler step.
+"""The denoising loop: tiles to the workers, predictions to the band reducers, a barrier per step.
 
-The scheduler sees exactly one model output per step on the whole latent (the blend), so any
-diffusers scheduler works and a one-tile render is the plain pipeline. Each finished step is
-committed to the store before the next starts: an interruption loses at most the step in flight.
+The latent lives in row bands, each held by a reducer actor (cluster/reducer.py) that serves the
+rows of tile windows, folds the predictions for its rows in tile order, steps its own scheduler
+copy and commits its band to the store. The driver only passes object references: a worker gets
+its windows as the reducers' refs (Ray resolves them on the worker) and its predictions go, cut
+per band, straight to the reducers that own their rows; the driver holds no canvas-sized array.
+
+Ordering is what keeps the pixels fixed: Ray runs one caller's calls to an actor in the order
+they were sent, so a reducer serves a step's windows, then folds predictions (in tile order
+whatever the arrival order), then advances, then serves the next step's windows. Each step ends
+with every band committed (the per-step barrier), so a crash leaves bands at most one step apart
+and the store reads them at one step (storage/store.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
-
-import numpy as np
+from typing import Any
 
 from gigacanvas.cluster.dispatch import dispatch
+from gigacanvas.cluster.reducer import InProcessReducer, reducer_actor_class
+from gigacanvas.errors import RenderError
 from gigacanvas.storage.store import LatentStore
-from gigacanvas.tiling import TileBlender, TileGrid
+from gigacanvas.tiling import TileGrid
+from gigacanvas.tiling.bands import batch_cuts
 
 
 @dataclass(frozen=True)
 class StepStats:
     steps_run: int
     tiles_run: int
+
+
+def _get(refs: list, what: str) -> list:
+    import ray
+
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayActorError as exc:
+        raise RenderError(f"a {what} actor died ({exc.__class__.__name__}); the store keeps the last step") from None
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if exc.cause is not None else exc
+        raise RenderError(f"a {what} failed: {cause.__class__.__name__}: {cause}") from None
+
+
+def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int) -> list:
+    """One reducer actor per band of the store, its scheduler copy shipped with it.
+
+    A `memory://` store exists only in this process, so its reducers run here too.
+    """
+    bands = range(len(store.bands))
+    if store.protocol == "memory":
+        return [InProcessReducer(store.url, band, grid, scheduler, channels) for band in bands]
+    cls = reducer_actor_class()
+    return [cls.remote(store.url, band, grid, scheduler, channels) for band in bands]
 
 
 def denoise(
@@ -31,35 +65,47 @@ def denoise(
     steps: int,
     tile_batch: int,
     guidance: float,
+    channels: int,
     on_step: Callable[[int], None] = lambda step: None,
     on_tiles: Callable[[int], None] = lambda n: None,
 ) -> StepStats:
     """Advance the store's latent from its committed step to `steps`."""
-    import torch
+    import ray
 
-    latent, start = store.read_latent()
+    start = store.committed_step()
+    if start >= steps:
+        return StepStats(0, 0)
     windows = grid.windows
-    batches = grid.batches(tile_batch)
-    blender = TileBlender(grid, channels=latent.shape[0])
-    scheduler.set_begin_index(start)
-    for step in range(start, steps):
-        timestep = scheduler.timesteps[step]
-        blender.reset()
-        current = latent  # bound per step: the closures below read this step's latent
+    bands = store.bands
+    jobs = [(batch, batch_cuts(windows, batch, bands)) for batch in grid.batches(tile_batch)]
+    reducers = start_reducers(store, grid, scheduler, channels)
+    try:
+        _get([r.load.remote(start) for r in reducers], "reducer")
+        for step in range(start, steps):
+            timestep = float(scheduler.timesteps[step])
+            # Every window of the step is asked for up front: a reducer serves them before it
+            # blocks on the step's first prediction (its calls run in the order they were sent).
+            parts = [[reducers[band].window_rows.remote(batch) for band, _ in cuts] for batch, cuts in jobs]
+            added: list = []
 
-        def submit(worker: Any, batch: tuple[int, ...]) -> Any:
-            tiles = np.stack([current[(slice(None), *windows[i].slices)] for i in batch])
-            return worker.predict.remote(tiles, float(timestep), guidance)
+            def submit(worker: Any, job: int, timestep: float = timestep, parts: list = parts, added: list = added) -> Any:
+                batch, cuts = jobs[job]
+                refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
+                    cuts, timestep, guidance, *parts[job]
+                )
+                for (band, _), ref in zip(cuts, refs[:-1]):
+                    added.append(reducers[band].add.remote(batch, ref))
+                parts[job] = None  # the windows' refs go out of scope once the worker has them
+                return refs[-1]  # the tile count: all the driver ever fetches from a worker
 
-        def on_done(batch: tuple[int, ...], preds: np.ndarray) -> None:
-            for index, pred in zip(batch, preds):
-                blender.add(index, pred)
-            on_tiles(len(batch))
-
-        dispatch(workers, batches, submit, on_done)
-        velocity = torch.from_numpy(blender.result())[None]
-        latent = scheduler.step(velocity, timestep, torch.from_numpy(latent)[None], return_dict=False)[0]
-        latent = latent[0].numpy()
-        store.commit_latent(latent, step + 1)
-        on_step(step + 1)
+            dispatch(workers, range(len(jobs)), submit, lambda job, n: on_tiles(n))
+            _get(added, "reducer")
+            if store.lease is not None:
+                store.lease.check()  # the reducers commit next; a render that lost the store stops here
+            _get([r.advance.remote() for r in reducers], "reducer")
+            on_step(step + 1)
+    finally:
+        for reducer in reducers:
+            if not isinstance(reducer, InProcessReducer):
+                ray.kill(reducer, no_restart=True)
     return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(windows))

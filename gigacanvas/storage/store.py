@@ -34,17 +34,16 @@ location.py are the only ones that import zarr or fsspec.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
-
-import json
 
 import numpy as np
 
 from gigacanvas.errors import RenderError, UsageError
-from gigacanvas.storage.location import Location
 from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
 from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.location import Location
 
 LAYOUT = 3
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk

@@ -8,7 +8,8 @@ tile-relative rows `(a, b)`, `None` where a tile does not reach a band.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -35,14 +36,14 @@ def batch_cuts(
     return tuple(out)
 
 
-def join_rows(parts: Sequence[Sequence[Optional[np.ndarray]]]) -> np.ndarray:
+def join_rows(parts: Sequence[Sequence[np.ndarray | None]]) -> np.ndarray:
     """Tiles (B, C, h, w) from per-band lists of (C, rows, w) pieces (None where a band misses a tile)."""
     count = len(parts[0])
     tiles = [np.concatenate([p[i] for p in parts if p[i] is not None], axis=1) for i in range(count)]
     return np.stack(tiles)
 
 
-def cut_rows(preds: np.ndarray, cuts: Sequence[tuple[int, Sequence[Cut]]]) -> list[list[Optional[np.ndarray]]]:
+def cut_rows(preds: np.ndarray, cuts: Sequence[tuple[int, Sequence[Cut]]]) -> list[list[np.ndarray | None]]:
     """Per band, the rows of each tile's prediction it owns (copies, so each ships alone)."""
     return [
         [None if c is None else np.ascontiguousarray(pred[:, c[0] : c[1]]) for pred, c in zip(preds, band_cuts)]

@@ -101,14 +101,19 @@ def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_mode
 def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch):
     _, one = baseline
     spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
-    commit = LatentStore.commit_latent
+    from gigacanvas.cluster import render as render_module
 
-    def die_after_first_step(self, latent, step):
-        commit(self, latent, step)
-        if step == 1:
-            raise RenderError("simulated node loss")
+    denoise = render_module.denoise
 
-    monkeypatch.setattr(LatentStore, "commit_latent", die_after_first_step)
+    def die_after_first_step(*args, on_step, **kwargs):
+        def step_then_die(step):
+            on_step(step)
+            if step == 1:
+                raise RenderError("simulated node loss")
+
+        return denoise(*args, on_step=step_then_die, **kwargs)
+
+    monkeypatch.setattr(render_module, "denoise", die_after_first_step)
     with pytest.raises(RenderError, match="simulated"):
         render(spec, progress=False)
     monkeypatch.undo()
