@@ -8,8 +8,7 @@ decode and the picture are skipped. The store lives in a temporary folder remove
 
 Reported per actor count N: s/step, the denoise wall time over the steps; the ideal, tiles x T / N,
 or with one actor F times slower tiles x T / (N - 1 + 1/F), the actors' combined speed; the
-efficiency, ideal / measured; and the driver's peak RSS. Reducers do not exist yet, so their
-column is "-". Hand-written: no library times a Ray pipeline against its ideal.
+efficiency, ideal / measured; the driver's peak RSS and the largest band reducer's peak RSS. Hand-written: no library times a Ray pipeline against its ideal.
 """
 
 from __future__ import annotations
@@ -117,7 +116,7 @@ class BenchRow:
     seconds_per_step: float
     ideal_seconds_per_step: float
     driver_peak_mib: float
-    reducers_peak_mib: float | None = None  # no reducers yet
+    reducers_peak_mib: float | None = None  # the largest band reducer's peak RSS
 
     @property
     def efficiency(self) -> float | None:
@@ -184,6 +183,7 @@ def run_bench(options: BenchOptions, emit: Callable[[str], None] = print) -> lis
                 seconds_per_step=figures["seconds_per_step"],
                 ideal_seconds_per_step=options.ideal_seconds_per_step(figures["tiles"], figures["actors"]),
                 driver_peak_mib=figures["driver_peak_mib"],
+                reducers_peak_mib=figures.get("reducers_peak_mib"),
             )
             rows.append(row)
             emit(row.line())
@@ -266,6 +266,7 @@ def _measure(payload: dict) -> dict:
         "tiles": result.tiles_per_step,
         "seconds_per_step": result.seconds_per_step,
         "driver_peak_mib": peak_rss_mib(),
+        "reducers_peak_mib": result.reducers_peak_mib,
     }
 
 

@@ -41,6 +41,8 @@ class Reducer:
 
     def load(self, step: int) -> int:
         """Read this band's rows after `step` steps (a state every band can be read at)."""
+        import torch  # noqa: F401 - imported here, not in the first step's timing
+
         y0, y1 = self.rows
         self.latent, self.step = self.store.read_rows(y0, y1, step)
         self.scheduler = copy.deepcopy(self._scheduler)
@@ -80,6 +82,12 @@ class Reducer:
         self.store.commit_band(self.band, self.latent, self.step)
         self.blender.reset()
         return self.step
+
+    def peak_rss_mib(self) -> float:
+        """This process's peak resident memory (for `gigacanvas bench`)."""
+        from gigacanvas.cluster.bench import peak_rss_mib
+
+        return peak_rss_mib()
 
 
 def reducer_actor_class():
@@ -123,5 +131,6 @@ class InProcessReducer:
 
         self.load = _Method(lambda step: ray.put(reducer.load(step)))
         self.window_rows = _Method(lambda batch: ray.put(reducer.window_rows(batch)))
+        self.peak_rss_mib = _Method(lambda: ray.put(reducer.peak_rss_mib()))
         self.add = _Method(add)
         self.advance = _Method(advance)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from gigacanvas.actors.loading import check_weights_precision
 from gigacanvas.actors.precision import resolve_precision
@@ -20,7 +20,12 @@ from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import decode_latent, to_uint8
 from gigacanvas.cluster.plan import Plan, make_scheduler, plan
 from gigacanvas.cluster.spec import RenderSpec
-from gigacanvas.cluster.steploop import denoise
+from gigacanvas.cluster.steploop import (
+    denoise,
+    load_reducers,
+    start_reducers,
+    stop_reducers,
+)
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore, write_png
 from gigacanvas.tiling import initial_noise
@@ -42,6 +47,7 @@ class RenderResult:
     seconds: float
     denoise_seconds: float
     decode_seconds: float
+    reducers_peak_mib: float | None = None  # the largest reducer's peak RSS; None: no steps run here
 
     @property
     def seconds_per_step(self) -> float:
@@ -112,7 +118,7 @@ def render(
             write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
     finally:
         claim.release()
-    steps_run, denoise_s, decode_s = timings
+    steps_run, denoise_s, decode_s, reducers_peak = timings
     return RenderResult(
         out=spec.out,
         store=spec.store_url,
@@ -126,13 +132,14 @@ def render(
         seconds=time.perf_counter() - started,
         denoise_seconds=denoise_s,
         decode_seconds=decode_s,
+        reducers_peak_mib=reducers_peak,
     )
 
 
 def _run(
     the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool, notify, denoise_only: bool = False
-) -> tuple[int, float, float]:
-    """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s)."""
+) -> tuple[int, float, float, float | None]:
+    """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s, reducers' peak MiB)."""
     import ray
     from tqdm.auto import tqdm
 
@@ -153,24 +160,31 @@ def _run(
     disable = None if progress else True
     t0 = time.perf_counter()
     done = store.committed_step()
-    steps_run = 0
+    steps_run, reducers_peak = 0, None
     if done < spec.steps:
-        cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
-        ray.get([w.set_conditioning.remote(cond) for w in workers])
         scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
-        t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode
-        with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
-            total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
-        ) as tiles_bar:
+        # one reducer per band of the latent; they start while the prompt is encoded
+        reducers = start_reducers(store, grid, scheduler, info.latent_channels)
+        try:
+            cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
+            ray.get([w.set_conditioning.remote(cond) for w in workers])
+            load_reducers(reducers, done)
+            t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
+            with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
+                total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
+            ) as tiles_bar:
 
-            def on_step(step: int) -> None:
-                bar.update(1)
-                tiles_bar.reset()
+                def on_step(step: int) -> None:
+                    bar.update(1)
+                    tiles_bar.reset()
 
-            stats = denoise(
-                store, workers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance, info.latent_channels,
-                on_step=on_step, on_tiles=tiles_bar.update,
-            )
+                stats = denoise(
+                    store, workers, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                    on_step=on_step, on_tiles=tiles_bar.update,
+                )
+            reducers_peak = max(ray.get([r.peak_rss_mib.remote() for r in reducers]))
+        finally:
+            stop_reducers(reducers)
         steps_run = stats.steps_run
     t1 = time.perf_counter()
     if not store.decoded and not denoise_only:
@@ -181,6 +195,6 @@ def _run(
                 on_tile=lambda: bar.update(1),
             )
         store.write_image(to_uint8(pixels))
-    return steps_run, t1 - t0, time.perf_counter() - t1
+    return steps_run, t1 - t0, time.perf_counter() - t1, reducers_peak
 
 

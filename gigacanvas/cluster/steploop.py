@@ -48,7 +48,8 @@ def _get(refs: list, what: str) -> list:
 def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int) -> list:
     """One reducer actor per band of the store, its scheduler copy shipped with it.
 
-    A `memory://` store exists only in this process, so its reducers run here too.
+    Returns at once; `load_reducers` waits for them. A `memory://` store exists only in this
+    process, so its reducers run here too.
     """
     bands = range(len(store.bands))
     if store.protocol == "memory":
@@ -57,55 +58,57 @@ def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels:
     return [cls.remote(store.url, band, grid, scheduler, channels) for band in bands]
 
 
+def load_reducers(reducers: Sequence[Any], step: int) -> None:
+    """Each reducer reads its band at `step`, a step every band can be read at; waits for them all."""
+    _get([r.load.remote(step) for r in reducers], "reducer")
+
+
+def stop_reducers(reducers: Sequence[Any]) -> None:
+    import ray
+
+    for reducer in reducers:
+        if not isinstance(reducer, InProcessReducer):
+            ray.kill(reducer, no_restart=True)
+
+
 def denoise(
     store: LatentStore,
     workers: Sequence[Any],
+    reducers: Sequence[Any],
     grid: TileGrid,
     scheduler: Any,
     steps: int,
     tile_batch: int,
     guidance: float,
-    channels: int,
     on_step: Callable[[int], None] = lambda step: None,
     on_tiles: Callable[[int], None] = lambda n: None,
 ) -> StepStats:
-    """Advance the store's latent from its committed step to `steps`."""
-    import ray
-
+    """Advance the store's latent from its committed step to `steps`; the reducers are loaded there."""
     start = store.committed_step()
-    if start >= steps:
-        return StepStats(0, 0)
     windows = grid.windows
     bands = store.bands
     jobs = [(batch, batch_cuts(windows, batch, bands)) for batch in grid.batches(tile_batch)]
-    reducers = start_reducers(store, grid, scheduler, channels)
-    try:
-        _get([r.load.remote(start) for r in reducers], "reducer")
-        for step in range(start, steps):
-            timestep = float(scheduler.timesteps[step])
-            # Every window of the step is asked for up front: a reducer serves them before it
-            # blocks on the step's first prediction (its calls run in the order they were sent).
-            parts = [[reducers[band].window_rows.remote(batch) for band, _ in cuts] for batch, cuts in jobs]
-            added: list = []
+    for step in range(start, steps):
+        timestep = float(scheduler.timesteps[step])
+        # Every window of the step is asked for up front: a reducer serves them before it
+        # blocks on the step's first prediction (its calls run in the order they were sent).
+        parts = [[reducers[band].window_rows.remote(batch) for band, _ in cuts] for batch, cuts in jobs]
+        added: list = []
 
-            def submit(worker: Any, job: int, timestep: float = timestep, parts: list = parts, added: list = added) -> Any:
-                batch, cuts = jobs[job]
-                refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
-                    cuts, timestep, guidance, *parts[job]
-                )
-                for (band, _), ref in zip(cuts, refs[:-1]):
-                    added.append(reducers[band].add.remote(batch, ref))
-                parts[job] = None  # the windows' refs go out of scope once the worker has them
-                return refs[-1]  # the tile count: all the driver ever fetches from a worker
+        def submit(worker: Any, job: int, timestep: float = timestep, parts: list = parts, added: list = added) -> Any:
+            batch, cuts = jobs[job]
+            refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
+                cuts, timestep, guidance, *parts[job]
+            )
+            for (band, _), ref in zip(cuts, refs[:-1]):
+                added.append(reducers[band].add.remote(batch, ref))
+            parts[job] = None  # the windows' refs go out of scope once the worker has them
+            return refs[-1]  # the tile count: all the driver ever fetches from a worker
 
-            dispatch(workers, range(len(jobs)), submit, lambda job, n: on_tiles(n))
-            _get(added, "reducer")
-            if store.lease is not None:
-                store.lease.check()  # the reducers commit next; a render that lost the store stops here
-            _get([r.advance.remote() for r in reducers], "reducer")
-            on_step(step + 1)
-    finally:
-        for reducer in reducers:
-            if not isinstance(reducer, InProcessReducer):
-                ray.kill(reducer, no_restart=True)
+        dispatch(workers, range(len(jobs)), submit, lambda job, n: on_tiles(n))
+        _get(added, "reducer")
+        if store.lease is not None:
+            store.lease.check()  # the reducers commit next; a render that lost the store stops here
+        _get([r.advance.remote() for r in reducers], "reducer")
+        on_step(step + 1)
     return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(windows))

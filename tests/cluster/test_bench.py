@@ -23,7 +23,7 @@ def _argv(**changes: str) -> list[str]:
 
 ROW = re.compile(
     r"^actors +(\d+)  tiles/step +(\d+)  s/step +[\d.]+  ideal +[\d.]+  efficiency +([\d.]+|-)  "
-    r"driver peak +\d+ MiB  reducers peak -$"
+    r"driver peak +\d+ MiB  reducers peak +(-|\d+ MiB)$"
 )
 
 
@@ -77,4 +77,5 @@ def test_a_tiny_bench_prints_a_header_and_one_row_per_actor_count(tmp_path):
     assert "512x512 px, 1 tiles/step" in lines[1] and "one actor 3x slower" in lines[1]
     rows = [ROW.match(line) for line in lines[2:]]
     assert all(rows) and [(m[1], m[2]) for m in rows] == [("1", "1"), ("2", "1")], done.stdout
+    assert all(m[4] != "-" for m in rows)  # the band reducers report their memory
     assert not list(tmp_path.glob("gigacanvas-bench-*"))
