@@ -21,6 +21,7 @@ from gigacanvas.cluster.decode import decode_latent, to_uint8
 from gigacanvas.cluster.plan import Plan, make_scheduler, plan
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
+    band_count,
     denoise,
     load_reducers,
     start_reducers,
@@ -152,7 +153,8 @@ def _run(
             store.clear(claim.replace)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, bands=len(workers), precision=mode,
+            info.vae_scale_factor, bands=band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(workers)),
+            precision=mode,
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
     signals.note_store(spec.store_url)
