@@ -151,6 +151,22 @@ def _resolve_folder(model: str, what: str) -> Path:
     raise UsageError(f"{what} {model} does not exist; pass a local diffusers SD3/SD3.5 folder or a hub id")
 
 
+def _check_regular_files(root: Path, transformer_file: Path | None) -> None:
+    """Every file of the model must be a regular file: opening a FIFO blocks forever (in
+    safetensors, in the hash), and a device reads forever; refuse both before anything opens them."""
+    import stat
+
+    files = [transformer_file] if transformer_file else []
+    files += [p for p in root.rglob("*") if not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    for file in files:
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            continue  # a dangling link: the folder checks name what is missing
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            raise UsageError(f"model file {file} is not a regular file (a FIFO, device or socket); refusing to open it")
+
+
 def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     """Check `model` and describe it, reading configs and safetensors headers only.
 
@@ -178,6 +194,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
             root = _resolve_folder(base_model, "base model")
         if not (root / "model_index.json").exists():
             raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
+    _check_regular_files(root, transformer_file)
     index = _check_sd3_folder(root, need_transformer=transformer_file is None)
     checkpoints, config = transformer_source(root, transformer_file)
     quiet_libraries()  # the checks below import diffusers

@@ -14,9 +14,10 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
-from gigacanvas.cluster.spec import RenderSpec
+from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import read_png_spec
+from gigacanvas.storage.location import Location
 from gigacanvas.tiling import TileGrid, plan_tiles
 
 
@@ -41,14 +42,22 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
 
 
-def _check_output(spec: RenderSpec) -> None:
+def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
+    """What the picture's spec chunk holds: the portable spec and the model's fingerprint."""
+    return {**spec.portable(), PICTURE_ONLY: info.fingerprint}
+
+
+def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
+    """An existing picture is replaced only if it is this render's (same spec, precision, model
+    bytes) or with --overwrite."""
     from gigacanvas.storage.atomic import check_writable_file
 
     out = check_writable_file(spec.out, "out")
     if out.exists() and not spec.overwrite:
         try:
             theirs = {"spec_version": 1, **read_png_spec(out)}  # pictures before versions were version 1
-            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model}
+            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
+            ours[PICTURE_ONLY] = info.fingerprint
             same = all(theirs.get(k) == v for k, v in ours.items())
         except UsageError:
             same = False
@@ -57,9 +66,9 @@ def _check_output(spec: RenderSpec) -> None:
 
 
 def _local_path(url: str) -> Path | None:
-    if "://" in url and not url.startswith("file://"):
-        return None
-    return Path(url.removeprefix("file://")).expanduser().resolve()
+    """The store's folder on this machine, for any spelling of a local URL (path, file://, local://)."""
+    location = Location(url)
+    return Path(location.root).resolve() if location.local else None
 
 
 def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
@@ -114,7 +123,7 @@ def plan(spec: RenderSpec) -> Plan:
     """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
     info = open_model(spec.model, spec.base_model)
     spec = resolve(spec, info)
-    _check_output(spec)
+    _check_output(spec, info)
     _check_store_place(spec, info)
     lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
     need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor)

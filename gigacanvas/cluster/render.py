@@ -18,7 +18,7 @@ from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import decode_latent, to_uint8
-from gigacanvas.cluster.plan import Plan, make_scheduler, plan
+from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
     band_count,
@@ -116,7 +116,7 @@ def render(
             placement.stop_workers(workers)
         store = claim.store
         if not denoise_only:
-            write_png(spec.out, store.read_image(), spec.portable(), spec.parameters_line(mode))
+            write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
     finally:
         claim.release()
     steps_run, denoise_s, decode_s, reducers_peak = timings
@@ -157,7 +157,8 @@ def _run(
             precision=mode,
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
-    signals.note_store(spec.store_url)
+    if store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume
+        signals.note_store(spec.store_url)
 
     disable = None if progress else True
     t0 = time.perf_counter()

@@ -98,7 +98,8 @@ def settle(code: int) -> None:
 
 def ending(exc: KeyboardInterrupt) -> tuple[int, str]:
     """The exit code and the one line for an interruption, promising a resume only if the store exists."""
-    code = exc.exit_code if isinstance(exc, Interrupted) else 130
+    # The first signal's code: Ray's ray.get may re-raise our Interrupted as a plain KeyboardInterrupt.
+    code = _state.outcome if _state.outcome is not None else (exc.exit_code if isinstance(exc, Interrupted) else 130)
     if _state.store:
         return code, f"gigacanvas: interrupted; run the same command again to resume from {_state.store}"
     return code, "gigacanvas: interrupted before anything was written; nothing to resume"

@@ -58,6 +58,9 @@ CONTENT_FIELDS = (
     "vae_tile_size",
     "spec_version",
 )
+# Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
+# content fingerprint, so a picture made by other weights at the same path is never taken for ours.
+PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
 LOCAL_FIELDS = ("store", "out", "overwrite", "address")

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from gigacanvas.cluster.spec import LOCAL_FIELDS, SPEC_VERSION, _normalise_keys, _quote, not_a_single_value
+from gigacanvas.cluster.spec import LOCAL_FIELDS, PICTURE_ONLY, SPEC_VERSION, _normalise_keys, _quote, not_a_single_value
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.picture import open_regular, read_png_spec
 
@@ -51,6 +51,8 @@ def load_spec_file(path: str) -> dict[str, Any]:
     source = f"picture {path}" if is_png else f"spec file {path}"
     if is_png:
         data = read_png_spec(path)  # refuses what is not a regular file, as below
+        if isinstance(data, dict):
+            data.pop(PICTURE_ONLY, None)  # what rendered it, not what to render: not a spec key
     else:
         data = _parse(_read(path, source), Path(path).suffix.lower() == ".json", source)
     if data is None:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from gigacanvas.errors import UsageError
 
 
+LOCAL_PROTOCOLS = ("file", "local")
+
+
 @dataclass(frozen=True)
 class Contents:
     """What is at a URL before gigacanvas writes there."""
@@ -31,6 +34,8 @@ def check_protocol(url: str) -> str:
     import fsspec
     from fsspec.core import split_protocol
 
+    if "::" in url:
+        raise UsageError(f"store {url} chains filesystems ('::'), which gigacanvas does not use for stores; pass the plain URL")
     protocol = split_protocol(url)[0] or "file"
     try:
         fsspec.get_filesystem_class(protocol)
@@ -54,7 +59,7 @@ class Location:
         except Exception as exc:  # noqa: BLE001 - a bad URL or missing credentials: one line
             raise UsageError(f"store {url} cannot be opened ({exc.__class__.__name__}: {_first_line(exc)})") from exc
         self.root = self.root.rstrip("/") or "/"
-        self.local = self.protocol in ("file", "local")
+        self.local = self.protocol in LOCAL_PROTOCOLS
 
     def _key(self, name: str) -> str:
         return f"{self.root}/{name}"
@@ -85,6 +90,18 @@ class Location:
             return []
         names = (p.rstrip("/").rsplit("/", 1)[-1] for p in entries)
         return sorted(n for n in names if n.startswith(prefix))
+
+    def kind(self, name: str) -> str:
+        """'file', 'dir' or 'missing' for an entry of the root."""
+        key = self._key(name)
+        if self.fs.isfile(key):
+            return "file"
+        return "dir" if self.fs.isdir(key) else "missing"
+
+    def files_under(self, name: str) -> list[str]:
+        """Every file below the entry `name`, as paths relative to it."""
+        key = self._key(name)
+        return sorted(p[len(key) + 1 :] for p in self.fs.find(key) if p.startswith(key + "/"))
 
     def put(self, name: str, data: bytes) -> None:
         """Replace `name` with `data` all or nothing: a reader sees the old bytes or the new."""

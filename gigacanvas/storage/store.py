@@ -35,6 +35,7 @@ location.py are the only ones that import zarr or fsspec.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +80,9 @@ def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int,
     return chunk_rows, tuple((edges[i], edges[i + 1]) for i in range(count))
 
 
+_ZARR_KEY = re.compile(r"^(zarr\.json|c(/\d+)+|.*\.partial)$")  # an array's metadata, chunks, temp files
+
+
 def _is_temp(name: str) -> bool:
     """A temp file of an interrupted all-or-nothing write: zarr's `zarr.<uuid>.partial` or ours."""
     return name.endswith(".partial")
@@ -109,8 +113,8 @@ class LatentStore:
 
     @staticmethod
     def _options(url: str) -> dict | None:
-        # file:// URLs go through fsspec, which must be told to make the store's folders
-        return {"auto_mkdir": True} if url.startswith("file://") else None
+        # file:// and local:// URLs go through fsspec, which must be told to make the store's folders
+        return {"auto_mkdir": True} if url.startswith(("file://", "local://")) else None
 
     def _open(self, mode: str):
         import zarr
@@ -149,7 +153,7 @@ class LatentStore:
             if layout > LAYOUT:
                 return StoreState("newer", layout)
             own = OWN_NAMES if layout < LAYOUT else (*OWN_NAMES, *(n for n in names if _is_record(n)))
-            others = tuple(n for n in names if n not in own)
+            others = tuple(n for n in names if n not in own) or self._not_zarr(names)
             if others:
                 return StoreState("foreign", layout, others)
             if layout < LAYOUT:
@@ -158,9 +162,24 @@ class LatentStore:
             whole = bool(bands) and all(_record_key(i) in names for i in range(len(bands)))
             return StoreState("ours" if whole else "ours-unfinished", layout)
         if group is not None and "spec" in group.attrs and "completed_step" in group.attrs:
-            others = tuple(n for n in names if n not in OLD_NAMES)
+            others = tuple(n for n in names if n not in OLD_NAMES) or self._not_zarr(names)
             return StoreState("foreign", 1, others) if others else StoreState("old", 1)
         return StoreState("foreign", None, names)
+
+    def _not_zarr(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Entries below our own names that zarr did not write (a user's file in `image/`, a file
+        named `noise`): a store holding them is not only ours, and `clear()` would delete them."""
+        found = []
+        for name in names:
+            kind = self.location.kind(name)
+            if name == "zarr.json" or _is_record(name):  # files: the group's metadata, band records
+                if kind != "file":
+                    found.append(name)
+            elif kind != "dir":
+                found.append(name)
+            else:
+                found += [f"{name}/{rel}" for rel in self.location.files_under(name) if not _ZARR_KEY.match(rel)]
+        return tuple(found)
 
     def exists(self) -> bool:
         """Whether a resumable gigacanvas store of this layout is at the URL."""
@@ -172,8 +191,9 @@ class LatentStore:
     # -- writing --------------------------------------------------------------------------------
     def clear(self, state: StoreState) -> None:
         """Delete gigacanvas's own keys (never anything else) so a new render can start here."""
-        if state.kind not in ("ours", "ours-unfinished", "old"):
-            raise UsageError(f"store {self.url} is not a gigacanvas store; refusing to delete anything there")
+        now = self.inspect()  # again, just before deleting: only what is still purely ours goes
+        if state.kind not in ("ours", "ours-unfinished", "old") or now.kind != state.kind:
+            raise UsageError(f"store {self.url} is not (or no longer) only a gigacanvas store; refusing to delete anything there")
         self._group = None
         for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)

@@ -164,3 +164,19 @@ def test_a_full_disk_during_a_hub_download_names_the_path(monkeypatch):
     with pytest.raises(OSError) as caught:
         open_model("org/m")
     assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, "/hf/hub/models--org--m/blobs/abc.incomplete")
+
+
+def test_a_fifo_in_the_model_folder_is_refused_before_anything_opens_it(tiny_model, tmp_path):
+    import os
+    import shutil
+
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.errors import UsageError
+
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model, model)
+    weights = next((model / "transformer").glob("*.safetensors"))
+    weights.unlink()
+    os.mkfifo(weights)
+    with pytest.raises(UsageError, match="is not a regular file"):
+        open_model(str(model))

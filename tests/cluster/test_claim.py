@@ -163,3 +163,52 @@ def test_a_second_render_on_a_held_store_is_refused(tmp_path):
             claim_store(url, CONTENT, "fp", overwrite=True)
     finally:
         first.release()
+
+
+def _unfinished_with_user_files(tmp_path):
+    store = LatentStore(str(tmp_path / "s.zarr"))
+    store.create(CONTENT, "fp", channels=4, height=8, width=8, scale=8)  # killed before its first commit
+    (tmp_path / "s.zarr" / "image" / "photos").mkdir(parents=True)
+    (tmp_path / "s.zarr" / "image" / "photos" / "precious.txt").write_text("precious")
+    return tmp_path / "s.zarr"
+
+
+def _finished_with_a_user_file_named_like_an_array(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    _ours(url, content={"prompt": "other"})
+    import shutil
+
+    shutil.rmtree(tmp_path / "s.zarr" / "latent_b")
+    (tmp_path / "s.zarr" / "latent_b").write_text("keep")  # a file where an array folder would be
+    return tmp_path / "s.zarr"
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("make", [_unfinished_with_user_files, _finished_with_a_user_file_named_like_an_array])
+def test_files_inside_a_stores_own_folders_make_it_not_ours(make, overwrite, tmp_path):
+    target = make(tmp_path)
+    before = _snapshot(tmp_path)
+    with pytest.raises(UsageError, match="holds files that are not a gigacanvas store"):
+        claim_store(str(target), CONTENT, "fp", overwrite=overwrite)
+    assert _snapshot(tmp_path) == before
+
+
+def test_clear_refuses_a_store_that_gained_a_file_since_it_was_inspected(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    store = _ours(url)
+    state = store.inspect()
+    (tmp_path / "s.zarr" / "noise" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="no longer"):
+        store.clear(state)
+    assert (tmp_path / "s.zarr" / "noise" / "notes.txt").exists()
+
+
+def test_local_urls_are_local_and_chained_urls_are_refused(tmp_path):
+    claim = claim_store(f"local://{tmp_path}/deep/s.zarr", CONTENT, "fp", overwrite=False)
+    claim.store.create(CONTENT, "fp", channels=4, height=8, width=8, scale=8)
+    claim.store.write_noise(np.zeros((4, 8, 8), np.float32))
+    claim.release()
+    assert LatentStore(f"local://{tmp_path}/deep/s.zarr").exists()
+    with pytest.raises(UsageError, match="chains filesystems"):
+        claim_store(f"simplecache::{tmp_path}/c.zarr", CONTENT, "fp", overwrite=False)
+    assert not (tmp_path / "c.zarr").exists()

@@ -22,40 +22,15 @@ import pytest
 
 from gigacanvas.cluster import placement
 from gigacanvas.errors import UsageError
-
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port, ray_head
 
 
 @pytest.fixture(scope="module")
 def head():
     """A one-CPU Ray head with token auth (Ray's default) and Ray Client: (GCS port, client port)."""
     gcs, client = free_port(), free_port()
-    temp = tempfile.mkdtemp(prefix="gc-", dir="/tmp")  # short: Ray's socket paths live under it
-    log = Path(temp) / "head.log"
-    argv = [RAY, "start", "--head", "--block", "--port", str(gcs), "--ray-client-server-port", str(client),
-            "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--num-cpus", "1",
-            "--include-dashboard", "false", "--disable-usage-stats"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while "Ray runtime started" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+    with ray_head(1, gcs, client):
         yield gcs, client
-    finally:
-        proc.terminate()  # `ray start --block` stops what it started on SIGTERM
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -96,6 +96,9 @@ def test_strict_precision_refuses_before_writing_anything(model, precision, mess
 def test_resume_refuses_another_precision(tiny_model, ray_cluster, tmp_path, fp32_pixels):
     out = tmp_path / "p.png"
     render(RenderSpec(model=tiny_model, precision="fp8", out=str(out), **ARGS), progress=False)
+    with pytest.raises(UsageError, match="exists and holds another picture"):  # the picture was fp8's
+        render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
+    out.unlink()  # the picture gone, the store still refuses to be resumed in another precision
     with pytest.raises(UsageError, match="was rendered in fp8 but --precision bf16 runs bf16"):
         render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
 

@@ -142,3 +142,46 @@ def test_no_refused_command_leaves_anything_behind(picks, tiny_model, ray_cluste
     assert [line for line in lines if line.startswith("gigacanvas: error: ")] == lines[-1:], err
     assert "Traceback" not in err + stdout
     assert _snapshot(tmp) == before
+
+
+def test_a_local_url_inside_the_model_folder_is_refused(tiny_model, tmp_path, capsys):
+    for url in (f"local://{tiny_model}/transformer/s", f"file://{tiny_model}/../tiny-sd3/vae/s"):
+        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+                            "--store", url, "--dry-run")
+        assert code == 2 and "inside the model folder" in err
+
+
+def test_a_picture_of_another_precision_or_model_is_not_replaced(tiny_model, tmp_path, capsys):
+    from gigacanvas.storage import write_png
+
+    out = tmp_path / "pic.png"
+    base = RenderSpec(prompt="x", width=256, height=256, steps=1, model=tiny_model, tile_size=256, tile_overlap=32,
+                      vae_tile_size=256, out=str(out))
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.plan import picture_spec
+
+    info = open_model(tiny_model)
+    for theirs, why in ((base.replace(precision="bf16"), "precision"), (base, "model bytes")):
+        spec = picture_spec(theirs, info)
+        if why == "model bytes":
+            spec["model_fingerprint"] = "0" * 16  # same path, other weights
+        write_png(out, np.zeros((4, 4, 3), np.uint8), spec, "")
+        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(out), "--tile-overlap", "32",
+                            "--dry-run")
+        assert code == 2 and "exists and holds another picture" in err, why
+    write_png(out, np.zeros((4, 4, 3), np.uint8), picture_spec(base.replace(steps=2), info), "")
+    code, _, err = _run(capsys, "render", "--spec", str(out), "--out", str(out), "--dry-run")
+    assert code == 0, err  # the picture's own spec: its fingerprint is not read back as a spec key
+
+
+def test_an_interrupted_memory_store_promises_no_resume(tiny_model, ray_cluster, tmp_path, monkeypatch):
+    from gigacanvas.cluster import signals
+
+    noted = []
+    monkeypatch.setattr(signals, "note_store", noted.append)
+    spec = RenderSpec(prompt="x", width=128, height=128, steps=1, model=tiny_model, actors=1,
+                      store="memory://gc-safety/m.zarr", out=str(tmp_path / "m.png"))
+    render(spec, progress=False)
+    assert noted == []
+    render(spec.replace(store=str(tmp_path / "f.zarr")), progress=False)
+    assert noted == [str(tmp_path / "f.zarr")]

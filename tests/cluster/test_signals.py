@@ -9,53 +9,26 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-RAY = str(Path(sys.executable).with_name("ray"))
+from tests.helpers import free_port, ray_head
+
 RAY_DUMP = ("*** SIGTERM received", "PC: @")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def head():
     """A two-CPU Ray head with token auth; its GCS address."""
     port = free_port()
-    temp = tempfile.mkdtemp(prefix="gc-", dir="/tmp")  # short: Ray's socket paths live under it
-    log = Path(temp) / "head.log"
-    argv = [RAY, "start", "--head", "--block", "--port", str(port), "--ray-client-server-port", str(free_port()),
-            "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--num-cpus", "2",
-            "--include-dashboard", "false", "--disable-usage-stats"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while "Ray runtime started" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+    with ray_head(2, port, free_port()):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()  # `ray start --block` stops what it started on SIGTERM
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 class Render:
@@ -203,3 +176,14 @@ def test_ray_inits_own_sigterm_exit_counts_as_our_first_signal(monkeypatch):
     exc = signals.from_ray_init(SystemExit(15))
     assert isinstance(exc, KeyboardInterrupt) and exc.exit_code == 143
     assert isinstance(signals.from_ray_init(SystemExit(3)), SystemExit)
+
+
+def test_the_first_signal_decides_the_code_even_if_ray_rewraps_it():
+    import signal
+
+    from gigacanvas.cluster import signals
+
+    with signals.guard():
+        signals._interrupt(signal.SIGTERM)  # what the handler records before raising
+    code, line = signals.ending(KeyboardInterrupt())  # ray.get re-raised a plain KeyboardInterrupt
+    assert code == 143 and "nothing to resume" in line

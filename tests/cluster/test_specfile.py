@@ -2,7 +2,6 @@
 
 import json
 import os
-import threading
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from gigacanvas.cluster.spec import build_spec, load_spec_file
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import write_png
+from tests.helpers import error_reading_fifo
 
 
 def _refused(path, message):
@@ -90,22 +90,9 @@ def test_a_device_is_refused_before_it_is_read():
 def test_a_fifo_without_a_writer_is_refused_at_once(tmp_path, name):
     fifo = tmp_path / name
     os.mkfifo(fifo)
-    errors = []
-
-    def load():
-        try:
-            load_spec_file(str(fifo))
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
-            errors.append(exc)
-
-    reader = threading.Thread(target=load, daemon=True)
-    reader.start()
-    reader.join(10)
-    if reader.is_alive():  # the unpatched reader blocks in open(): give it a writer so the thread ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("reading a FIFO blocked")
-    assert len(errors) == 1 and isinstance(errors[0], UsageError), errors
-    assert "is not a regular file but a FIFO" in str(errors[0])
+    error = error_reading_fifo(lambda f: load_spec_file(str(f)), fifo)
+    assert isinstance(error, UsageError), error
+    assert "is not a regular file but a FIFO" in str(error)
 
 
 @pytest.mark.parametrize("key", ["store", "out", "overwrite", "address"])

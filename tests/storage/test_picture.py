@@ -1,7 +1,6 @@
 import json
 import os
 import struct
-import threading
 import zlib
 
 import numpy as np
@@ -10,6 +9,7 @@ from PIL import Image
 
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import read_png_spec, write_png
+from tests.helpers import error_reading_fifo
 
 
 def test_png_carries_its_spec_and_parameters(tmp_path):
@@ -155,19 +155,6 @@ def test_a_spec_after_the_pixels_is_not_read(tmp_path):
 def test_an_existing_output_that_is_a_fifo_is_refused(tmp_path):
     fifo = tmp_path / "out.png"
     os.mkfifo(fifo)
-    errors = []
-
-    def read():
-        try:
-            read_png_spec(fifo)
-        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
-            errors.append(exc)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    reader.join(10)
-    if reader.is_alive():  # the unpatched reader blocks in open(): give it a writer so the thread ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        pytest.fail("reading a FIFO blocked")
-    assert len(errors) == 1 and isinstance(errors[0], UsageError), errors
-    assert f"picture {fifo} is not a regular file but a FIFO" in str(errors[0])
+    error = error_reading_fifo(read_png_spec, fifo)
+    assert isinstance(error, UsageError), error
+    assert f"picture {fifo} is not a regular file but a FIFO" in str(error)

@@ -93,7 +93,7 @@ def test_clear_deletes_only_a_gigacanvas_store(tmp_path):
     (tmp_path / "user").mkdir()
     (tmp_path / "user" / "a.txt").write_text("x")
     store = LatentStore(str(tmp_path / "user"))
-    with pytest.raises(UsageError, match="not a gigacanvas store"):
+    with pytest.raises(UsageError, match="only a gigacanvas store; refusing to delete anything"):
         store.clear(store.inspect())
     assert (tmp_path / "user" / "a.txt").read_text() == "x"
 

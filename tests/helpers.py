@@ -1,0 +1,75 @@
+"""Test helpers shared across test modules: a Ray head of our own, and calls that must not block.
+
+A head runs on free loopback ports with `ray start --block` in its own session and ends by its
+PID (never `ray stop`, which would stop every Ray on the machine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int, gcs_port: int, client_port: int) -> Iterator[None]:
+    """A Ray head with token auth (Ray's default) on the given loopback ports, for one block."""
+    temp = tempfile.mkdtemp(prefix="gc-", dir="/tmp")  # short: Ray's socket paths live under it
+    log = Path(temp) / "head.log"
+    argv = [RAY, "start", "--head", "--block", "--port", str(gcs_port), "--ray-client-server-port", str(client_port),
+            "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--num-cpus", str(num_cpus),
+            "--include-dashboard", "false", "--disable-usage-stats"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "Ray runtime started" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.3)
+        yield
+    finally:
+        proc.terminate()  # `ray start --block` stops what it started on SIGTERM
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def error_reading_fifo(read: Callable[[Path], object], fifo: Path) -> BaseException:
+    """The one exception `read(fifo)` raises on a FIFO without a writer; fails the test if it blocks."""
+    errors: list[BaseException] = []
+
+    def attempt():
+        try:
+            read(fifo)
+        except Exception as exc:  # noqa: BLE001 - collected for the caller's assertion
+            errors.append(exc)
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # a reader blocked in open(): give it a writer so the thread ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading a FIFO blocked")
+    assert len(errors) == 1, errors
+    return errors[0]
