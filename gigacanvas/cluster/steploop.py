@@ -58,12 +58,19 @@ def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels:
     """One reducer actor per band of the store, its scheduler copy shipped with it.
 
     Returns at once; `load_reducers` waits for them. A `memory://` store exists only in this
-    process, so its reducers run here too.
+    process, so its reducers run here too; a local path's reducers run on the driver's node.
     """
     bands = range(len(store.bands))
     if store.protocol == "memory":
         return [InProcessReducer(store.url, band, grid, scheduler, channels) for band in bands]
     cls = reducer_actor_class()
+    if store.location.local:
+        # A path is this machine's disk: reducers on other nodes would write their bands elsewhere.
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        cls = cls.options(scheduling_strategy=here)
     return [cls.remote(store.url, band, grid, scheduler, channels) for band in bands]
 
 
