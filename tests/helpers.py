@@ -73,3 +73,21 @@ def error_reading_fifo(read: Callable[[Path], object], fifo: Path) -> BaseExcept
         pytest.fail("reading a FIFO blocked")
     assert len(errors) == 1, errors
     return errors[0]
+
+
+def fail_after_step(monkeypatch, step: int, message: str = "simulated node loss") -> None:
+    """Make the next renders raise RenderError(message) right after `step` is committed."""
+    from gigacanvas.cluster import render as render_module
+    from gigacanvas.errors import RenderError
+
+    denoise = render_module.denoise
+
+    def denoise_then_fail(*args, on_step, **kwargs):
+        def on_step_then_fail(done):
+            on_step(done)
+            if done == step:
+                raise RenderError(message)
+
+        return denoise(*args, on_step=on_step_then_fail, **kwargs)
+
+    monkeypatch.setattr(render_module, "denoise", denoise_then_fail)

@@ -7,6 +7,7 @@ from PIL import Image
 from gigacanvas import RenderSpec, render
 from gigacanvas.errors import RenderError
 from gigacanvas.storage import LatentStore
+from tests.helpers import fail_after_step
 
 MULTI_TILE = dict(
     prompt="a harbour at night",
@@ -41,7 +42,12 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
 
     from gigacanvas.actors.loading import open_model
     from gigacanvas.cluster.decode import decode_latent
-    from gigacanvas.cluster.placement import ActorShape, load_workers, start_workers, stop_workers
+    from gigacanvas.cluster.placement import (
+        ActorShape,
+        load_workers,
+        start_workers,
+        stop_workers,
+    )
     from gigacanvas.tiling import initial_noise
 
     args = dict(prompt="a lighthouse", negative_prompt="fog", width=256, height=192, steps=3, guidance=4.5, seed=11)
@@ -108,19 +114,7 @@ def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_mode
 def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch, one_band_per_actor):
     _, one = baseline
     spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
-    from gigacanvas.cluster import render as render_module
-
-    denoise = render_module.denoise
-
-    def die_after_first_step(*args, on_step, **kwargs):
-        def step_then_die(step):
-            on_step(step)
-            if step == 1:
-                raise RenderError("simulated node loss")
-
-        return denoise(*args, on_step=step_then_die, **kwargs)
-
-    monkeypatch.setattr(render_module, "denoise", die_after_first_step)
+    fail_after_step(monkeypatch, 1, "simulated node loss")
     with pytest.raises(RenderError, match="simulated"):
         render(spec, progress=False)
     monkeypatch.undo()

@@ -11,6 +11,7 @@ from gigacanvas.cluster.cli import main
 from gigacanvas.errors import RenderError
 from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.location import Location
+from tests.helpers import fail_after_step
 
 SMALL = ["--prompt", "x", "--width", "256", "--height", "256", "--steps", "1", "--no-progress"]
 
@@ -84,19 +85,7 @@ def test_a_canvas_beyond_the_machine_is_refused_with_the_number(tiny_model, tmp_
 def test_overwrite_resumes_a_matching_interrupted_render(tiny_model, ray_cluster, tmp_path, monkeypatch):
     spec = RenderSpec(prompt="x", width=256, height=256, steps=2, model=tiny_model, actors=1, tile_size=128,
                       tile_overlap=32, out=str(tmp_path / "r.png"), overwrite=True)
-    from gigacanvas.cluster import render as render_module
-
-    denoise = render_module.denoise
-
-    def die_after_first_step(*args, on_step, **kwargs):
-        def step_then_die(step):
-            on_step(step)
-            if step == 1:
-                raise RenderError("simulated")
-
-        return denoise(*args, on_step=step_then_die, **kwargs)
-
-    monkeypatch.setattr(render_module, "denoise", die_after_first_step)
+    fail_after_step(monkeypatch, 1, "simulated")
     with pytest.raises(RenderError):
         render(spec, progress=False)
     monkeypatch.undo()
