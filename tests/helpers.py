@@ -91,3 +91,17 @@ def fail_after_step(monkeypatch, step: int, message: str = "simulated node loss"
         return denoise(*args, on_step=on_step_then_fail, **kwargs)
 
     monkeypatch.setattr(render_module, "denoise", denoise_then_fail)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """The console's `main` in this process: (exit code, stdout, stderr)."""
+    from gigacanvas.cluster.cli import main
+
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(root: Path) -> dict:
+    """Every path below `root` with its bytes (None for folders): equal snapshots, nothing touched."""
+    return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}

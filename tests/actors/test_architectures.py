@@ -25,9 +25,8 @@ def test_fp8_weights_take_at_most_0_55_of_bf16(config):
 
 def test_diffusers_default_patterns_would_miss_the_target(large):
     """The trap the issue measured: skipping every '*norm*' module keeps the adaLN Linears in bf16."""
-    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
-
     import torch
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
 
     patterns = tuple(DEFAULT_SKIP_MODULES_PATTERN) + tuple(large._skip_layerwise_casting_patterns or ())
     kept = sum(

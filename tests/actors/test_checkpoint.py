@@ -9,7 +9,11 @@ from safetensors.torch import load_file, save_file
 
 from gigacanvas.actors.checkpoint import FORMAT, inspect_checkpoint, iter_tensors
 from gigacanvas.actors.convert import convert_transformer
-from gigacanvas.actors.loading import check_weights_precision, open_model, transformer_files
+from gigacanvas.actors.loading import (
+    check_weights_precision,
+    open_model,
+    transformer_files,
+)
 from gigacanvas.errors import UsageError
 
 

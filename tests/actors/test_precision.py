@@ -1,6 +1,11 @@
 import pytest
 
-from gigacanvas.actors.precision import FP8_SKIP_PATTERNS, Capabilities, is_fp8_layer, resolve_precision
+from gigacanvas.actors.precision import (
+    FP8_SKIP_PATTERNS,
+    Capabilities,
+    is_fp8_layer,
+    resolve_precision,
+)
 from gigacanvas.errors import UsageError
 
 CPU = Capabilities("cpu", "x86_64")

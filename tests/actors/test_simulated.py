@@ -7,7 +7,11 @@ import pytest
 
 from gigacanvas.actors import simulated
 from gigacanvas.actors.loading import load_adapter, open_model
-from gigacanvas.actors.simulated import SimulatedAdapter, simulated_info, simulated_model
+from gigacanvas.actors.simulated import (
+    SimulatedAdapter,
+    simulated_info,
+    simulated_model,
+)
 from gigacanvas.errors import UsageError
 
 

@@ -10,12 +10,9 @@ from gigacanvas.cluster.claim import claim_store
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.store import LAYOUT
+from tests.helpers import snapshot
 
 CONTENT = {"prompt": "x", "seed": 1}
-
-
-def _snapshot(root):
-    return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
 
 
 def _ours(url, content=CONTENT, fingerprint="fp"):
@@ -82,10 +79,10 @@ REFUSED = {
 def test_what_is_not_a_gigacanvas_store_is_refused_and_left_untouched(case, overwrite, tmp_path):
     make, message = REFUSED[case]
     target = make(tmp_path)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         claim_store(str(target), CONTENT, "fp", overwrite=overwrite)
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_the_current_folder_is_refused(tmp_path, monkeypatch):
@@ -187,10 +184,10 @@ def _finished_with_a_user_file_named_like_an_array(tmp_path):
 @pytest.mark.parametrize("make", [_unfinished_with_user_files, _finished_with_a_user_file_named_like_an_array])
 def test_files_inside_a_stores_own_folders_make_it_not_ours(make, overwrite, tmp_path):
     target = make(tmp_path)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(UsageError, match="holds files that are not a gigacanvas store"):
         claim_store(str(target), CONTENT, "fp", overwrite=overwrite)
-    assert _snapshot(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_clear_refuses_a_store_that_gained_a_file_since_it_was_inspected(tmp_path):

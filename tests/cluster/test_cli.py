@@ -8,19 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gigacanvas.cluster.cli import main
 from gigacanvas.storage import LatentStore
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import run_cli
 
 
 def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_model, ray_cluster, tmp_path, capsys):
     out = tmp_path / "poster.png"
-    code, stdout, err = _run(
+    code, stdout, err = run_cli(
         capsys, "render", "--prompt", "a poster of a city", "--negative-prompt", "text", "--width", "1024",
         "--height", "512", "--steps", "2", "--seed", "3", "--model", tiny_model, "--out", str(out),
         "--actors", "2", "--no-progress",
@@ -36,7 +30,7 @@ def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_mode
     assert LatentStore(str(tmp_path / "poster.zarr")).read_latent()[1] == 2
 
     again = tmp_path / "again.png"
-    code, _, err = _run(capsys, "render", "--spec", str(out), "--out", str(again), "--no-progress")
+    code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(again), "--no-progress")
     assert code == 0, err
     with Image.open(again) as im:
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), first)
@@ -93,7 +87,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, tiny_model, ray_cluste
     out = tmp_path / "out.png"
     argv = ["render", "--prompt", "x", "--width", "256", "--height", "256", "--steps", "1",
             "--model", tiny_model, "--out", str(out), "--no-progress"] + extra(tmp_path)
-    code, stdout, err = _run(capsys, *argv)
+    code, stdout, err = run_cli(capsys, *argv)
     assert code == 2
     lines = err.strip().splitlines()
     # notices (which Ray cluster was joined) may come first; the error is one line, the last
@@ -109,7 +103,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, tiny_model, ray_cluste
 def test_existing_picture_of_another_render_is_not_replaced(tmp_path, capsys):
     out = tmp_path / "keep.png"
     Image.new("RGB", (8, 8)).save(out)
-    code, _, err = _run(capsys, "render", "--prompt", "x", "--width", "256", "--height", "256", "--out", str(out))
+    code, _, err = run_cli(capsys, "render", "--prompt", "x", "--width", "256", "--height", "256", "--out", str(out))
     assert code == 2 and "exists and holds another picture" in err
     assert out.stat().st_size > 0
 
@@ -135,8 +129,8 @@ def test_console_errors_never_show_a_traceback(argv, message, tmp_path):
 def test_demo_model_builds_a_loadable_folder(tmp_path, capsys):
     from gigacanvas.actors.loading import open_model
 
-    code, out, _ = _run(capsys, "demo-model", str(tmp_path / "m"))
+    code, out, _ = run_cli(capsys, "demo-model", str(tmp_path / "m"))
     assert code == 0 and "random weights" in out
     assert open_model(str(tmp_path / "m")).latent_channels == 16
-    code, _, err = _run(capsys, "demo-model", str(tmp_path / "m"))
+    code, _, err = run_cli(capsys, "demo-model", str(tmp_path / "m"))
     assert code == 2 and "not empty" in err

@@ -7,50 +7,39 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from gigacanvas import RenderSpec, render
-from gigacanvas.cluster.cli import main
 from gigacanvas.errors import RenderError
 from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.location import Location
-from tests.helpers import fail_after_step
+from tests.helpers import fail_after_step, run_cli, snapshot
 
 SMALL = ["--prompt", "x", "--width", "256", "--height", "256", "--steps", "1", "--no-progress"]
-
-
-def _snapshot(root):
-    return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
-
-
-def _run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_store_pointed_at_a_folder_of_user_files_deletes_nothing(tiny_model, ray_cluster, tmp_path, capsys):
     data = tmp_path / "data"
     (data / "sub").mkdir(parents=True)
     (data / "a.txt").write_text("x")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     for extra in ([], ["--overwrite"]):
-        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+        code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
                             "--store", str(data), *extra)
         assert code == 2 and "holds files that are not a gigacanvas store (a.txt, sub)" in err
-        assert _snapshot(tmp_path) == before
+        assert snapshot(tmp_path) == before
 
 
 def test_the_model_folder_as_store_is_refused_and_kept(tiny_model, ray_cluster, tmp_path, capsys):
     from pathlib import Path
 
-    before = _snapshot(Path(tiny_model))
-    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+    before = snapshot(Path(tiny_model))
+    code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
                         "--store", tiny_model, "--overwrite")
     assert code == 2 and "is the model folder" in err
-    assert _snapshot(Path(tiny_model)) == before
+    assert snapshot(Path(tiny_model)) == before
 
 
 def test_store_and_out_at_one_path_is_refused(tiny_model, tmp_path, capsys):
     out = str(tmp_path / "o.png")
-    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", out, "--store", out)
+    code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", out, "--store", out)
     assert code == 2 and "overlap" in err
     assert list(tmp_path.iterdir()) == []
 
@@ -60,7 +49,7 @@ def test_a_held_store_refuses_a_second_render(tiny_model, ray_cluster, tmp_path,
     other = StoreLease(Location(url))
     other.acquire()  # another render, alive and heartbeating
     try:
-        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"))
+        code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"))
         assert code == 2 and "is in use by another render" in err
         assert not (tmp_path / "o.png").exists()
     finally:
@@ -68,7 +57,7 @@ def test_a_held_store_refuses_a_second_render(tiny_model, ray_cluster, tmp_path,
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys):
-    code, out, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"), "--dry-run")
+    code, out, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"), "--dry-run")
     assert code == 0, err
     assert "tiles: 1 per step of 256 px" in out and "memory: driver about" in out and "(create)" in out
     assert str(tmp_path / "o.zarr") in out and str(tmp_path / "o.png") in out
@@ -76,7 +65,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys
 
 
 def test_a_canvas_beyond_the_machine_is_refused_with_the_number(tiny_model, tmp_path, capsys):
-    code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+    code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
                         "--width", "131072", "--height", "131072")
     assert code == 2 and "needs about" in err and "GiB on the driver" in err
     assert list(tmp_path.iterdir()) == []
@@ -120,22 +109,22 @@ def test_no_refused_command_leaves_anything_behind(picks, tiny_model, ray_cluste
     tmp = tmp_path_factory.mktemp("refused")
     (tmp / "user").mkdir()
     (tmp / "user" / "keep.txt").write_text("x")
-    before = _snapshot(tmp)
+    before = snapshot(tmp)
     argv = ["render", *SMALL, "--model", tiny_model, "--out", str(tmp / "o.png")]
     for pick in picks:
         argv += [arg.format(tmp=tmp) for arg in REFUSALS[pick]]
-    code, stdout, err = _run(capsys, *argv)
+    code, stdout, err = run_cli(capsys, *argv)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert all(line.startswith("gigacanvas: ") for line in lines), err
     assert [line for line in lines if line.startswith("gigacanvas: error: ")] == lines[-1:], err
     assert "Traceback" not in err + stdout
-    assert _snapshot(tmp) == before
+    assert snapshot(tmp) == before
 
 
 def test_a_local_url_inside_the_model_folder_is_refused(tiny_model, tmp_path, capsys):
     for url in (f"local://{tiny_model}/transformer/s", f"file://{tiny_model}/../tiny-sd3/vae/s"):
-        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+        code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
                             "--store", url, "--dry-run")
         assert code == 2 and "inside the model folder" in err
 
@@ -155,11 +144,11 @@ def test_a_picture_of_another_precision_or_model_is_not_replaced(tiny_model, tmp
         if why == "model bytes":
             spec["model_fingerprint"] = "0" * 16  # same path, other weights
         write_png(out, np.zeros((4, 4, 3), np.uint8), spec, "")
-        code, _, err = _run(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(out), "--tile-overlap", "32",
+        code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(out), "--tile-overlap", "32",
                             "--dry-run")
         assert code == 2 and "exists and holds another picture" in err, why
     write_png(out, np.zeros((4, 4, 3), np.uint8), picture_spec(base.replace(steps=2), info), "")
-    code, _, err = _run(capsys, "render", "--spec", str(out), "--out", str(out), "--dry-run")
+    code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(out), "--dry-run")
     assert code == 0, err  # the picture's own spec: its fingerprint is not read back as a spec key
 
 

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gigacanvas.cluster.spec import CONTENT_FIELDS, FIELDS, SPEC_VERSION, RenderSpec, _quote, build_spec
+from gigacanvas.cluster.spec import (
+    CONTENT_FIELDS,
+    FIELDS,
+    SPEC_VERSION,
+    RenderSpec,
+    _quote,
+    build_spec,
+)
 from gigacanvas.errors import UsageError
 
 
