@@ -74,37 +74,41 @@ def _other_render(url: str, diff: list[str]) -> UsageError:
     )
 
 
+def _judge(store: LatentStore, state: StoreState, content: dict, fingerprint: str, overwrite: bool) -> tuple[bool, StoreState | None]:
+    """(resumable, what to clear) for a usable `state`; a store of another render needs --overwrite."""
+    if state.kind == "ours":
+        diff = _differences(store, content, fingerprint)
+        if not diff:
+            return True, None
+        if not overwrite:
+            raise _other_render(store.url, diff)
+        return False, state
+    if state.kind in ("ours-unfinished", "old"):
+        return False, state
+    return False, None
+
+
 def claim_store(url: str, content: dict, fingerprint: str, overwrite: bool) -> Claim:
     """Inspect, lease and judge the store at `url` for a render of `content` with this model."""
     store = LatentStore(url)
-    _refuse_unusable(url, store.inspect(), overwrite)
-    made_root = store.location.make_root() if store.inspect().kind == "new" else False
+    state = store.inspect()
+    _refuse_unusable(url, state, overwrite)
+    made_root = store.location.make_root() if state.kind == "new" else False
     lease = StoreLease(store.location)
     try:
         lease.acquire()
-    except GigacanvasError:
-        if made_root:
-            store.location.remove_root_if_empty()
-        raise
     except Exception as exc:  # noqa: BLE001 - the first write is the writability probe
         if made_root:
             store.location.remove_root_if_empty()
+        if isinstance(exc, GigacanvasError):
+            raise
         raise UsageError(f"store {url} cannot be written ({exc.__class__.__name__}: {str(exc)[:200]})") from None
     store.lease = lease
     claim = Claim(store, resumable=False, replace=None, made_root=made_root)
     try:
         state = store.inspect()  # again, now that no other render can change it
         _refuse_unusable(url, state, overwrite)
-        if state.kind == "ours":
-            diff = _differences(store, content, fingerprint)
-            if not diff:
-                claim.resumable = True
-            elif overwrite:
-                claim.replace = state
-            else:
-                raise _other_render(url, diff)
-        elif state.kind in ("ours-unfinished", "old"):
-            claim.replace = state
+        claim.resumable, claim.replace = _judge(store, state, content, fingerprint, overwrite)
     except BaseException:
         claim.release()
         raise
@@ -116,13 +120,11 @@ def preview_store(url: str, content: dict, fingerprint: str, overwrite: bool) ->
     store = LatentStore(url)
     state = store.inspect()
     _refuse_unusable(url, state, overwrite)
-    if state.kind == "ours":
-        diff = _differences(store, content, fingerprint)
-        if not diff:
-            return f"resume at step {store.committed_step()}"
-        if not overwrite:
-            raise _other_render(url, diff)
+    resumable, replace = _judge(store, state, content, fingerprint, overwrite)
+    if resumable:
+        return f"resume at step {store.committed_step()}"
+    if replace is None:
+        return "create"
+    if replace.kind == "ours":
         return "replace a store of another render (--overwrite)"
-    if state.kind in ("ours-unfinished", "old"):
-        return "replace an unfinished or older gigacanvas store"
-    return "create"
+    return "replace an unfinished or older gigacanvas store"

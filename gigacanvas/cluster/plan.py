@@ -133,7 +133,6 @@ def plan(spec: RenderSpec) -> Plan:
             f"a {spec.width}x{spec.height} canvas needs about {need.driver_bytes / budget.GIB:.1f} GiB on the driver "
             f"but this machine has {have / budget.GIB:.1f} GiB; render a smaller canvas"
         )
-    make_scheduler(info, spec.steps, lat_h, lat_w)  # a scheduler config diffusers rejects fails here, not on an actor
     grid = plan_tiles(lat_h, lat_w, spec.tile_size // info.vae_scale_factor, spec.tile_overlap // info.vae_scale_factor)
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     return Plan(spec, info, grid, lat_h, lat_w, need, action)

@@ -103,17 +103,27 @@ class Location:
         key = self._key(name)
         return sorted(p[len(key) + 1 :] for p in self.fs.find(key) if p.startswith(key + "/"))
 
+    def _whole_temp(self, key: str, data: bytes) -> str:
+        """A finished temp file beside `key` holding `data` (local disks only)."""
+        os.makedirs(self.root, exist_ok=True)
+        tmp = f"{key}.{uuid.uuid4().hex[:12]}.partial"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return tmp
+
     def put(self, name: str, data: bytes) -> None:
         """Replace `name` with `data` all or nothing: a reader sees the old bytes or the new."""
         key = self._key(name)
         if not self.local:
             self.fs.pipe_file(key, data)
             return
-        os.makedirs(self.root, exist_ok=True)
-        tmp = f"{key}.{uuid.uuid4().hex[:12]}.partial"
+        tmp = self._whole_temp(key, data)
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
             os.replace(tmp, key)
         finally:
             if os.path.exists(tmp):
@@ -128,18 +138,14 @@ class Location:
             except FileExistsError:
                 return False
             return True
-        os.makedirs(self.root, exist_ok=True)
-        tmp = f"{key}.{uuid.uuid4().hex[:12]}.partial"
+        tmp = self._whole_temp(key, data)
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            try:
-                os.link(tmp, key)  # atomic, fails if `key` exists, and the file is already whole
-            except FileExistsError:
-                return False
-            return True
+            os.link(tmp, key)  # atomic, fails if `key` exists, and the file is already whole
+        except FileExistsError:
+            return False
         finally:
             os.unlink(tmp)
+        return True
 
     def make_root(self) -> bool:
         """Create the store's folder if it is missing; True if this call created it."""

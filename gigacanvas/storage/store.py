@@ -49,7 +49,6 @@ from gigacanvas.storage.location import Location
 LAYOUT = 3
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
-SLOTS = ("a", "b")
 OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records (layout 3)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 RECORD_PREFIX = "band-"
@@ -95,10 +94,6 @@ class StoreState:
     kind: str  # "new", "empty", "ours", "ours-unfinished", "old", "newer", "foreign", "file"
     layout: int | None = None
     others: tuple[str, ...] = ()  # entries that are not gigacanvas's (kind "foreign")
-
-    @property
-    def usable(self) -> bool:
-        return self.kind in ("new", "empty", "ours", "ours-unfinished")
 
 
 class LatentStore:
