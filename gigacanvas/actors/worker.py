@@ -44,6 +44,12 @@ class Worker:
         self.adapter.preload()
         return caps.device
 
+    def join(self, precision: str, cond: Any) -> str:
+        """A replacement's start: load like the others, take the render's conditioning."""
+        device = self.load(precision)
+        self.set_conditioning(cond)
+        return device
+
     def encode(self, prompt: str, negative_prompt: str, guidance: float) -> Any:
         cond = self._loaded().encode_prompt(prompt, negative_prompt, guidance)
         self._loaded().release("text")

@@ -8,18 +8,18 @@ work), so very different neighbouring tiles can differ slightly in tone.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from gigacanvas.cluster.dispatch import dispatch
+from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.tiling import TileBlender, plan_tiles
 
 VAE_OVERLAP_FRACTION = 4  # overlap = a quarter of the tile, as diffusers' tiled VAE uses
 
 
 def decode_latent(
-    workers: Sequence[Any],
+    pool: WorkerPool,
     latent: np.ndarray,
     scale: int,
     tile_lat: int,
@@ -41,7 +41,7 @@ def decode_latent(
         blender.add(index, pixels[0])
         on_tile()
 
-    dispatch(workers, range(len(windows)), submit, on_done)
+    pool.map(range(len(windows)), submit, on_done)
     return blender.result()
 
 

@@ -275,6 +275,23 @@ def load_workers(workers: list, precision: str) -> None:
     _get([w.load.remote(precision) for w in workers], "loading the model", workers)
 
 
+def replacer(info, shape: ActorShape, precision: str):
+    """How a pool starts a worker like the others when one dies: same shape, threads, precision.
+
+    The new actor is pending until the cluster can place it (a node coming back, an autoscaler);
+    the pool goes on without it meanwhile and never waits on it alone for long.
+    """
+    from gigacanvas.actors.worker import worker_actor_class
+
+    cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
+
+    def replace(cond):
+        actor = cls.remote(info, shape.threads)
+        return actor, actor.join.remote(precision, cond)
+
+    return replace
+
+
 def stop_workers(workers: list) -> None:
     import ray
 

@@ -18,6 +18,7 @@ from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import decode_latent, to_uint8
+from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
@@ -102,6 +103,7 @@ def render(
         notify(f"gigacanvas: {placement.connect(spec.address)}")
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
         workers, caps = placement.start_workers(info, count, shape)
+        pool = WorkerPool(workers, notify)
         try:
             mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
             weights_note = check_weights_precision(info, mode, spec.strict_precision)
@@ -111,9 +113,10 @@ def render(
             if claim.resumable:
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
-            timings = _run(the_plan, claim, workers, mode, progress, notify, denoise_only)
+            pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
+            timings = _run(the_plan, claim, pool, mode, progress, notify, denoise_only)
         finally:
-            placement.stop_workers(workers)
+            placement.stop_workers(pool.started)
         store = claim.store
         if not denoise_only:
             write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
@@ -138,7 +141,7 @@ def render(
 
 
 def _run(
-    the_plan: Plan, claim: Claim, workers: list, mode: str, progress: bool, notify, denoise_only: bool = False
+    the_plan: Plan, claim: Claim, pool: WorkerPool, mode: str, progress: bool, notify, denoise_only: bool = False
 ) -> tuple[int, float, float, float | None]:
     """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s, reducers' peak MiB)."""
     import ray
@@ -153,7 +156,7 @@ def _run(
             store.clear(claim.replace)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, bands=band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(workers)),
+            info.vae_scale_factor, bands=band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(pool.alive)),
             precision=mode,
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
@@ -169,21 +172,16 @@ def _run(
         # one reducer per band of the latent; they start while the prompt is encoded
         reducers = start_reducers(store, grid, scheduler, info.latent_channels)
         try:
-            cond = ray.put(ray.get(workers[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)))
-            ray.get([w.set_conditioning.remote(cond) for w in workers])
+            pool.set_conditioning(ray.put(ray.get(pool.alive[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance))))
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
+            # Tiles of the next step start before the last of this one ends: one tile bar for all.
             with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
-                total=len(grid), desc="tiles", unit="tile", leave=False, disable=disable
+                total=len(grid) * (spec.steps - done), desc="tiles", unit="tile", leave=False, disable=disable
             ) as tiles_bar:
-
-                def on_step(step: int) -> None:
-                    bar.update(1)
-                    tiles_bar.reset()
-
                 stats = denoise(
-                    store, workers, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
-                    on_step=on_step, on_tiles=tiles_bar.update,
+                    store, pool, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                    on_step=lambda step: bar.update(1), on_tiles=tiles_bar.update,
                 )
             reducers_peak = max(ray.get([r.peak_rss_mib.remote() for r in reducers]))
         finally:
@@ -194,7 +192,7 @@ def _run(
         latent, _ = store.read_latent()
         with tqdm(desc="decode", unit="tile", disable=disable) as bar:
             pixels = decode_latent(
-                workers, latent, info.vae_scale_factor, spec.vae_tile_size // info.vae_scale_factor,
+                pool, latent, info.vae_scale_factor, spec.vae_tile_size // info.vae_scale_factor,
                 on_tile=lambda: bar.update(1),
             )
         store.write_image(to_uint8(pixels))

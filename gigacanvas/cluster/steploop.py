@@ -1,25 +1,42 @@
-"""The denoising loop: tiles to the workers, predictions to the band reducers, a barrier per step.
+"""The denoising loop as a wavefront: each tile steps on as soon as the bands under it have.
 
 The latent lives in row bands, each held by a reducer actor (cluster/reducer.py) that serves the
 rows of tile windows, folds the predictions for its rows in tile order, steps its own scheduler
-copy and commits its band to the store. The driver only passes object references: a worker gets
-its windows as the reducers' refs (Ray resolves them on the worker) and its predictions go, cut
-per band, straight to the reducers that own their rows; the driver holds no canvas-sized array.
+copy and commits its band to the store. The driver only passes object references and counts: a
+worker gets its windows as the reducers' refs (Ray resolves them on the worker) and its
+predictions, cut per band, go as refs to the reducers that own their rows; the driver holds no
+canvas-sized array and never fetches one.
 
-Ordering is what keeps the pixels fixed: Ray runs one caller's calls to an actor in the order
-they were sent, so a reducer serves a step's windows, then folds predictions (in tile order
-whatever the arrival order), then advances, then serves the next step's windows. Each step ends
-with every band committed (the per-step barrier), so a crash leaves bands at most one step apart
-and the store reads them at one step (storage/store.py).
+No global barrier. A job (a batch of tiles) at step s is sent as soon as every band under it
+holds step s; a band advances (blend, scheduler step, commit) as soon as every job reaching it
+has been added at its step. So the top of the canvas runs ahead while the bottom finishes, and
+no worker waits for the slowest tile of the whole canvas. One bound is kept: a band commits step
+s + 1 only after every band has committed step s, so the store always holds one step every band
+can be read at (storage/store.py) and the run-ahead is at most one step.
+
+Why pixels do not depend on arrival order: each reducer folds in tile order whatever the order
+of its `add` calls, and Ray runs one caller's calls to an actor in the order they were sent; the
+driver sends a band's `window_rows` for step s only after its `advance` to s has finished and
+before its `advance` to s + 1 (that one waits for every add of step s, whose windows were asked
+for before them). Worker-side Ray primitives were weighed: Compiled Graphs fix one static graph
+per step and do not survive a dead actor; actor concurrency groups would let a reducer serve
+windows while folding, which the order above makes unnecessary; `ray.wait` over worker results
+and reducer events together is all the driver needs.
+
+A dead worker's jobs run again elsewhere (cluster/dispatch.py); a lost prediction (its worker's
+node gone before a reducer fetched it) runs again for the bands still missing it. A dead reducer
+ends the render (exit 1) with the store at its last committed state, which resumes to the same
+pixels: its band's rows since that commit existed only in its memory.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from gigacanvas.cluster.dispatch import dispatch
+from gigacanvas.cluster.dispatch import WorkerPool, task_failure
 from gigacanvas.cluster.reducer import InProcessReducer, reducer_actor_class
 from gigacanvas.errors import RenderError
 from gigacanvas.storage.store import LatentStore
@@ -48,10 +65,16 @@ def _get(refs: list, what: str) -> list:
     try:
         return ray.get(refs)
     except ray.exceptions.RayActorError as exc:
-        raise RenderError(f"a {what} actor died ({exc.__class__.__name__}); the store keeps the last step") from None
-    except ray.exceptions.RayTaskError as exc:
-        cause = exc.cause if exc.cause is not None else exc
-        raise RenderError(f"a {what} failed: {cause.__class__.__name__}: {cause}") from None
+        raise _reducer_died(exc) from None
+    except ray.exceptions.RayError as exc:
+        raise task_failure(exc, what) from None
+
+
+def _reducer_died(exc: Exception) -> RenderError:
+    return RenderError(
+        f"a band reducer died ({exc.__class__.__name__}); the store keeps every band's last committed "
+        "step: run the same command again to resume"
+    )
 
 
 def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int) -> list:
@@ -87,9 +110,139 @@ def stop_reducers(reducers: Sequence[Any]) -> None:
             ray.kill(reducer, no_restart=True)
 
 
+@dataclass
+class _Band:
+    """The driver's view of one band: the step its reducer holds and what it still waits for."""
+
+    step: int
+    jobs: tuple[int, ...]  # the jobs reaching it
+    missing: int = 0  # jobs of this step not yet added
+    adding: set = field(default_factory=set)  # add refs in flight
+    advancing: Any = None  # the advance ref in flight
+
+
+class _Wavefront:
+    """The loop's state; `run` is the whole of it, the rest are its events."""
+
+    def __init__(self, pool, reducers, jobs, steps, start, timesteps, guidance, on_step, on_tiles):
+        self.pool, self.reducers, self.jobs = pool, reducers, jobs
+        self.steps, self.timesteps, self.guidance = steps, timesteps, guidance
+        self.on_step, self.on_tiles = on_step, on_tiles
+        reach: list[list[int]] = [[] for _ in reducers]
+        for job, (_, cuts) in enumerate(jobs):
+            for band, _ in cuts:
+                reach[band].append(job)
+        self.bands = [_Band(start, tuple(js), missing=len(js)) for js in reach]
+        self.ready: list[tuple[int, int]] = [(start, job) for job in range(len(jobs))]  # a heap: lowest step first
+        self.windows: dict[tuple[int, int], list] = {}  # (step, job) -> its window refs, until added
+        self.waiting: dict[tuple[int, int], set[int]] = {}  # (step, job) -> bands still missing it
+        self.pieces: dict[tuple[int, int], list] = {}  # (step, job) -> its predictions' refs, per band
+        self.events: dict[Any, tuple[str, Any]] = {}  # reducer refs -> what they finish
+        self.done_step = start
+
+    def run(self) -> None:
+        import ray
+
+        while self.done_step < self.steps:
+            if self.ready:
+                self.pool.check_alive()
+            while self.ready and self.pool.has_room():
+                self.pool.send(heapq.heappop(self.ready), self._predict)
+            waits = [*self.pool.refs(), *self.events]
+            if not waits:
+                raise RenderError(f"the step loop stalled at step {self.done_step} with nothing running (a gigacanvas bug)")
+            ready, _ = ray.wait(waits, num_returns=1, timeout=5.0)
+            if ready:  # everything else already finished, in one sweep
+                ready, _ = ray.wait(waits, num_returns=len(waits), timeout=0)
+            for ref in ready:
+                if self.pool.owns(ref):
+                    key, _, ok = self.pool.take(ref)
+                    if ok:
+                        self._predicted(key)
+                    elif key is not None:
+                        self.pieces.pop(key, None)
+                        heapq.heappush(self.ready, key)  # its worker died: run it again
+                else:
+                    self._reducer_event(ref, *self.events.pop(ref))
+
+    def _predict(self, worker: Any, key: tuple[int, int]) -> Any:
+        step, job = key
+        batch, cuts = self.jobs[job]
+        if key not in self.windows:
+            # Sent now, after each band's advance to `step` finished and before its next advance.
+            self.windows[key] = [self.reducers[band].window_rows.remote(batch) for band, _ in cuts]
+            self.waiting[key] = {band for band, _ in cuts}
+        refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
+            cuts, float(self.timesteps[step]), self.guidance, *self.windows[key]
+        )
+        self.pieces[key] = refs[:-1]
+        return refs[-1]  # the tile count: all the driver ever fetches from a worker
+
+    def _predicted(self, key: tuple[int, int]) -> None:
+        batch, cuts = self.jobs[key[1]]
+        for (band, _), piece in zip(cuts, self.pieces.pop(key)):
+            if band in self.waiting[key]:
+                ref = self.reducers[band].add.remote(batch, piece)
+                self.bands[band].adding.add(ref)
+                self.events[ref] = ("add", (band, key))
+        self.on_tiles(len(batch))
+
+    def _reducer_event(self, ref: Any, kind: str, what: Any) -> None:
+        import ray
+
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            raise _reducer_died(exc) from None
+        except (ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError) as exc:
+            if kind != "add":
+                raise task_failure(exc, "reducer") from None
+            band, key = what  # the prediction was lost with its worker's node: predict it again
+            self.bands[band].adding.discard(ref)
+            self.pool.notify(f"gigacanvas: a prediction was lost ({exc.__class__.__name__}); its tiles run again")
+            heapq.heappush(self.ready, key)
+            return
+        except ray.exceptions.RayError as exc:
+            raise task_failure(exc, "reducer") from None
+        if kind == "add":
+            band, key = what
+            state = self.bands[band]
+            state.adding.discard(ref)
+            self.waiting[key].discard(band)
+            if not self.waiting[key]:
+                del self.waiting[key], self.windows[key]
+            state.missing -= 1
+            self._try_advance(band)
+        else:
+            self._advanced(what, int(result))
+
+    def _try_advance(self, band: int) -> None:
+        state = self.bands[band]
+        lowest = min(b.step for b in self.bands)
+        if state.missing or state.adding or state.advancing is not None or state.step > lowest:
+            return  # not every add is in, or it would commit two steps ahead of some band
+        state.advancing = self.reducers[band].advance.remote()
+        self.events[state.advancing] = ("advance", band)
+
+    def _advanced(self, band: int, step: int) -> None:
+        state = self.bands[band]
+        state.advancing, state.step, state.missing = None, step, len(state.jobs)
+        lowest = min(b.step for b in self.bands)
+        if lowest > self.done_step:
+            self.done_step = lowest
+            self.on_step(lowest)
+            for other in range(len(self.bands)):
+                self._try_advance(other)  # the lowest band moved: those ahead of it may commit
+        if step >= self.steps:
+            return
+        for job in state.jobs:
+            if all(self.bands[b].step == step for b, _ in self.jobs[job][1]):
+                heapq.heappush(self.ready, (step, job))  # every band under it holds `step` now
+
+
 def denoise(
     store: LatentStore,
-    workers: Sequence[Any],
+    pool: WorkerPool,
     reducers: Sequence[Any],
     grid: TileGrid,
     scheduler: Any,
@@ -101,30 +254,8 @@ def denoise(
 ) -> StepStats:
     """Advance the store's latent from its committed step to `steps`; the reducers are loaded there."""
     start = store.committed_step()
-    windows = grid.windows
-    bands = store.bands
-    jobs = [(batch, batch_cuts(windows, batch, bands)) for batch in grid.batches(tile_batch)]
-    for step in range(start, steps):
-        timestep = float(scheduler.timesteps[step])
-        # Every window of the step is asked for up front: a reducer serves them before it
-        # blocks on the step's first prediction (its calls run in the order they were sent).
-        parts = [[reducers[band].window_rows.remote(batch) for band, _ in cuts] for batch, cuts in jobs]
-        added: list = []
-
-        def submit(worker: Any, job: int, timestep: float = timestep, parts: list = parts, added: list = added) -> Any:
-            batch, cuts = jobs[job]
-            refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
-                cuts, timestep, guidance, *parts[job]
-            )
-            for (band, _), ref in zip(cuts, refs[:-1]):
-                added.append(reducers[band].add.remote(batch, ref))
-            parts[job] = None  # the windows' refs go out of scope once the worker has them
-            return refs[-1]  # the tile count: all the driver ever fetches from a worker
-
-        dispatch(workers, range(len(jobs)), submit, lambda job, n: on_tiles(n))
-        _get(added, "reducer")
-        if store.lease is not None:
-            store.lease.check()  # the reducers commit next; a render that lost the store stops here
-        _get([r.advance.remote() for r in reducers], "reducer")
-        on_step(step + 1)
-    return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(windows))
+    jobs = [(batch, batch_cuts(grid.windows, batch, store.bands)) for batch in grid.batches(tile_batch)]
+    if store.lease is not None:
+        store.lease.check()  # the reducers check it themselves before each commit
+    _Wavefront(pool, reducers, jobs, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
+    return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(grid.windows))

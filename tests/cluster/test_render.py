@@ -42,6 +42,7 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
 
     from gigacanvas.actors.loading import open_model
     from gigacanvas.cluster.decode import decode_latent
+    from gigacanvas.cluster.dispatch import WorkerPool
     from gigacanvas.cluster.placement import (
         ActorShape,
         load_workers,
@@ -79,7 +80,7 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
     workers, _ = start_workers(info, 1, ActorShape(0.5, 0, 1))
     try:
         load_workers(workers, "fp32")
-        pixels = decode_latent(workers, latent, 8, 0)
+        pixels = decode_latent(WorkerPool(workers), latent, 8, 0)
     finally:
         stop_workers(workers)
     ours = np.clip(pixels / 2 + 0.5, 0, 1).transpose(1, 2, 0)
