@@ -11,6 +11,16 @@ older than the timeout (`GIGACANVAS_LEASE_TIMEOUT`, default 60 s), or at once wh
 on this host and its process is gone (a Ctrl-C'd or killed render resumes without waiting). A
 holder that finds a higher number than its own has lost the store (its heartbeat stopped for
 longer than the timeout) and must stop writing: `check()` raises then, before every commit.
+
+Writers in other processes (the band reducers, Ray actors that open the store by URL) hold no
+lease, so the holder hands each a `LeaseTicket` (`StoreLease.ticket()`: its key's number and its
+token, picklable) and they check it before every commit (`LeaseTicket.check`, which
+`LatentStore(url, ticket=...)` runs): the ticket is good while its number is the highest lease key
+and that key still holds its token. A higher number means another render took the store over; no
+key at its number means the holder released it (the render ended); the same number with another
+token means the store was released and taken again. Each stops the writer before it writes. The
+check is one listing and one small read, on purpose not cached: it must see a takeover that
+happened a moment ago.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.location import Location
@@ -38,6 +49,59 @@ def _number(name: str) -> int:
 
 def _key(number: int) -> str:
     return f"{PREFIX}{number:06d}.json"
+
+
+def _top(location: Location) -> int:
+    """The highest lease number at `location`, 0 if there is none."""
+    numbers = (_number(n) for n in location.names(PREFIX) if n.endswith(".json"))
+    return max((n for n in numbers if n >= 0), default=0)
+
+
+def _holder(location: Location, number: int) -> dict | None:
+    """The record in key `number`: None if the key is missing, {} if it cannot be read as one."""
+    raw = location.read(_key(number))
+    if raw is None:
+        return None
+    try:
+        holder = json.loads(raw) if raw else {}
+    except ValueError:
+        holder = {}
+    return holder if isinstance(holder, dict) else {}
+
+
+@dataclass(frozen=True)
+class LeaseTicket:
+    """A holder's lease as a writer in another process sees it: check it before every write.
+
+    Picklable, so it travels to Ray actors as an argument. The token (a random uuid per
+    `StoreLease`) tells this holder's key from a later render's key of the same number: after a
+    release the numbers start again from 1.
+    """
+
+    number: int
+    token: str
+    what: str = "render"
+
+    def check(self, location: Location) -> None:
+        """Raise unless this ticket's lease is still the store's; one listing and one small read.
+
+        Cost (benchmarks/lease_ticket.py, local folder, 4 lease keys beside the store's arrays and
+        records, shared 2-core AMD EPYC): median 0.15-0.19 ms (min 0.10), 0.4-0.5% of the commit of
+        one 8 MiB band (median 34-37 ms) that it guards.
+        """
+        top = _top(location)
+        holder = _holder(location, self.number) if top == self.number else None
+        if holder is not None and holder.get("token") == self.token:
+            return
+        if top > self.number or holder is not None:  # a higher number, or ours taken again
+            raise RenderError(
+                f"store {location.url} was taken over by another {self.what} (lease {self.number} is no longer "
+                f"this {self.what}'s); this reducer stops without writing"
+            )
+        raise RenderError(
+            f"store {location.url} was released by its {self.what} (lease {self.number} is gone: the {self.what} "
+            f"ended or was stopped); this reducer stops without writing"
+        )
 
 
 def _process_started(pid: int) -> float | None:
@@ -67,17 +131,11 @@ class StoreLease:
 
     # -- reading --------------------------------------------------------------------------------
     def _current(self) -> tuple[int, dict | None]:
-        numbers = [_number(n) for n in self.location.names(PREFIX) if n.endswith(".json")]
-        numbers = [n for n in numbers if n >= 0]
-        if not numbers:
+        top = _top(self.location)
+        if not top:
             return 0, None
-        top = max(numbers)
-        raw = self.location.read(_key(top))
-        try:
-            holder = json.loads(raw) if raw else {}
-        except ValueError:
-            holder = {}
-        return top, holder if isinstance(holder, dict) else {}
+        holder = _holder(self.location, top)
+        return top, {} if holder is None else holder  # gone since the listing: unreadable, never stolen on a guess
 
     def _is_free(self, holder: dict) -> bool:
         heartbeat = holder.get("heartbeat")
@@ -150,6 +208,12 @@ class StoreLease:
                 f"store {self.location.url} was taken over by another {self.what} (this one stopped "
                 f"heartbeating for over {self.timeout_s:g} s); stopping without writing more"
             )
+
+    def ticket(self) -> LeaseTicket:
+        """This lease for writers in other processes (band reducers); see `LeaseTicket`."""
+        if self.number is None:
+            raise RuntimeError("StoreLease.ticket() before acquire(): there is no lease to hand out")
+        return LeaseTicket(self.number, self._token, self.what)
 
     def release(self) -> None:
         """Give the store back (only our own key is removed, never a successor's)."""

@@ -9,7 +9,9 @@ Layout version 3 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
 - one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "prev":
   {"step": s', "slot": ...} | null}: the slot holding this band's rows after `s` steps, and the
   one it held before (after s' = s - 1 steps);
-- `lease-NNNNNN.json` keys beside the group (see lease.py).
+- `lease-NNNNNN.json` keys beside the group (see lease.py): every write checks the lease first,
+  the driver's own (`lease`) or, in a reducer's process, the `LeaseTicket` the driver handed it
+  (`LatentStore(url, ticket=...)`), so a render that lost the store writes nothing more to it.
 
 Why slots, per band: a band's step s + 1 is written into the slot its record does not name, then
 its record moves to it in one all-or-nothing put (`Location.put`: a temp file and a rename on
@@ -43,7 +45,7 @@ import numpy as np
 
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
-from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.lease import LeaseTicket, StoreLease
 from gigacanvas.storage.location import Location
 
 LAYOUT = 3
@@ -99,12 +101,15 @@ class StoreState:
 class LatentStore:
     """One render's arrays and attributes; see the module docstring for the layout."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, ticket: LeaseTicket | None = None):
+        """`ticket`: the driver's lease, for a store opened in another process (a band reducer);
+        every write checks it first and raises RenderError once the lease is not the store's."""
         self.url = url
         self.location = Location(url, self._options(url))
         self.protocol = self.location.protocol
         self._group = None
-        self.lease: StoreLease | None = None
+        self.lease: StoreLease | None = None  # the driver's, set by the claim
+        self.ticket = ticket
 
     @staticmethod
     def _options(url: str) -> dict | None:
@@ -252,6 +257,8 @@ class LatentStore:
     def _check_lease(self) -> None:
         if self.lease is not None:
             self.lease.check()
+        if self.ticket is not None:
+            self.ticket.check(self.location)
 
     def write_noise(self, noise: np.ndarray) -> None:
         """The initial latent, then every band's record at step 0 (the store is 'ours' after the last)."""

@@ -1,4 +1,5 @@
 import json
+import pickle
 import socket
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from gigacanvas.errors import RenderError, UsageError
-from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.lease import LeaseTicket, StoreLease
 from gigacanvas.storage.location import Location
 
 
@@ -103,3 +104,45 @@ def test_the_heartbeat_keeps_the_lease_fresh(tmp_path):
         lease.check()
     finally:
         lease.release()
+
+
+def test_a_ticket_holds_while_its_lease_is_the_stores_and_survives_pickling(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    with pytest.raises(RuntimeError, match="before acquire"):
+        StoreLease(location).ticket()
+    lease = StoreLease(location, timeout_s=0.4)
+    lease.acquire()
+    try:
+        ticket = lease.ticket()
+        travelled = pickle.loads(pickle.dumps(ticket))
+        assert travelled == ticket and isinstance(travelled, LeaseTicket) and travelled.number == lease.number
+        time.sleep(0.25)  # a heartbeat rewrites the key in between: still the same holder
+        travelled.check(location)
+        with pytest.raises(RenderError, match="was taken over by another render"):
+            LeaseTicket(ticket.number, "another token").check(location)
+    finally:
+        lease.release()
+
+
+def test_a_ticket_stops_its_writer_once_a_higher_lease_exists(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    lease = StoreLease(location, timeout_s=30)
+    lease.acquire()
+    ticket = lease.ticket()
+    _write_holder(location, lease.number + 1)  # a taker created its key and has not yet removed ours
+    assert f"lease-{ticket.number:06d}.json" in location.names("lease-")
+    taken = r"^store .* was taken over by another render \(lease 1 .*\); this reducer stops without writing$"
+    with pytest.raises(RenderError, match=taken):
+        ticket.check(location)
+    lease.release()
+
+
+def test_a_ticket_stops_its_writer_once_the_lease_is_released(tmp_path):
+    location = Location(str(tmp_path / "s.zarr"))
+    lease = StoreLease(location)
+    lease.acquire()
+    ticket = lease.ticket()
+    lease.release()
+    released = r"was released by its render \(lease 1 is gone.*\); this reducer stops without writing$"
+    with pytest.raises(RenderError, match=released):
+        ticket.check(location)

@@ -1,3 +1,6 @@
+import pickle
+import time
+
 import numpy as np
 import pytest
 import zarr
@@ -6,6 +9,7 @@ from hypothesis import strategies as st
 
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage import LatentStore
+from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.store import LAYOUT, plan_bands
 
 
@@ -145,6 +149,56 @@ def test_a_layout_2_store_is_older_and_only_replaced(tmp_path):
     assert state.kind == "old" and state.layout == 2
     LatentStore(str(tmp_path / "two.zarr")).clear(state)
     assert list((tmp_path / "two.zarr").iterdir()) == []
+
+
+# -- a reducer's store follows the driver's lease ----------------------------------------------
+
+
+def _driver_and_reducer(tmp_path):
+    """A driver holding the lease on a 2-band store at step 0, and a reducer's store following it."""
+    url = str(tmp_path / "s.zarr")
+    driver = _make(url, bands=2)
+    driver.lease = StoreLease(driver.location, timeout_s=30)
+    driver.lease.acquire()
+    noise = np.random.default_rng(0).standard_normal((4, 16, 24)).astype(np.float32)
+    driver.write_noise(noise)
+    ticket = pickle.loads(pickle.dumps(driver.lease.ticket()))  # as it reaches a Ray actor
+    return driver, LatentStore(url, ticket=ticket), noise
+
+
+def test_a_reducer_following_the_lease_stops_once_another_render_took_the_store(tmp_path):
+    driver, reducer, noise = _driver_and_reducer(tmp_path)
+    try:
+        assert reducer.commit_band(0, noise[:, :8] + 1, 1)
+        time.sleep(0.1)  # the driver stalls: to a render with a 0.05 s timeout its heartbeat is stale
+        taker = StoreLease(driver.location, timeout_s=0.05)
+        taker.acquire()
+        before = reducer.band_record(1)
+        with pytest.raises(RenderError, match=r"was taken over by another render .*; this reducer stops without writing$"):
+            reducer.commit_band(1, noise[:, 8:] + 1, 1)
+        assert reducer.band_record(1) == before
+        np.testing.assert_array_equal(LatentStore(reducer.url).read_latent()[0], noise)
+        np.testing.assert_array_equal(zarr.open_group(reducer.url, mode="r")["latent_a"][:, 8:], 0)  # no rows written either
+        taker.release()
+    finally:
+        driver.lease.release()
+
+
+def test_a_reducer_following_the_lease_stops_once_the_render_released_it(tmp_path):
+    driver, reducer, noise = _driver_and_reducer(tmp_path)
+    driver.lease.release()
+    with pytest.raises(RenderError, match=r"was released by its render .*; this reducer stops without writing$"):
+        reducer.commit_band(0, noise[:, :8] + 1, 1)
+    assert reducer.band_record(0) == {"step": 0, "slot": "noise", "prev": None}
+    again = StoreLease(driver.location)  # the next render gets lease number 1 again: the token tells them apart
+    again.acquire()
+    try:
+        assert again.number == reducer.ticket.number
+        with pytest.raises(RenderError, match="was taken over by another render"):
+            reducer.commit_band(0, noise[:, :8] + 1, 1)
+        assert reducer.band_record(0)["step"] == 0
+    finally:
+        again.release()
 
 
 # -- crash safety: every write of every step may be the last one a process makes -----------------
