@@ -6,8 +6,9 @@ and reducer events in one `ray.wait`, and must outlive a worker that dies (Actor
 its error and loses the job). Each worker keeps two jobs in flight so it never idles between
 calls; a faster worker empties its queue sooner and so is handed more jobs (mixed GPU kinds).
 
-A worker is dead when a call to it fails with `RayActorError` (its process was killed, its node
-was removed or went silent). Its jobs are handed back to be run again on the others, it is told
+A worker is dead when a call to it fails with `RayActorError` naming that worker (its process was
+killed, its node was removed or went silent); one naming another actor means an input of the job
+died with its actor (a reducer), which is re-raised for the caller. The dead worker's jobs are handed back to be run again on the others, it is told
 once on stderr, and a replacement is started when the caller gave a way to make one; the
 replacement joins the pool once it has loaded the model, or never if the cluster cannot place it.
 Pixels do not depend on which worker ran a job (fixed thread count, fixed precision), so a rerun
@@ -105,6 +106,9 @@ class WorkerPool:
         try:
             return job, ray.get(ref), True
         except ray.exceptions.RayActorError as exc:
+            died = getattr(exc, "actor_id", None)
+            if died is not None and died != worker._actor_id.hex():
+                raise  # an actor the job's inputs came from died (a reducer): the caller's to handle
             self._tries[job] += 1
             if self._tries[job] >= MAX_TRIES:
                 raise RenderError(

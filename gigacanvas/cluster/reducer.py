@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from gigacanvas.storage.lease import LeaseTicket
 from gigacanvas.storage.store import LatentStore
 from gigacanvas.tiling import TileBlender, TileGrid
 from gigacanvas.tiling.bands import tile_rows_in_band
@@ -27,8 +28,12 @@ from gigacanvas.tiling.bands import tile_rows_in_band
 class Reducer:
     """Band `band` of the store at `store_url`: its rows, its blend, its scheduler, its commits."""
 
-    def __init__(self, store_url: str, band: int, grid: TileGrid, scheduler: Any, channels: int):
-        self.store = LatentStore(store_url)
+    def __init__(
+        self, store_url: str, band: int, grid: TileGrid, scheduler: Any, channels: int, ticket: LeaseTicket | None = None
+    ):
+        # With the driver's lease ticket, every commit first checks that the store is still this
+        # render's: a reducer never writes into a store another render took over.
+        self.store = LatentStore(store_url, ticket=ticket)
         self.band = band
         self.rows = self.store.bands[band]
         self.grid = grid

@@ -84,8 +84,9 @@ def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels:
     process, so its reducers run here too; a local path's reducers run on the driver's node.
     """
     bands = range(len(store.bands))
+    ticket = store.lease.ticket() if store.lease is not None else None
     if store.protocol == "memory":
-        return [InProcessReducer(store.url, band, grid, scheduler, channels) for band in bands]
+        return [InProcessReducer(store.url, band, grid, scheduler, channels, ticket) for band in bands]
     cls = reducer_actor_class()
     if store.location.local:
         # A path is this machine's disk: reducers on other nodes would write their bands elsewhere.
@@ -94,7 +95,7 @@ def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels:
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         cls = cls.options(scheduling_strategy=here)
-    return [cls.remote(store.url, band, grid, scheduler, channels) for band in bands]
+    return [cls.remote(store.url, band, grid, scheduler, channels, ticket) for band in bands]
 
 
 def load_reducers(reducers: Sequence[Any], step: int) -> None:
@@ -156,7 +157,10 @@ class _Wavefront:
                 ready, _ = ray.wait(waits, num_returns=len(waits), timeout=0)
             for ref in ready:
                 if self.pool.owns(ref):
-                    key, _, ok = self.pool.take(ref)
+                    try:
+                        key, _, ok = self.pool.take(ref)
+                    except ray.exceptions.RayActorError as exc:  # not the worker: a reducer it read from
+                        raise _reducer_died(exc) from None
                     if ok:
                         self._predicted(key)
                     elif key is not None:
@@ -255,7 +259,5 @@ def denoise(
     """Advance the store's latent from its committed step to `steps`; the reducers are loaded there."""
     start = store.committed_step()
     jobs = [(batch, batch_cuts(grid.windows, batch, store.bands)) for batch in grid.batches(tile_batch)]
-    if store.lease is not None:
-        store.lease.check()  # the reducers check it themselves before each commit
     _Wavefront(pool, reducers, jobs, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
     return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(grid.windows))
