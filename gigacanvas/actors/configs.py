@@ -98,6 +98,22 @@ def check_vae(root: Path) -> dict:
     return dict(built.config)
 
 
+def _band_unsafe(name: str, config: dict) -> str | None:
+    """Why a scheduler's step is not the same per band as on the whole latent; None if it is.
+
+    Each band reducer steps its own copy of the scheduler on its rows (cluster/reducer.py), which
+    equals the whole latent's step only for a step that is per pixel and draws no noise. Dynamic
+    thresholding takes a quantile of the whole latent; ancestral and SDE samplers draw fresh noise
+    from one random stream inside `step()`, so a band's draw depends on the bands before it.
+    """
+    if config.get("thresholding"):
+        return "uses dynamic thresholding (a quantile of the whole latent)"
+    kind = str(config.get("algorithm_type", "")) + name
+    if config.get("stochastic_sampling") or "Ancestral" in name or "sde" in kind.lower():
+        return "draws new noise from one random stream in every step"
+    return None
+
+
 def check_scheduler(root: Path) -> None:
     """Refuse a missing scheduler config, a class that is not a diffusers scheduler, or a config
     that cannot be built and set to a few steps (what the driver does once the actors run)."""
@@ -116,6 +132,13 @@ def check_scheduler(root: Path) -> None:
         raise UsageError(
             f"model config {path} names {json.dumps(name)}, which is not a diffusers scheduler; "
             "SD3 uses FlowMatchEulerDiscreteScheduler"
+        )
+    unsafe = _band_unsafe(name, config)
+    if unsafe:
+        raise UsageError(
+            f"model config {path}: {name} {unsafe}, and gigacanvas steps the latent in row bands, so the "
+            "pixels would depend on how many there are; set a deterministic, per-pixel sampler such as "
+            "FlowMatchEulerDiscreteScheduler with stochastic_sampling false"
         )
     try:
         scheduler = cls.from_config(config)

@@ -8,6 +8,7 @@ resume; the picture is written last, atomically.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -154,10 +155,11 @@ def _run(
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
+        # the reducers run on this node (a local store's disk): its cores bound how many help
+        bands = band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(pool.alive), os.cpu_count() or 1)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, bands=band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(pool.alive)),
-            precision=mode,
+            info.vae_scale_factor, bands=bands, precision=mode,
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
     if store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume

@@ -96,6 +96,27 @@ def test_a_scheduler_config_that_cannot_be_set_up_is_refused(copy, change):
     _refused(copy, r"scheduler_config.json cannot be set up as a FlowMatchEulerDiscreteScheduler by diffusers \(\w+: .*\); is it damaged\?$")
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"stochastic_sampling": True},
+        {"_class_name": "EulerAncestralDiscreteScheduler"},
+        {"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"},
+        {"_class_name": "DPMSolverMultistepScheduler", "thresholding": True},
+    ],
+)
+def test_a_scheduler_whose_step_depends_on_the_band_split_is_refused(copy, change):
+    _edit(copy / "scheduler" / "scheduler_config.json", **change)
+    _refused(copy, r"scheduler_config.json: \w+ (uses dynamic thresholding|draws new noise).*row bands.*stochastic_sampling false$")
+
+
+def test_a_deterministic_per_pixel_scheduler_is_accepted(copy):
+    from gigacanvas.actors.configs import check_scheduler
+
+    _edit(copy / "scheduler" / "scheduler_config.json", stochastic_sampling=False)
+    check_scheduler(copy)
+
+
 def test_a_damaged_embedded_config_in_a_single_file_is_refused(tiny_model, tmp_path):
     """A `convert` file carries its config in its metadata; a damaged one is refused like a file."""
     import torch
