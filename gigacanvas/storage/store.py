@@ -19,8 +19,9 @@ disk, one PUT on object storage). Bands are committed by different processes at 
 reducer each), so each has its own record key; one shared zarr.json would be a read-modify-write
 race. A crash leaves every band's record naming whole rows, after any number of crashes.
 
-A consistent state: the step loop commits step s + 1 of any band only after every band has
-committed step s (a per-step barrier), so after a crash the bands' steps differ by at most one.
+A consistent state: the step loop (cluster/steploop.py, a wavefront with no per-step barrier for
+the workers) lets a band commit step s + 1 only after every band has committed step s, so after a
+crash the bands' steps differ by at most one.
 Reads (`read_latent`, `read_rows`) return every band at the minimum committed step m: a band at
 m + 1 is read from its `prev` slot, which is still whole because the slot being written is never
 one a record names. Resuming from m, a band already at m + 1 keeps its record (`commit_band`
