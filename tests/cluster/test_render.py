@@ -105,20 +105,24 @@ def one_band_per_actor(monkeypatch):
     monkeypatch.setattr(steploop, "BAND_BYTES", 1)  # a small canvas gets several reducers too
 
 
+def _same_as_one_actor(again, actors: int, baseline) -> None:
+    result, one = baseline
+    assert again.actors == actors and len(LatentStore(again.store).bands) == actors
+    np.testing.assert_array_equal(_pixels(again.out), one)
+    np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
+
+
 def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_model, tmp_path, one_band_per_actor):
+    """One actor against three, each band its own reducer; two actors: the resume test below."""
     result, one = baseline
     assert result.tiles_per_step == 6 and one.shape == (320, 512, 3)
     assert one.std() > 5  # a real picture, not a constant
-    for actors in (2, 3):
-        out = tmp_path / f"{actors}.png"
-        again = render(RenderSpec(model=tiny_model, actors=actors, out=str(out), **MULTI_TILE), progress=False)
-        assert again.actors == actors and len(LatentStore(again.store).bands) == actors
-        np.testing.assert_array_equal(_pixels(out), one)
-        np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
+    again = render(RenderSpec(model=tiny_model, actors=3, out=str(tmp_path / "3.png"), **MULTI_TILE), progress=False)
+    _same_as_one_actor(again, 3, baseline)
 
 
 def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch, one_band_per_actor):
-    _, one = baseline
+    """Two actors, stopped after step 1 and resumed: one actor's pixels and latent (the two-actor case above)."""
     spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
     fail_after_step(monkeypatch, 1, "simulated node loss")
     with pytest.raises(RenderError, match="simulated"):
@@ -131,7 +135,7 @@ def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp
     result = render(spec, progress=False, notify=notes.append)
     assert any("resuming" in n and "at step 1 of 2" in n for n in notes)
     assert result.steps_run == 1
-    np.testing.assert_array_equal(_pixels(result.out), one)
+    _same_as_one_actor(result, 2, baseline)  # the store keeps the two bands it was made with
 
 
 def test_tiles_smaller_than_native_and_memory_store(tiny_model, ray_cluster, tmp_path):
