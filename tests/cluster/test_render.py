@@ -42,8 +42,13 @@ class _InProcess:
 
 @pytest.fixture(scope="module")
 def baseline(tiny_model, ray_cluster, tmp_path_factory):
+    """One actor, one band, its reducer in this process (memory://, no reducer actor to start).
+
+    The renders compared with it also keep their bands in reducer actors: the bits depend on neither.
+    """
     out = tmp_path_factory.mktemp("baseline") / "one.png"
-    result = render(RenderSpec(model=tiny_model, actors=1, out=str(out), **MULTI_TILE), progress=False)
+    spec = RenderSpec(model=tiny_model, actors=1, store="memory://gc-render/baseline.zarr", out=str(out), **MULTI_TILE)
+    result = render(spec, progress=False)
     return result, _pixels(out)
 
 
