@@ -1,5 +1,7 @@
 """Precision modes and FP8 files, end to end through `render` on the tiny model (CPU)."""
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -8,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from gigacanvas import RenderSpec, UsageError, render
 from gigacanvas.actors.convert import convert_transformer
 from gigacanvas.actors.precision import probe, resolve_precision
+from gigacanvas.storage import LatentStore
 
 ARGS = dict(prompt="a red fox in snow", negative_prompt="blurry", width=256, height=256, steps=2, guidance=4.5, seed=2, actors=1)
 
@@ -31,11 +34,17 @@ def _psnr(a, b) -> float:
 
 
 @pytest.fixture(scope="module")
-def fp32_pixels(tiny_model, ray_cluster, tmp_path_factory):
+def fp32_render(tiny_model, ray_cluster, tmp_path_factory):
+    """The fp32 reference: its picture for the PSNR checks, its store and picture for the resume check."""
     out = tmp_path_factory.mktemp("fp32") / "ref.png"
     result = render(RenderSpec(model=tiny_model, precision="fp32", store=_memory("fp32"), out=str(out), **ARGS), progress=False)
     assert result.precision == "fp32"
-    return _pixels(out)
+    return result
+
+
+@pytest.fixture(scope="module")
+def fp32_pixels(fp32_render):
+    return _pixels(fp32_render.out)
 
 
 @pytest.mark.parametrize(
@@ -105,14 +114,17 @@ def test_strict_precision_refuses_before_writing_anything(model, precision, mess
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_refuses_another_precision(tiny_model, ray_cluster, tmp_path, fp32_pixels):
+def test_resume_refuses_another_precision(tiny_model, fp32_render, tmp_path):
+    """The fp32 reference's picture and store asked for in bf16: both refuse, and stay as they were."""
     out = tmp_path / "p.png"
-    render(RenderSpec(model=tiny_model, precision="fp8", out=str(out), **ARGS), progress=False)
-    with pytest.raises(UsageError, match="exists and holds another picture"):  # the picture was fp8's
-        render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
+    shutil.copyfile(fp32_render.out, out)
+    bf16 = RenderSpec(model=tiny_model, precision="bf16", store=fp32_render.store, out=str(out), **ARGS)
+    with pytest.raises(UsageError, match="exists and holds another picture"):  # the picture was fp32's
+        render(bf16, progress=False)
     out.unlink()  # the picture gone, the store still refuses to be resumed in another precision
-    with pytest.raises(UsageError, match="was rendered in fp8 but --precision bf16 runs bf16"):
-        render(RenderSpec(model=tiny_model, precision="bf16", out=str(out), **ARGS), progress=False)
+    with pytest.raises(UsageError, match="was rendered in fp32 but --precision bf16 runs bf16"):
+        render(bf16, progress=False)
+    assert LatentStore(fp32_render.store).read_latent()[1] == ARGS["steps"]
 
 
 def test_a_file_of_another_architecture_is_refused_before_anything_is_written(tiny_model, ray_cluster, tmp_path):
