@@ -115,7 +115,7 @@ def test_strict_precision_refuses_before_writing_anything(model, precision, mess
 
 
 def test_resume_refuses_another_precision(tiny_model, fp32_render, tmp_path):
-    """The fp32 reference's picture and store asked for in bf16: both refuse, and stay as they were."""
+    """A copy of the fp32 reference's picture, then its store alone, asked for in bf16: each refuses; the store stays whole."""
     out = tmp_path / "p.png"
     shutil.copyfile(fp32_render.out, out)
     bf16 = RenderSpec(model=tiny_model, precision="bf16", store=fp32_render.store, out=str(out), **ARGS)
