@@ -1,5 +1,7 @@
 """Renders on the shared local Ray cluster with the tiny model: the properties users rely on."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -29,10 +31,24 @@ def _pixels(path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+class _InProcess:
+    """A plain `Worker` behind the `.decode.remote(...)` call that `decode_latent` makes of an actor."""
+
+    def __init__(self, worker):
+        import ray
+
+        self.decode = SimpleNamespace(remote=lambda latents: ray.put(worker.decode(latents)))
+
+
 @pytest.fixture(scope="module")
 def baseline(tiny_model, ray_cluster, tmp_path_factory):
+    """One actor, one band, its reducer in this process (memory://, no reducer actor to start).
+
+    The renders compared with it also keep their bands in reducer actors: the bits depend on neither.
+    """
     out = tmp_path_factory.mktemp("baseline") / "one.png"
-    result = render(RenderSpec(model=tiny_model, actors=1, out=str(out), **MULTI_TILE), progress=False)
+    spec = RenderSpec(model=tiny_model, actors=1, store="memory://gc-render/baseline.zarr", out=str(out), **MULTI_TILE)
+    result = render(spec, progress=False)
     return result, _pixels(out)
 
 
@@ -41,20 +57,18 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
     from diffusers import StableDiffusion3Pipeline
 
     from gigacanvas.actors.loading import open_model
+    from gigacanvas.actors.worker import Worker
     from gigacanvas.cluster.decode import decode_latent
     from gigacanvas.cluster.dispatch import WorkerPool
-    from gigacanvas.cluster.placement import (
-        ActorShape,
-        load_workers,
-        start_workers,
-        stop_workers,
-    )
     from gigacanvas.tiling import initial_noise
 
     args = dict(prompt="a lighthouse", negative_prompt="fog", width=256, height=192, steps=3, guidance=4.5, seed=11)
+    # memory://: the band reducer runs in this process (no reducer actor to start); the numbers
+    # compared here do not depend on where the latent is kept
     result = render(
         RenderSpec(
-            model=tiny_model, tile_size=256, vae_tile_size=0, actors=1, precision="fp32", out=str(tmp_path / "r.png"), **args
+            model=tiny_model, tile_size=256, vae_tile_size=0, actors=1, precision="fp32",
+            store="memory://gc-render/diffusers.zarr", out=str(tmp_path / "r.png"), **args
         ),
         progress=False,
     )
@@ -76,13 +90,10 @@ def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster,
     ref_latent = pipe(**call, output_type="latent").images[0].numpy()
     ref_image = pipe(**call, output_type="np").images[0]
 
-    info = open_model(tiny_model)
-    workers, _ = start_workers(info, 1, ActorShape(0.5, 0, 1))
-    try:
-        load_workers(workers, "fp32")
-        pixels = decode_latent(WorkerPool(workers), latent, 8, 0)
-    finally:
-        stop_workers(workers)
+    # the render's decode path on a plain Worker in this process (no actor to start and load)
+    worker = Worker(open_model(tiny_model))
+    worker.load("fp32")
+    pixels = decode_latent(WorkerPool([_InProcess(worker)]), latent, 8, 0)
     ours = np.clip(pixels / 2 + 0.5, 0, 1).transpose(1, 2, 0)
     latent_diff = np.abs(latent - ref_latent).max()
     image_diff = np.abs(ours - ref_image).max()
@@ -100,20 +111,24 @@ def one_band_per_actor(monkeypatch):
     monkeypatch.setattr(steploop, "BAND_BYTES", 1)  # a small canvas gets several reducers too
 
 
+def _same_as_one_actor(again, actors: int, baseline) -> None:
+    result, one = baseline
+    assert again.actors == actors and len(LatentStore(again.store).bands) == actors
+    np.testing.assert_array_equal(_pixels(again.out), one)
+    np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
+
+
 def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_model, tmp_path, one_band_per_actor):
+    """One actor against three, each band its own reducer; two actors: the resume test below."""
     result, one = baseline
     assert result.tiles_per_step == 6 and one.shape == (320, 512, 3)
     assert one.std() > 5  # a real picture, not a constant
-    for actors in (2, 3):
-        out = tmp_path / f"{actors}.png"
-        again = render(RenderSpec(model=tiny_model, actors=actors, out=str(out), **MULTI_TILE), progress=False)
-        assert again.actors == actors and len(LatentStore(again.store).bands) == actors
-        np.testing.assert_array_equal(_pixels(out), one)
-        np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
+    again = render(RenderSpec(model=tiny_model, actors=3, out=str(tmp_path / "3.png"), **MULTI_TILE), progress=False)
+    _same_as_one_actor(again, 3, baseline)
 
 
 def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch, one_band_per_actor):
-    _, one = baseline
+    """Two actors, stopped after step 1 and resumed: one actor's pixels and latent (the two-actor case above)."""
     spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
     fail_after_step(monkeypatch, 1, "simulated node loss")
     with pytest.raises(RenderError, match="simulated"):
@@ -126,7 +141,7 @@ def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp
     result = render(spec, progress=False, notify=notes.append)
     assert any("resuming" in n and "at step 1 of 2" in n for n in notes)
     assert result.steps_run == 1
-    np.testing.assert_array_equal(_pixels(result.out), one)
+    _same_as_one_actor(result, 2, baseline)  # the store keeps the two bands it was made with
 
 
 def test_tiles_smaller_than_native_and_memory_store(tiny_model, ray_cluster, tmp_path):

@@ -71,12 +71,25 @@ def test_a_canvas_beyond_the_machine_is_refused_with_the_number(tiny_model, tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_overwrite_resumes_a_matching_interrupted_render(tiny_model, ray_cluster, tmp_path, monkeypatch):
+def test_overwrite_resumes_a_matching_interrupted_render_and_only_a_lasting_store_is_promised(
+    tiny_model, ray_cluster, tmp_path, monkeypatch
+):
+    """An interrupted render's store is noted for the resume line unless it is memory://, gone with the process."""
+    from gigacanvas.cluster import signals
+
+    noted = []
+    monkeypatch.setattr(signals, "note_store", noted.append)
+    memory = RenderSpec(prompt="x", width=128, height=128, steps=1, model=tiny_model, actors=1,
+                        store="memory://gc-safety/m.zarr", out=str(tmp_path / "m.png"))
+    render(memory, progress=False)
+    assert noted == []
+
     spec = RenderSpec(prompt="x", width=256, height=256, steps=2, model=tiny_model, actors=1, tile_size=128,
                       tile_overlap=32, out=str(tmp_path / "r.png"), overwrite=True)
     fail_after_step(monkeypatch, 1, "simulated")
     with pytest.raises(RenderError):
         render(spec, progress=False)
+    assert noted == [str(tmp_path / "r.zarr")]
     monkeypatch.undo()
     notes = []
     result = render(spec, progress=False, notify=notes.append)
@@ -150,16 +163,3 @@ def test_a_picture_of_another_precision_or_model_is_not_replaced(tiny_model, tmp
     write_png(out, np.zeros((4, 4, 3), np.uint8), picture_spec(base.replace(steps=2), info), "")
     code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(out), "--dry-run")
     assert code == 0, err  # the picture's own spec: its fingerprint is not read back as a spec key
-
-
-def test_an_interrupted_memory_store_promises_no_resume(tiny_model, ray_cluster, tmp_path, monkeypatch):
-    from gigacanvas.cluster import signals
-
-    noted = []
-    monkeypatch.setattr(signals, "note_store", noted.append)
-    spec = RenderSpec(prompt="x", width=128, height=128, steps=1, model=tiny_model, actors=1,
-                      store="memory://gc-safety/m.zarr", out=str(tmp_path / "m.png"))
-    render(spec, progress=False)
-    assert noted == []
-    render(spec.replace(store=str(tmp_path / "f.zarr")), progress=False)
-    assert noted == [str(tmp_path / "f.zarr")]

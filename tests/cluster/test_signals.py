@@ -1,8 +1,9 @@
 """Ctrl-C and SIGTERM end a render with one line and 130/143, at any moment, however often sent.
 
-Renders run as `python -m gigacanvas` in their own session (signals reach only them) on a Ray
-head started here on free loopback ports; the tiny model is built once, in the GIGACANVAS_CACHE
-that conftest sets for the whole test session.
+Renders run as `python -m gigacanvas` in their own session (signals reach only them), joining
+the test session's Ray cluster (conftest's `ray_cluster`, token auth as Ray's default) as drivers
+of their own; the tiny model is built once, in the GIGACANVAS_CACHE that conftest sets for the
+whole test session.
 """
 
 from __future__ import annotations
@@ -18,17 +19,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, ray_head
-
 RAY_DUMP = ("*** SIGTERM received", "PC: @")
 
 
 @pytest.fixture(scope="module")
-def head():
-    """A two-CPU Ray head with token auth; its GCS address."""
-    port = free_port()
-    with ray_head(2, port, free_port()):
-        yield f"127.0.0.1:{port}"
+def head(ray_cluster):
+    """The session's two-CPU Ray cluster: its GCS address, for a driver in another process.
+
+    A signalled driver's actors end with its job; the cluster, started by this process, stays.
+    """
+    return ray_cluster.get_runtime_context().gcs_address
 
 
 class Render:
