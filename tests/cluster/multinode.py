@@ -112,14 +112,6 @@ def main(out: Path, tiny_model: str) -> None:
 
         run("sim-worker-killed", spec("sim-worker-killed", FAULTS), at=5, do=kill_a_busy_worker)
 
-        def remove_a_worker_node():
-            victim = next(n for n in nodes if n.node_id in seen_nodes)
-            cluster.remove_node(victim, allow_graceful=False)
-            nodes.remove(victim)
-            results["removed-node-had-workers"] = {"count": seen_nodes.count(victim.node_id)}
-
-        run("sim-node-removed", spec("sim-node-removed", FAULTS), at=20, do=remove_a_worker_node)
-
         def kill_a_reducer():
             reducers = _processes("ray::Reducer")
             assert reducers, "no reducer process"
@@ -129,6 +121,15 @@ def main(out: Path, tiny_model: str) -> None:
         killed = spec("sim-reducer-killed", FAULTS)
         run("sim-reducer-killed", killed, at=23, do=kill_a_reducer)
         run("sim-reducer-resumed", killed)
+
+        # Last: a removed node stays in the cluster's view for a while, where new actors could be placed.
+        def remove_a_worker_node():
+            victim = next(n for n in nodes if n.node_id in seen_nodes)
+            cluster.remove_node(victim, allow_graceful=False)
+            nodes.remove(victim)
+            results["removed-node-had-workers"] = {"count": seen_nodes.count(victim.node_id)}
+
+        run("sim-node-removed", spec("sim-node-removed", FAULTS), at=20, do=remove_a_worker_node)
     finally:
         (out / "results.json").write_text(json.dumps(results, indent=1))
         ray.shutdown()
