@@ -1,8 +1,9 @@
 """The `gigacanvas` command: a thin shell over `gigacanvas.render` and the tiny-model builder.
 
 Every failure ends in one line on stderr: `gigacanvas: error: <message>`, exit code 2 for usage
-errors (argparse's included) and 1 for runtime failures. Set GIGACANVAS_DEBUG=1 to see the
-traceback of an unexpected error.
+errors (argparse's included) and 1 for runtime failures. Once a render's store exists, that line
+ends with the command that finishes it (`; resume with: gigacanvas resume --store URL`). Set
+GIGACANVAS_DEBUG=1 to see the traceback of an unexpected error.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ RENDER_FLAGS = (
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
 )
 
+# What `resume` takes over the store's record (resume.RESUME_OVERRIDES): where and how, never pixels.
+RESUME_FLAGS = (
+    ("--out", str, "write the picture here instead (default: the out the render was given)"),
+    ("--actors", int, "worker actors this time; the pixels do not depend on it (default: as recorded)"),
+    ("--cpus-per-actor", float, "CPUs each actor reserves this time (default: as recorded)"),
+    ("--address", str, "Ray cluster to finish on, as for render (default: the one the render was given)"),
+    ("--model", str, "where the same weights are now, if they moved (other weights are refused)"),
+    ("--base-model", str, "with a .safetensors model: where its folder is now"),
+    ("--precision", str, "precision to ask for; it must run the mode the store was rendered in"),
+)
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + exits 2; we keep one line
@@ -59,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--dry-run", action="store_true", help="check everything, print the plan and exit without writing or starting Ray"
     )
+    resume = sub.add_parser(
+        "resume",
+        help="finish a stopped render from its store alone (model, output and all)",
+        description="Finish the render that a store holds, from the spec, model and output path it records. "
+        "A finished store writes its picture again. Flags may change where and how it runs, never its pixels.",
+    )
+    resume.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
+    for flag, kind, text in RESUME_FLAGS:
+        resume.add_argument(flag, type=kind, default=None, help=text)
+    resumed = {flag for flag, _, _ in RESUME_FLAGS} | {"--store"}
+    for flag, kind, _ in RENDER_FLAGS:  # accepted only to be refused with a reason (resume.refuse_flag)
+        if flag not in resumed:
+            resume.add_argument(flag, type=kind, default=None, help=argparse.SUPPRESS)
+    for flag in ("--spec", "--overwrite", "--strict-precision"):
+        resume.add_argument(flag, default=None, help=argparse.SUPPRESS, **({} if flag == "--spec" else {"action": "store_true"}))
+    resume.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    resume.add_argument("--dry-run", action="store_true", help="check everything, print the plan and exit without writing")
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
     demo.add_argument("path", help="folder to create")
     convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
@@ -87,6 +116,24 @@ def _render(args: argparse.Namespace) -> int:
     flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
     flags = {name: getattr(args, name) for name in flags}
     spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
+    if args.dry_run:
+        print(plan(spec).describe())
+        return 0
+    result = render(spec, progress=not args.no_progress)
+    print(result.summary())
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.plan import plan
+    from gigacanvas.cluster.render import render
+    from gigacanvas.cluster.resume import RESUME_OVERRIDES, refuse_flag, resume_spec
+
+    names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in RENDER_FLAGS]
+    for name in (*names, "spec", "overwrite", "strict_precision"):  # set only to be refused, with the reason
+        if name not in (*RESUME_OVERRIDES, "store") and getattr(args, name) is not None:
+            raise refuse_flag(args.store, name)
+    spec = resume_spec(args.store, **{name: getattr(args, name) for name in RESUME_OVERRIDES})
     if args.dry_run:
         print(plan(spec).describe())
         return 0
@@ -136,9 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
             args = build_parser().parse_args(argv)
-            return {"render": _render, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
+            return {"render": _render, "resume": _resume, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
     except GigacanvasError as exc:
-        print(f"gigacanvas: error: {exc}", file=sys.stderr)
+        print(f"gigacanvas: error: {exc}{signals.resume_hint()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
         code, line = signals.ending(exc)
@@ -149,11 +196,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A full, read-only or forbidden disk is the user's to fix: name the path, no traceback.
             doing = "accessing" if exc.errno == errno.EACCES else "writing"
             where = f"{doing} {exc.filename}" if exc.filename else f"while {doing} a file (check --store and --out)"
-            print(f"gigacanvas: error: {os.strerror(exc.errno).lower()} {where}", file=sys.stderr)
+            print(f"gigacanvas: error: {os.strerror(exc.errno).lower()} {where}{signals.resume_hint()}", file=sys.stderr)
             return 2
         if os.environ.get("GIGACANVAS_DEBUG"):
             traceback.print_exc()
-        print(f"gigacanvas: internal error: {exc.__class__.__name__}: {exc} (GIGACANVAS_DEBUG=1 shows more)", file=sys.stderr)
+        print(
+            f"gigacanvas: internal error: {exc.__class__.__name__}: {exc} (GIGACANVAS_DEBUG=1 shows more){signals.resume_hint()}",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -152,6 +152,7 @@ def _run(
     store = claim.store
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
+        store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
@@ -159,7 +160,7 @@ def _run(
         bands = band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(pool.alive), os.cpu_count() or 1)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, bands=bands, precision=mode,
+            info.vae_scale_factor, bands=bands, precision=mode, local=spec.resume_record(),
         )
         store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
     if store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume

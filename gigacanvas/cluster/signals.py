@@ -9,13 +9,16 @@ signal is handled, or once the work is done, later signals raise nothing: the ne
 clean-up is still running, the one after ends the process at once with the first outcome's code.
 
 Whether an interruption can be resumed depends on whether the store exists; the render says so
-with `note_store(url)` as soon as its store is created or resumed. Hand-written on the standard
-library's `signal`: no library orders Ray's handlers against ours.
+with `note_store(url)` as soon as its store is created or resumed, and from then on the line that
+ends the run, interrupted or failed, names the command that finishes it (`resume_hint`, shell-
+quoted). Hand-written on the standard library's `signal`: no library orders Ray's handlers
+against ours.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -51,6 +54,18 @@ _state = _State()
 def note_store(url: str) -> None:
     """Say that the store at `url` exists, so that an interruption from now on can be resumed."""
     _state.store = url
+
+
+def resume_command(url: str) -> str:
+    """`gigacanvas resume --store URL`, ready to paste into a shell from any folder."""
+    if "://" not in url:  # a plain path: absolute, as the store layer reads it (~ expanded)
+        url = os.path.abspath(os.path.expanduser(url))
+    return f"gigacanvas resume --store {shlex.quote(url)}"
+
+
+def resume_hint() -> str:
+    """'; resume with: gigacanvas resume --store URL' once the render's store exists, else ''."""
+    return f"; resume with: {resume_command(_state.store)}" if _state.store else ""
 
 
 def install() -> None:
@@ -101,7 +116,7 @@ def ending(exc: KeyboardInterrupt) -> tuple[int, str]:
     # The first signal's code: Ray's ray.get may re-raise our Interrupted as a plain KeyboardInterrupt.
     code = _state.outcome if _state.outcome is not None else (exc.exit_code if isinstance(exc, Interrupted) else 130)
     if _state.store:
-        return code, f"gigacanvas: interrupted; run the same command again to resume from {_state.store}"
+        return code, f"gigacanvas: interrupted{resume_hint()}"
     return code, "gigacanvas: interrupted before anything was written; nothing to resume"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
 LOCAL_FIELDS = ("store", "out", "overwrite", "address")
+# What a store records beside `content()` (its `local` attribute, with the folder the render ran
+# in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
+# the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
+# replaces nothing.
+RESUME_FIELDS = ("model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address")
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,11 @@ class RenderSpec:
     def portable(self) -> dict[str, Any]:
         """Every field but the local paths: what a picture carries for `--spec picture.png`."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
+
+    def resume_record(self) -> dict[str, Any]:
+        """The store's `local` attribute: RESUME_FIELDS as given, and `cwd`, the folder that
+        relative paths among them (out, a model folder) are relative to."""
+        return {**{name: getattr(self, name) for name in RESUME_FIELDS}, "cwd": os.getcwd()}
 
     def parameters_line(self, precision: str) -> str:
         """An A1111-style `parameters` text, the de facto format image tools read."""

@@ -5,7 +5,13 @@ Layout version 3 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
 - group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
-  two bands ever write one chunk) and, once the picture is whole, `decoded` = true;
+  two bands ever write one chunk), `local` (optional: what `gigacanvas resume --store URL` needs
+  beyond the pixels, `RenderSpec.resume_record()`: model, base_model, precision as asked,
+  strict_precision, actors, cpus_per_actor, out, address, and `cwd`, the folder relative paths
+  are from; written at creation and by each run that resumes the store, so it names the latest
+  command) and, once the picture is whole, `decoded` = true. A store is the user's own, unlike a
+  picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
+  existed) resumes by its render command only;
 - one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "prev":
   {"step": s', "slot": ...} | null}: the slot holding this band's rows after `s` steps, and the
   one it held before (after s' = s - 1 steps);
@@ -38,6 +44,7 @@ location.py are the only ones that import zarr or fsspec.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -104,8 +111,11 @@ class LatentStore:
 
     def __init__(self, url: str, ticket: LeaseTicket | None = None):
         """`ticket`: the driver's lease, for a store opened in another process (a band reducer);
-        every write checks it first and raises RenderError once the lease is not the store's."""
-        self.url = url
+        every write checks it first and raises RenderError once the lease is not the store's.
+
+        A plain path is made absolute here: reducers open the store by `url` in processes whose
+        working folder is the cluster's, not the driver's (`~` is expanded, as fsspec does)."""
+        self.url = url if "://" in url else os.path.abspath(os.path.expanduser(url))
         self.location = Location(url, self._options(url))
         self.protocol = self.location.protocol
         self._group = None

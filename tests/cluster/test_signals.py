@@ -96,7 +96,7 @@ def test_sigterm_mid_render_ends_like_ctrl_c_and_the_store_stays(head, tmp_path)
     render.send(signal.SIGTERM, group=False)
     code, stderr = render.finish()
     assert code == 143
-    assert_one_clean_line(stderr, f"gigacanvas: interrupted; run the same command again to resume from {render.store}")
+    assert_one_clean_line(stderr, f"gigacanvas: interrupted; resume with: gigacanvas resume --store {render.store}")
     assert (render.store / "zarr.json").exists() and not render.out.exists()
 
 
@@ -109,7 +109,7 @@ def test_ctrl_c_twice_mid_render_ends_once_with_130(head, tmp_path):
     render.send(signal.SIGINT, group=True)
     code, stderr = render.finish()
     assert code == 130
-    assert_one_clean_line(stderr, f"gigacanvas: interrupted; run the same command again to resume from {render.store}")
+    assert_one_clean_line(stderr, f"gigacanvas: interrupted; resume with: gigacanvas resume --store {render.store}")
 
 
 AFTER_THE_FIRST = """

@@ -107,6 +107,18 @@ def test_unknown_protocol_is_a_usage_error():
         LatentStore("nope://bucket/render.zarr")
 
 
+def test_a_relative_path_is_the_same_store_from_any_working_folder(tmp_path, monkeypatch):
+    """Reducers open the store by its URL in processes whose working folder is the cluster's."""
+    monkeypatch.chdir(tmp_path)
+    store = LatentStore("rel.zarr")
+    assert store.url == str(tmp_path / "rel.zarr")
+    store.create({"seed": 1}, "f", channels=4, height=8, width=8, scale=8)
+    store.write_noise(np.ones((4, 8, 8), np.float32))
+    monkeypatch.chdir(tmp_path.parent)
+    assert LatentStore(store.url).read_latent()[1] == 0
+    assert LatentStore("memory://x/y.zarr").url == "memory://x/y.zarr"
+
+
 def test_bands_are_read_at_their_minimum_committed_step(tmp_path):
     url = str(tmp_path / "s.zarr")
     store = LatentStore(url)
