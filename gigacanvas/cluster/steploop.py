@@ -76,8 +76,7 @@ def _get(refs: list, what: str) -> list:
 
 def _reducer_died(exc: Exception) -> RenderError:
     return RenderError(
-        f"a band reducer died ({exc.__class__.__name__}); the store keeps every band's last committed "
-        "step: run the same command again to resume"
+        f"a band reducer died ({exc.__class__.__name__}); the store keeps every band's last committed step"
     )
 
 
