@@ -198,3 +198,9 @@ def test_any_values_give_a_spec_or_one_short_usage_error(values):
             assert "\n" not in str(exc) and 0 < len(str(exc)) < 300, str(exc)
         else:
             assert isinstance(spec, RenderSpec)
+
+
+@pytest.mark.parametrize("out", ["s3://bucket/poster.png", "file:///tmp/poster.png", "gs://b/p.png"])
+def test_an_out_url_is_refused_until_pictures_can_go_to_object_storage(out):
+    with pytest.raises(UsageError, match=r"is a URL; --out takes a local path for now"):
+        RenderSpec(prompt="x", out=out)
