@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         resume.add_argument(flag, default=None, help=argparse.SUPPRESS, **({} if flag == "--spec" else {"action": "store_true"}))
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     resume.add_argument("--dry-run", action="store_true", help="check everything, print the plan and exit without writing")
+    status = sub.add_parser(
+        "status", help="where a render stands: step, pace, time left, output; read from its store alone"
+    )
+    status.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
     demo.add_argument("path", help="folder to create")
     convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
@@ -142,6 +146,13 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.status import store_status
+
+    print(store_status(args.store))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.bench import BenchOptions, parse_actors, run_bench
 
@@ -183,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
             args = build_parser().parse_args(argv)
-            return {"render": _render, "resume": _resume, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
+            return {"render": _render, "resume": _resume, "status": _status, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}{signals.resume_hint()}", file=sys.stderr)
         return exc.exit_code

@@ -21,6 +21,7 @@ from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import decode_latent, to_uint8
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
+from gigacanvas.cluster.progress import denoise_progress
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
     band_count,
@@ -178,13 +179,10 @@ def _run(
             pool.set_conditioning(ray.put(ray.get(pool.alive[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance))))
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
-            # Tiles of the next step start before the last of this one ends: one tile bar for all.
-            with tqdm(total=spec.steps, initial=done, desc="steps", unit="step", disable=disable) as bar, tqdm(
-                total=len(grid) * (spec.steps - done), desc="tiles", unit="tile", leave=False, disable=disable
-            ) as tiles_bar:
+            with denoise_progress(spec.steps, done, len(grid), progress) as shown:
                 stats = denoise(
                     store, pool, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
-                    on_step=lambda step: bar.update(1), on_tiles=tiles_bar.update,
+                    on_step=shown.step, on_tiles=shown.tiles,
                 )
             reducers_peak = max(ray.get([r.peak_rss_mib.remote() for r in reducers]))
         finally:

@@ -148,6 +148,16 @@ class StoreLease:
             return started is None or (started > 0 and abs(started - holder.get("started", started)) > 1.0)
         return False
 
+    def holder(self) -> str | None:
+        """Who holds the store now ('pid N on HOST, last heartbeat S s ago'), None if nobody does.
+
+        Reads only: for `gigacanvas status`, from any machine, while a render runs.
+        """
+        _, holder = self._current()
+        if holder is None or self._is_free(holder):
+            return None
+        return self.describe(holder)
+
     def describe(self, holder: dict) -> str:
         age = time.time() - holder["heartbeat"] if isinstance(holder.get("heartbeat"), (int, float)) else None
         seen = f"last heartbeat {age:.0f} s ago" if age is not None else "just taken"

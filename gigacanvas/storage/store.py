@@ -12,9 +12,10 @@ Layout version 3 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   command) and, once the picture is whole, `decoded` = true. A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
   existed) resumes by its render command only;
-- one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "prev":
-  {"step": s', "slot": ...} | null}: the slot holding this band's rows after `s` steps, and the
-  one it held before (after s' = s - 1 steps);
+- one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "at": t,
+  "prev": {"step": s', "slot": ..., "at": t'} | null}: the slot holding this band's rows after `s`
+  steps, and the one it held before (after s' = s - 1 steps); `at` is the commit's Unix time
+  (optional: `gigacanvas status` reads the pace from it; stores without it resume alike);
 - `lease-NNNNNN.json` keys beside the group (see lease.py): every write checks the lease first,
   the driver's own (`lease`) or, in a reducer's process, the `LeaseTicket` the driver handed it
   (`LatentStore(url, ticket=...)`), so a render that lost the store writes nothing more to it.
@@ -46,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -276,7 +278,8 @@ class LatentStore:
         self._check_lease()
         self.group["noise"][...] = noise
         for band in range(len(self.bands)):
-            self.location.put(_record_key(band), json.dumps({"step": 0, "slot": "noise", "prev": None}).encode())
+            record = {"step": 0, "slot": "noise", "at": time.time(), "prev": None}
+            self.location.put(_record_key(band), json.dumps(record).encode())
 
     def read_noise(self) -> np.ndarray:
         return self.group["noise"][...]
@@ -296,7 +299,8 @@ class LatentStore:
         y0, y1 = self.bands[band]
         self._check_lease()
         self.group[f"latent_{slot}"][:, y0:y1] = rows
-        new = {"step": step, "slot": slot, "prev": {"step": record["step"], "slot": record["slot"]}}
+        prev = {"step": record["step"], "slot": record["slot"], "at": record.get("at")}
+        new = {"step": step, "slot": slot, "at": time.time(), "prev": prev}
         self.location.put(_record_key(band), json.dumps(new).encode())  # all or nothing
         return True
 

@@ -30,8 +30,12 @@ def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_mode
     assert LatentStore(str(tmp_path / "poster.zarr")).read_latent()[1] == 2
 
     again = tmp_path / "again.png"
-    code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(again), "--no-progress")
+    code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(again))  # progress on
     assert code == 0, err
+    # stderr is not a terminal here (as in job logs): one plain line per step, no redrawn bars
+    steps = [line for line in err.splitlines() if line.startswith("gigacanvas: step ")]
+    assert [line.split(",")[0] for line in steps] == ["gigacanvas: step 1/2", "gigacanvas: step 2/2"], err
+    assert "\r" not in err
     with Image.open(again) as im:
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), first)
 

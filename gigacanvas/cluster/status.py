@@ -1,0 +1,78 @@
+"""`gigacanvas status --store URL`: where a render stands, read from its store alone.
+
+Works from any machine that can read the store, mid-render included: it takes no lease and
+writes nothing. The pace comes from the band records' commit times (storage/store.py), so a
+render that just resumed shows the pace of its latest step; the time left assumes that pace.
+Tiles within a step are not recorded in the store, so progress is reported per band.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+from gigacanvas.cluster.progress import _duration
+from gigacanvas.cluster.resume import _refuse_unresumable
+from gigacanvas.cluster.signals import resume_command
+from gigacanvas.storage.lease import StoreLease
+from gigacanvas.storage.store import LatentStore
+
+
+def _pace(records: list[dict[str, Any]]) -> float | None:
+    """Seconds per step: the median over bands of their latest step's commit interval."""
+    gaps = []
+    for record in records:
+        prev = record.get("prev") or {}
+        at, before = record.get("at"), prev.get("at")
+        if isinstance(at, (int, float)) and isinstance(before, (int, float)) and at > before:
+            gaps.append(at - before)
+    return statistics.median(gaps) if gaps else None
+
+
+def store_status(url: str) -> str:
+    """A few lines: the render, its progress, whether it runs now, and where its picture goes."""
+    store = LatentStore(url)
+    _refuse_unresumable(url, store)  # no store, not ours, older or newer: its one line
+    attrs = store.attrs()
+    spec, local = attrs.get("spec") or {}, attrs.get("local") or {}
+    steps = spec.get("steps")
+    lines = [f"store: {url}"]
+    prompt = str(spec.get("prompt", ""))
+    lines.append(
+        f"render: {spec.get('width')}x{spec.get('height')} px, {steps} steps, seed {spec.get('seed')}, "
+        f"prompt {prompt[:60]!r}{'...' if len(prompt) > 60 else ''}"
+    )
+    lines.append(f"model: {local.get('model') or 'the built-in tiny model'}, {attrs.get('precision', '?')}")
+    holder = StoreLease(store.location).holder()
+    if store.decoded:
+        lines.append(f"progress: finished, all {steps} steps and the picture decoded")
+    else:
+        bands = range(len(store.bands))
+        try:
+            records = [store.band_record(b) for b in bands]
+        except Exception:  # noqa: BLE001 - no records yet: created, its noise not written
+            records = []
+        if not records:
+            lines.append("progress: created; no step committed yet")
+        else:
+            done = min(int(r["step"]) for r in records)
+            ahead = max(int(r["step"]) for r in records)
+            at = f" (bands at steps {done}-{ahead})" if ahead > done else ""
+            pace = _pace(records)
+            text = f"progress: step {done} of {steps}{at}"
+            if pace is not None and isinstance(steps, int):
+                latest = max((r.get("at") or 0) for r in records)
+                text += f", {pace:.2f} s/step"
+                if holder:
+                    text += f", about {_duration(pace * (steps - done))} left"
+                text += f", last commit {_duration(max(0.0, time.time() - latest))} ago"
+            lines.append(text)
+    if holder:
+        lines.append(f"running: yes, {holder}")
+    elif not store.decoded:
+        lines.append(f"running: no; resume with: {resume_command(url)}")
+    else:
+        lines.append("running: no")
+    lines.append(f"output: {local.get('out', '(not recorded: a store of an older gigacanvas)')}")
+    return "\n".join(lines)
