@@ -238,12 +238,12 @@ def _run_until(url: str, monkeypatch, crash_at: int | None, order_seed: int = 0,
     Each step commits the bands in a seeded order (or all at once from threads, as reducers do);
     from the crash on, every write fails, as in a process that is gone.
     """
-    from zarr.storage import LocalStore
+    from zarr.storage import FsspecStore, LocalStore
 
     from gigacanvas.storage.location import Location
 
     writes = {"n": 0}
-    real_set, real_put = LocalStore.set, Location.put
+    real_set, real_fsspec_set, real_put = LocalStore.set, FsspecStore.set, Location.put
 
     def count(key):
         writes["n"] += 1
@@ -254,11 +254,16 @@ def _run_until(url: str, monkeypatch, crash_at: int | None, order_seed: int = 0,
         count(key)
         return await real_set(self, key, value)
 
+    async def counting_fsspec_set(self, key, value, byte_range=None):  # object storage (tests/storage/test_s3.py)
+        count(key)
+        return await real_fsspec_set(self, key, value, byte_range)
+
     def counting_put(self, name, data):
         count(name)
         return real_put(self, name, data)
 
     monkeypatch.setattr(LocalStore, "set", counting_set)
+    monkeypatch.setattr(FsspecStore, "set", counting_fsspec_set)
     monkeypatch.setattr(Location, "put", counting_put)
     rng = np.random.default_rng(order_seed)
     try:
@@ -284,6 +289,7 @@ def _run_until(url: str, monkeypatch, crash_at: int | None, order_seed: int = 0,
                     store.commit_band(*jobs[i])
     finally:
         monkeypatch.setattr(LocalStore, "set", real_set)
+        monkeypatch.setattr(FsspecStore, "set", real_fsspec_set)
         monkeypatch.setattr(Location, "put", real_put)
 
 
@@ -303,8 +309,8 @@ def expected(tmp_path_factory):
     return store.read_latent()[0]
 
 
-def _survives(tmp_path, monkeypatch, crashes, expected, seed=0, threads=False) -> None:
-    url = str(tmp_path / "s.zarr")
+def _survives(tmp_path, monkeypatch, crashes, expected, seed=0, threads=False, url=None) -> None:
+    url = url or str(tmp_path / "s.zarr")
     for i, crash_at in enumerate(crashes):
         try:
             _run_until(url, monkeypatch, crash_at, seed + i, threads)
