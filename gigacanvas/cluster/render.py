@@ -67,7 +67,7 @@ class RenderResult:
             f"gigacanvas: {self.width}x{self.height}, {self.steps} steps, {self.tiles_per_step} tiles "
             f"on {self.actors} actor(s) in {self.precision}: {self.seconds_per_step:.2f} s/step, "
             f"{self.tiles_per_second:.1f} tiles/s, decode {self.decode_seconds:.1f} s, "
-            f"total {self.seconds:.1f} s -> {self.out}"
+            f"total {self.seconds:.1f} s -> {os.path.abspath(os.path.expanduser(self.out))}"  # where it went, from any cwd
         )
 
 
