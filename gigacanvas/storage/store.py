@@ -44,10 +44,12 @@ location.py are the only ones that import zarr or fsspec.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,39 @@ def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int,
     edges = [min(height, (i * chunks // count) * chunk_rows) for i in range(count + 1)]
     edges[-1] = height
     return chunk_rows, tuple((edges[i], edges[i + 1]) for i in range(count))
+
+
+# Object stores throttle (S3's SlowDown) and drop connections: a failed write is tried again with
+# backoff, 0.2 s doubling, 5 tries in all (about 6 s). Every write here is idempotent (the same
+# bytes to the same keys; a record is one all-or-nothing put), so a retry cannot leave a store
+# that resumes wrong. Only errors that may pass are retried: not a full, read-only or forbidden
+# disk, a missing bucket, nor our own refusals (a lease lost).
+STORE_TRIES = 5
+STORE_RETRY_S = float(os.environ.get("GIGACANVAS_STORE_RETRY_S", "0.2"))
+_LASTING_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    return type(exc) is OSError and exc.errno not in _LASTING_ERRNOS
+
+
+def _retrying(url: str, what: str, write: Callable[[], Any]) -> Any:
+    """`write()`, tried again on a transient error; after STORE_TRIES, one line saying what failed."""
+    for attempt in range(STORE_TRIES):
+        try:
+            return write()
+        except Exception as exc:  # noqa: BLE001 - sorted just below
+            if not _transient(exc):
+                raise
+            if attempt == STORE_TRIES - 1:
+                raise RenderError(
+                    f"store {url}: {what} failed {STORE_TRIES} times ({exc.__class__.__name__}: {exc}); "
+                    "the store keeps its last committed step"
+                ) from None
+            time.sleep(STORE_RETRY_S * 2**attempt)
+    return None
 
 
 _ZARR_KEY = re.compile(r"^(zarr\.json|c(/\d+)+|.*\.partial)$")  # an array's metadata, chunks, temp files
@@ -247,9 +282,12 @@ class LatentStore:
         latent = dict(
             shape=(channels, height, width), chunks=(channels, chunk_rows, LATENT_CHUNK), dtype="float32", compressors=None
         )
-        for name in ("noise", "latent_a", "latent_b"):
-            group.create_array(name, **latent)
-        group.create_array("image", shape=(height * scale, width * scale, 3), chunks=(IMAGE_CHUNK, IMAGE_CHUNK, 3), dtype="uint8")
+        try:
+            for name in ("noise", "latent_a", "latent_b"):
+                group.create_array(name, **latent)
+            group.create_array("image", shape=(height * scale, width * scale, 3), chunks=(IMAGE_CHUNK, IMAGE_CHUNK, 3), dtype="uint8")
+        except Exception as exc:  # noqa: BLE001 - the store stays 'ours-unfinished': the next run recreates it
+            raise RenderError(f"store {self.url} cannot be created ({exc.__class__.__name__}: {exc}); run again") from None
         # no band records yet: until write_noise, the store is 'ours-unfinished' and is simply recreated
         self._group = group
 
@@ -276,10 +314,11 @@ class LatentStore:
     def write_noise(self, noise: np.ndarray) -> None:
         """The initial latent, then every band's record at step 0 (the store is 'ours' after the last)."""
         self._check_lease()
-        self.group["noise"][...] = noise
+        _retrying(self.url, "writing the initial noise", lambda: self.group["noise"].__setitem__(Ellipsis, noise))
         for band in range(len(self.bands)):
             record = {"step": 0, "slot": "noise", "at": time.time(), "prev": None}
-            self.location.put(_record_key(band), json.dumps(record).encode())
+            data = json.dumps(record).encode()
+            _retrying(self.url, f"recording band {band}", lambda band=band, data=data: self.location.put(_record_key(band), data))
 
     def read_noise(self) -> np.ndarray:
         return self.group["noise"][...]
@@ -298,10 +337,12 @@ class LatentStore:
         slot = "b" if record["slot"] == "a" else "a"
         y0, y1 = self.bands[band]
         self._check_lease()
-        self.group[f"latent_{slot}"][:, y0:y1] = rows
+        array = self.group[f"latent_{slot}"]
+        _retrying(self.url, f"writing band {band}", lambda: array.__setitem__((slice(None), slice(y0, y1)), rows))
         prev = {"step": record["step"], "slot": record["slot"], "at": record.get("at")}
         new = {"step": step, "slot": slot, "at": time.time(), "prev": prev}
-        self.location.put(_record_key(band), json.dumps(new).encode())  # all or nothing
+        data = json.dumps(new).encode()
+        _retrying(self.url, f"recording band {band}", lambda: self.location.put(_record_key(band), data))  # all or nothing
         return True
 
     def commit_latent(self, latent: np.ndarray, step: int) -> None:
@@ -345,8 +386,8 @@ class LatentStore:
     def write_image(self, image: np.ndarray) -> None:
         """The picture; `decoded` is set in one put of the group's metadata (no reducer writes it)."""
         self._check_lease()
-        self.group["image"][...] = image
-        self.group.attrs["decoded"] = True
+        _retrying(self.url, "writing the picture", lambda: self.group["image"].__setitem__(Ellipsis, image))
+        _retrying(self.url, "marking the picture done", lambda: self.group.attrs.__setitem__("decoded", True))
 
     def read_image(self) -> np.ndarray:
         return self.group["image"][...]

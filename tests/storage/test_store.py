@@ -337,3 +337,61 @@ def test_a_crash_while_bands_commit_concurrently_resumes_to_the_same_latent(tmp_
 def test_repeated_crashes_at_any_writes_resume_to_the_same_latent(tmp_path_factory, monkeypatch, expected, crashes, seed):
     """The double crash that broke layout 1: mid-copy at one step, mid-write at the next; bands in any order."""
     _survives(tmp_path_factory.mktemp("many"), monkeypatch, crashes, expected, seed)
+
+
+# -- transient errors: object stores throttle and drop connections --------------------------------
+
+
+def _flaky(monkeypatch, every: int, fail_from: int | None = None) -> dict:
+    """Every `every`-th chunk write or record put fails once with a throttling OSError, as S3's
+    SlowDown does; from write `fail_from` on, every write fails (an outage)."""
+    from zarr.storage import LocalStore
+
+    from gigacanvas.storage import store as store_module
+    from gigacanvas.storage.location import Location
+
+    monkeypatch.setattr(store_module, "STORE_RETRY_S", 0.001)
+    calls = {"n": 0, "failed": 0}
+    real_set, real_put = LocalStore.set, Location.put
+
+    def maybe_fail(key):
+        if key.endswith("zarr.json"):
+            return  # the group's and arrays' metadata, written once by create (a failure there: rerun)
+        calls["n"] += 1
+        if (fail_from is not None and calls["n"] >= fail_from) or calls["n"] % every == 0:
+            calls["failed"] += 1
+            raise OSError(f"SlowDown: please reduce your request rate ({key})")
+
+    async def flaky_set(self, key, value):
+        maybe_fail(key)
+        return await real_set(self, key, value)
+
+    def flaky_put(self, name, data):
+        maybe_fail(name)
+        return real_put(self, name, data)
+
+    monkeypatch.setattr(LocalStore, "set", flaky_set)
+    monkeypatch.setattr(Location, "put", flaky_put)
+    return calls
+
+
+def test_throttled_writes_are_retried_and_the_latent_is_the_same(tmp_path, monkeypatch, expected):
+    url = str(tmp_path / "s.zarr")
+    # A retry repeats the whole write (up to 9 chunks here), so one in 10 fails each write once at most.
+    calls = _flaky(monkeypatch, every=10)
+    _run_until(url, monkeypatch, None)
+    assert calls["failed"] >= 5  # writes failed (throttled), and were retried
+    latent, step = LatentStore(url).read_latent()
+    assert step == STEPS
+    np.testing.assert_array_equal(latent, expected)
+
+
+def test_a_write_that_keeps_failing_stops_with_one_line_and_the_store_resumes(tmp_path, monkeypatch, expected):
+    url = str(tmp_path / "s.zarr")
+    with monkeypatch.context() as mp:
+        _flaky(mp, every=10**9, fail_from=40)
+        with pytest.raises(RenderError, match=r"^store .*: (writing|recording) band \d+ failed 5 times \(OSError: SlowDown.*\); the store keeps its last committed step$"):
+            _run_until(url, mp, None)
+    assert 0 < LatentStore(url).committed_step() < STEPS
+    _run_until(url, monkeypatch, None)
+    np.testing.assert_array_equal(LatentStore(url).read_latent()[0], expected)
