@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     resume.add_argument("--dry-run", action="store_true", help="check everything, print the plan and exit without writing")
     status = sub.add_parser(
-        "status", help="where a render stands: step, pace, time left, output; read from its store alone"
+        "status",
+        help="where a render stands: step, pace, time left, output; read from its store alone",
+        description="Where the render a store holds stands: its spec, the committed step, the pace and time left, "
+        "who runs it (or the command that resumes it) and where its picture goes. Reads the store only: works "
+        "from any machine that can read it, mid-render included.",
     )
     status.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")

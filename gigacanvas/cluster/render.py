@@ -80,7 +80,7 @@ def _check_resumed_precision(store: LatentStore, spec: RenderSpec, mode: str) ->
     if theirs != mode:
         raise UsageError(
             f"store {spec.store_url} was rendered in {theirs} but --precision {spec.precision} runs {mode} here; "
-            f"pass --precision {theirs} to resume it, or --overwrite"
+            f"pass --precision {theirs} to resume it (or, to render it again in {mode}, --overwrite with render)"
         )
 
 
@@ -152,6 +152,11 @@ def _run(
     spec, info, grid = the_plan.spec, the_plan.info, the_plan.grid
     store = claim.store
     if claim.resumable:
+        if store.committed_step() > spec.steps:
+            raise UsageError(
+                f"store {spec.store_url} records step {store.committed_step()} of a {spec.steps}-step render; "
+                "it was edited or damaged"
+            )
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
         store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     else:

@@ -65,7 +65,7 @@ def resume_spec(url: str, **overrides: Any) -> RenderSpec:
         raise UsageError(f"{source} records no '{missing[0]}' in its spec; it cannot be resumed")
     recorded = _fields({k: v for k, v in local.items() if k != "cwd"}, RESUME_FIELDS, source, "local fields")
     given = {k: v for k, v in overrides.items() if v is not None}
-    data = {**content, **_from_folder(recorded, local.get("cwd")), **given, "store": url}
+    data = {**content, **_from_folder(recorded, local.get("cwd"), set(given)), **given, "store": url}
     try:
         spec = RenderSpec(**data)
     except UsageError as exc:
@@ -108,13 +108,19 @@ def _refuse_unresumable(url: str, store: LatentStore) -> None:
         )
 
 
-def _from_folder(local: dict[str, Any], cwd: Any) -> dict[str, Any]:
+def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset()) -> dict[str, Any]:
     """The recorded paths, relative ones made absolute against the folder the render ran in.
 
     Only when resumed from another folder, so that a resume from the same one gives the very spec
     (and picture text) of the original command. A model that is no path there is a hub id or
     `simulated:...`, kept as given; a folder this machine lacks leaves everything as given.
     """
+    relative = [n for n in PATH_FIELDS if isinstance(local.get(n), str) and not os.path.isabs(os.path.expanduser(local[n]))]
+    if isinstance(cwd, str) and not os.path.isdir(cwd) and "out" in relative and "out" not in given:
+        # the picture would land in whatever folder resume runs from: say so instead
+        raise UsageError(
+            f"store records out {local['out']!r} relative to folder {cwd}, which this machine lacks; pass --out"
+        )
     if not isinstance(cwd, str) or not os.path.isdir(cwd) or os.path.samefile(cwd, os.getcwd()):
         return local
     local = dict(local)

@@ -8,6 +8,7 @@ Tiles within a step are not recorded in the store, so progress is reported per b
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from gigacanvas.cluster.progress import _duration
 from gigacanvas.cluster.resume import _refuse_unresumable
 from gigacanvas.cluster.signals import resume_command
+from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.store import LatentStore
 
@@ -35,7 +37,8 @@ def store_status(url: str) -> str:
     store = LatentStore(url)
     _refuse_unresumable(url, store)  # no store, not ours, older or newer: its one line
     attrs = store.attrs()
-    spec, local = attrs.get("spec") or {}, attrs.get("local") or {}
+    spec, local = attrs.get("spec"), attrs.get("local")
+    spec, local = (spec if isinstance(spec, dict) else {}), (local if isinstance(local, dict) else {})
     steps = spec.get("steps")
     lines = [f"store: {url}"]
     prompt = str(spec.get("prompt", ""))
@@ -51,12 +54,14 @@ def store_status(url: str) -> str:
         bands = range(len(store.bands))
         try:
             records = [store.band_record(b) for b in bands]
-        except Exception:  # noqa: BLE001 - no records yet: created, its noise not written
+        except RenderError:  # no records yet: created, its noise not written (a damaged one: UsageError)
             records = []
         if not records:
             lines.append("progress: created; no step committed yet")
         else:
             done = min(int(r["step"]) for r in records)
+            if isinstance(steps, int) and done > steps:
+                raise UsageError(f"store {url} records step {done} of a {steps}-step render; it was edited or damaged")
             ahead = max(int(r["step"]) for r in records)
             at = f" (bands at steps {done}-{ahead})" if ahead > done else ""
             pace = _pace(records)
@@ -74,5 +79,8 @@ def store_status(url: str) -> str:
         lines.append(f"running: no; resume with: {resume_command(url)}")
     else:
         lines.append("running: no")
-    lines.append(f"output: {local.get('out', '(not recorded: a store of an older gigacanvas)')}")
+    out, cwd = local.get("out"), local.get("cwd")
+    if isinstance(out, str) and isinstance(cwd, str) and not os.path.isabs(os.path.expanduser(out)):
+        out = os.path.join(cwd, out)  # relative to the folder the render ran in, not this one
+    lines.append(f"output: {out or '(not recorded: a store of an older gigacanvas)'}")
     return "\n".join(lines)

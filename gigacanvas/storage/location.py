@@ -72,7 +72,7 @@ class Location:
             if self.fs.isfile(self.root):
                 return Contents(True, True, ())
             names = sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)})
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - OSError, or a backend's own (botocore's NoCredentialsError, ...)
             raise UsageError(f"store {self.url} cannot be inspected ({exc.__class__.__name__}: {_first_line(exc)})") from exc
         return Contents(True, False, tuple(n for n in names if n))
 

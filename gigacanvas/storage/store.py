@@ -76,6 +76,21 @@ def _is_record(name: str) -> bool:
     return name.startswith(RECORD_PREFIX) and name.endswith(".json")
 
 
+def _valid_record(record: Any, prev: bool = False) -> bool:
+    """A commit record's shape: whole-number step from 0, a known slot, an optional time, a prev."""
+    if not isinstance(record, dict):
+        return False
+    step, slot = record.get("step"), record.get("slot")
+    if type(step) is not int or not 0 <= step <= 10**6 or slot not in ("noise", "a", "b"):
+        return False
+    if (slot == "noise") != (step == 0):
+        return False
+    if prev:
+        return True
+    before = record.get("prev")
+    return before is None if step == 0 else _valid_record(before, prev=True) and before["step"] == step - 1
+
+
 def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int, tuple[tuple[int, int], ...]]:
     """Chunk rows and up to `count` row bands for a latent `height` rows high.
 
@@ -156,6 +171,7 @@ class LatentStore:
         self.location = Location(url, self._options(url))
         self.protocol = self.location.protocol
         self._group = None
+        self._bands: tuple[tuple[int, int], ...] | None = None  # checked once, then kept (never change)
         self.lease: StoreLease | None = None  # the driver's, set by the claim
         self.ticket = ticket
 
@@ -243,6 +259,7 @@ class LatentStore:
         if state.kind not in ("ours", "ours-unfinished", "old") or now.kind != state.kind:
             raise UsageError(f"store {self.url} is not (or no longer) only a gigacanvas store; refusing to delete anything there")
         self._group = None
+        self._bands = None
         for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)
         for name in self.location.names(""):
@@ -261,6 +278,7 @@ class LatentStore:
         import zarr
 
         self._group = None
+        self._bands = None
         chunk_rows, split = plan_bands(height, bands)
         try:
             # overwrite=False: fail rather than replace if a group appeared since the check (the lease
@@ -296,14 +314,39 @@ class LatentStore:
 
     @property
     def bands(self) -> tuple[tuple[int, int], ...]:
-        """The latent's row bands, [y0, y1) in latent rows, as created."""
-        return tuple((int(y0), int(y1)) for y0, y1 in self.group.attrs["bands"])
+        """The latent's row bands, [y0, y1) in latent rows, as created: contiguous from row 0 to the
+        latent's last (a store edited by hand is refused here, before any work)."""
+        if self._bands is not None:
+            return self._bands
+        raw = self.group.attrs.get("bands")
+        height = self.group["noise"].shape[1]
+        try:
+            bands = tuple((y0, y1) for y0, y1 in raw)
+            ok = bool(bands) and all(type(v) is int for b in bands for v in b)
+            ok = ok and bands[0][0] == 0 and bands[-1][1] == height
+            ok = ok and all(y0 < y1 for y0, y1 in bands) and all(a[1] == b[0] for a, b in zip(bands, bands[1:]))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UsageError(f"store {self.url} has damaged row bands ({str(raw)[:80]}); it was edited or damaged")
+        self._bands = bands
+        return bands
 
     def band_record(self, band: int) -> dict[str, Any]:
+        """Band `band`'s commit record, checked (see the module docstring for its fields)."""
         data = self.location.read(_record_key(band))
         if data is None:
             raise RenderError(f"store {self.url} has no commit record for band {band}; it is unfinished")
-        return json.loads(data)
+        try:
+            record = json.loads(data) if len(data) < 4096 else None
+        except (ValueError, RecursionError):
+            record = None
+        if not _valid_record(record):
+            raise UsageError(
+                f"store {self.url}: {_record_key(band)} is not a valid commit record ({data[:60]!r}); "
+                "the store was edited or damaged"
+            )
+        return record
 
     def _check_lease(self) -> None:
         if self.lease is not None:

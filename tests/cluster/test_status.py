@@ -70,3 +70,38 @@ def test_what_is_not_a_store_is_one_line_exit_2(tmp_path, capsys, kind):
     assert code == 2 and out == ""
     assert err.startswith("gigacanvas: error: store ") and err.count("\n") == 1
     assert "resume with" not in err
+
+
+@pytest.mark.parametrize(
+    "record",
+    [b'{"step": 5, "slot": ', b"", b"[1, 2, 3]", b"{}", b'{"step": -1, "slot": "a", "prev": null}',
+     b'{"step": "2", "slot": "a", "prev": {"step": 1, "slot": "b"}}', b'{"step": true, "slot": "a", "prev": null}',
+     b'{"step": 2, "slot": "c", "prev": {"step": 1, "slot": "b"}}', b'{"step": 2, "slot": "a", "prev": "x"}',
+     b'{"step": 2, "slot": "a", "prev": {"step": 0, "slot": "b"}}', b"[" * 100_000, b"9" * 5001],
+)
+def test_a_damaged_band_record_is_one_line_exit_2(tmp_path, capsys, record):
+    store = _store(tmp_path, 2)
+    (tmp_path / "s.zarr" / "band-000.json").write_bytes(record)
+    code, out, err = run_cli(capsys, "status", "--store", store.url)
+    assert code == 2 and out == ""
+    assert "band-000.json is not a valid commit record" in err and err.count("\n") == 1
+
+
+def test_a_step_beyond_the_render_or_damaged_bands_are_refused(tmp_path, capsys):
+    store = _store(tmp_path, 2)
+    (tmp_path / "s.zarr" / "band-000.json").write_bytes(b'{"step": 999, "slot": "a", "prev": {"step": 998, "slot": "b"}}')
+    (tmp_path / "s.zarr" / "band-001.json").write_bytes(b'{"step": 999, "slot": "a", "prev": {"step": 998, "slot": "b"}}')
+    code, _, err = run_cli(capsys, "status", "--store", store.url)
+    assert code == 2 and "records step 999 of a 4-step render" in err
+    store.set_attrs(bands=[[0, 100]])
+    code, _, err = run_cli(capsys, "status", "--store", store.url)
+    assert code == 2 and "has damaged row bands" in err and err.count("\n") == 1
+
+
+def test_a_relative_output_is_shown_from_the_folder_the_render_ran_in(tmp_path, capsys):
+    store = LatentStore(str(tmp_path / "s.zarr"))
+    store.create(SPEC, "fp", channels=4, height=16, width=32, scale=8, bands=1, precision="fp32",
+                 local={"out": "p.png", "cwd": "/renders/today"})
+    store.write_noise(np.zeros((4, 16, 32), np.float32))
+    code, out, _ = run_cli(capsys, "status", "--store", store.url)
+    assert code == 0 and out.splitlines()[-1] == "output: /renders/today/p.png"
