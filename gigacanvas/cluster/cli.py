@@ -116,14 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _render(args: argparse.Namespace) -> int:
+def _plan_or_render(spec, args: argparse.Namespace) -> int:
+    """What `render` and `resume` end with: the plan for --dry-run, else the render and its summary."""
     from gigacanvas.cluster.plan import plan
     from gigacanvas.cluster.render import render
-    from gigacanvas.cluster.spec import build_spec
 
-    flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
-    flags = {name: getattr(args, name) for name in flags}
-    spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
     if args.dry_run:
         print(plan(spec).describe())
         return 0
@@ -132,9 +129,16 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.spec import build_spec
+
+    flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
+    flags = {name: getattr(args, name) for name in flags}
+    spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
+    return _plan_or_render(spec, args)
+
+
 def _resume(args: argparse.Namespace) -> int:
-    from gigacanvas.cluster.plan import plan
-    from gigacanvas.cluster.render import render
     from gigacanvas.cluster.resume import RESUME_OVERRIDES, refuse_flag, resume_spec
 
     names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in RENDER_FLAGS]
@@ -142,12 +146,7 @@ def _resume(args: argparse.Namespace) -> int:
         if name not in (*RESUME_OVERRIDES, "store") and getattr(args, name) is not None:
             raise refuse_flag(args.store, name)
     spec = resume_spec(args.store, **{name: getattr(args, name) for name in RESUME_OVERRIDES})
-    if args.dry_run:
-        print(plan(spec).describe())
-        return 0
-    result = render(spec, progress=not args.no_progress)
-    print(result.summary())
-    return 0
+    return _plan_or_render(spec, args)
 
 
 def _status(args: argparse.Namespace) -> int:
