@@ -33,10 +33,10 @@ def test_second_render_is_refused_while_the_first_holds_the_store(tmp_path):
     assert location.names("lease-") == []
 
 
-def test_of_many_racing_renders_exactly_one_takes_the_store(tmp_path):
-    location = Location(str(tmp_path / "s.zarr"))
+def race_for(location: Location, count: int) -> list:
+    """`count` renders asking for the store at once; each one's lease, or None where refused."""
     results = []
-    barrier = threading.Barrier(8)
+    barrier = threading.Barrier(count)
 
     def take():
         lease = StoreLease(location)
@@ -47,12 +47,16 @@ def test_of_many_racing_renders_exactly_one_takes_the_store(tmp_path):
         except UsageError:
             results.append(None)
 
-    threads = [threading.Thread(target=take) for _ in range(8)]
+    threads = [threading.Thread(target=take) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    winners = [r for r in results if r is not None]
+    return results
+
+
+def test_of_many_racing_renders_exactly_one_takes_the_store(tmp_path):
+    winners = [r for r in race_for(Location(str(tmp_path / "s.zarr")), 8) if r is not None]
     assert len(winners) == 1
     winners[0].release()
 

@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from gigacanvas.storage import LatentStore
 from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.location import Location
 from tests.helpers import free_port
+from tests.storage.test_lease import race_for
 from tests.storage.test_store import STEPS, _run_until, _survives
 
 MOTO = Path(sys.executable).with_name("moto_server")
@@ -76,24 +76,7 @@ def test_a_store_on_s3_commits_resumes_and_is_classified_like_a_folder(bucket):
 
 def test_of_racing_renders_exactly_one_takes_an_s3_store(bucket):
     location = Location(f"{bucket}/race.zarr")
-    results = []
-    barrier = threading.Barrier(6)
-
-    def take():
-        lease = StoreLease(location)
-        barrier.wait()
-        try:
-            lease.acquire()
-            results.append(lease)
-        except UsageError:
-            results.append(None)
-
-    threads = [threading.Thread(target=take) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    winners = [r for r in results if r is not None]
+    winners = [r for r in race_for(location, 6) if r is not None]
     assert len(winners) == 1
     with pytest.raises(UsageError, match="is in use by another render"):
         StoreLease(location).acquire()
