@@ -46,7 +46,11 @@ def main() -> None:
         if gpu:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        model = random_transformer(config, mode, device)
+        try:
+            model = random_transformer(config, mode, device)
+        except Exception as exc:  # noqa: BLE001 - e.g. a torchao that does not match this torch: report, go on
+            rows.append((mode, None, None, None, f"failed to build: {exc.__class__.__name__}: {str(exc)[:160]}"))
+            continue
         compute = torch.float32 if mode == "fp32" or (not gpu and mode == "fp8") else torch.bfloat16
         if mode == "fp16":
             compute = torch.float16
@@ -61,8 +65,14 @@ def main() -> None:
             if gpu:
                 torch.cuda.synchronize()
 
-        for _ in range(3):
-            step()
+        try:
+            for _ in range(3):
+                step()
+        except Exception as exc:  # noqa: BLE001 - a mode that builds but cannot run here: report, go on
+            rows.append((mode, None, None, None, f"failed to run: {exc.__class__.__name__}: {str(exc)[:160]}"))
+            del model
+            gc.collect()
+            continue
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()

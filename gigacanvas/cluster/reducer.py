@@ -7,8 +7,9 @@ schedulers gigacanvas runs (flow-matching Euler, as SD3's) are pointwise, so a b
 same rows of a whole-latent step bit for bit; a tile's window is joined from the bands under it,
 so a reducer needs no halo.
 
-`Reducer` is a plain object that tests drive without Ray; `reducer_actor_class()` is its Ray shell.
-It is started with the rows of its band only: its store is opened by URL in its own process.
+`Reducer` is a plain object that tests drive without Ray; `ReducerActor` is its Ray shell, started
+bare while the workers load and given its band (rows, store URL) by `setup`: it opens the store
+by URL in its own process.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ class Reducer:
         self.rows = self.store.bands[band]
         self.grid = grid
         self.windows = grid.windows
-        self._scheduler = scheduler
-        self.scheduler = copy.deepcopy(scheduler)  # its own step index: each band steps its copy
+        self._scheduler = scheduler  # `load` copies it: each band steps its own copy, from its step
+        self.scheduler = scheduler
         self.blender = TileBlender(grid, channels, rows=self.rows)
         self.latent: np.ndarray | None = None
         self.step = 0
@@ -95,6 +96,39 @@ class Reducer:
         return peak_rss_mib()
 
 
+class ReducerActor:
+    """A `Reducer` in its own process, started before its store exists.
+
+    A reducer's process spends seconds importing torch and diffusers (the scheduler's pickle
+    needs them) before it can take its band; started bare beside the workers, it does that while
+    they load the model, and `setup` hands it the band once the store is made.
+    """
+
+    def __init__(self):
+        import diffusers.schedulers  # noqa: F401 - warm: unpickling `setup`'s scheduler needs it
+        import torch  # noqa: F401
+
+        self.reducer: Reducer | None = None
+
+    def setup(self, *args: Any) -> None:
+        self.reducer = Reducer(*args)
+
+    def load(self, step: int) -> int:
+        return self.reducer.load(step)
+
+    def window_rows(self, batch: Sequence[int]) -> list[np.ndarray | None]:
+        return self.reducer.window_rows(batch)
+
+    def add(self, batch: Sequence[int], preds: Sequence[np.ndarray | None]) -> None:
+        self.reducer.add(batch, preds)
+
+    def advance(self) -> int:
+        return self.reducer.advance()
+
+    def peak_rss_mib(self) -> float:
+        return self.reducer.peak_rss_mib()
+
+
 def reducer_actor_class():
     """The Ray actor class, made on demand so importing this module never needs Ray.
 
@@ -102,7 +136,7 @@ def reducer_actor_class():
     """
     import ray
 
-    return ray.remote(num_cpus=0, max_restarts=0)(Reducer)
+    return ray.remote(num_cpus=0, max_restarts=0)(ReducerActor)
 
 
 class _Method:

@@ -27,6 +27,7 @@ from gigacanvas.cluster.steploop import (
     band_count,
     denoise,
     load_reducers,
+    spawn_reducers,
     start_reducers,
     stop_reducers,
 )
@@ -63,11 +64,18 @@ class RenderResult:
         return tiles / self.denoise_seconds if self.denoise_seconds else 0.0
 
     def summary(self) -> str:
+        where = os.path.abspath(os.path.expanduser(self.out))  # where it went, from any cwd
+        size = f"gigacanvas: {self.width}x{self.height}, {self.steps} steps"
+        if self.actors == 0:
+            return f"{size} in {self.precision}, finished in its store: picture written in {self.seconds:.1f} s -> {where}"
+        tiles = f"{self.tiles_per_step} tile{'s' if self.tiles_per_step != 1 else ''}"
+        pace = (
+            f"{self.seconds_per_step:.2f} s/step, {self.tiles_per_second:.1f} tiles/s"
+            if self.steps_run else "every step was already in the store"
+        )
         return (
-            f"gigacanvas: {self.width}x{self.height}, {self.steps} steps, {self.tiles_per_step} tiles "
-            f"on {self.actors} actor(s) in {self.precision}: {self.seconds_per_step:.2f} s/step, "
-            f"{self.tiles_per_second:.1f} tiles/s, decode {self.decode_seconds:.1f} s, "
-            f"total {self.seconds:.1f} s -> {os.path.abspath(os.path.expanduser(self.out))}"  # where it went, from any cwd
+            f"{size}, {tiles} on {self.actors} actor(s) in {self.precision}: {pace}, "
+            f"decode {self.decode_seconds:.1f} s, total {self.seconds:.1f} s -> {where}"
         )
 
 
@@ -102,10 +110,14 @@ def render(
     spec, info = the_plan.spec, the_plan.info
     claim = claim_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     try:
+        if claim.resumable and claim.store.decoded and not denoise_only:
+            return _write_finished(the_plan, claim, notify, started)
         notify(f"gigacanvas: {placement.connect(spec.address)}")
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
         workers, caps = placement.start_workers(info, count, shape)
         pool = WorkerPool(workers, notify)
+        bands = _band_count(the_plan, claim, len(workers))
+        spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load
         try:
             mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
             weights_note = check_weights_precision(info, mode, spec.strict_precision)
@@ -116,9 +128,10 @@ def render(
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
             pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
-            timings = _run(the_plan, claim, pool, mode, progress, notify, denoise_only)
+            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only)
         finally:
             placement.stop_workers(pool.started)
+            stop_reducers(spawned)
         store = claim.store
         if not denoise_only:
             write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
@@ -142,10 +155,37 @@ def render(
     )
 
 
+def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> RenderResult:
+    """A store that already holds its picture (a render resumed after its decode, a lost PNG):
+    the picture is written from it again, in the precision it was rendered in, without Ray."""
+    spec, info, store = the_plan.spec, the_plan.info, claim.store
+    mode = store.attrs().get("precision")
+    notify(f"gigacanvas: {spec.store_url} holds the finished picture; writing it (no Ray needed)")
+    store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
+    write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
+    return RenderResult(
+        out=spec.out, store=spec.store_url, width=spec.width, height=spec.height, steps=spec.steps, steps_run=0,
+        tiles_per_step=len(the_plan.grid), actors=0, precision=mode, seconds=time.perf_counter() - started,
+        denoise_seconds=0.0, decode_seconds=0.0,
+    )
+
+
+def _band_count(the_plan: Plan, claim: Claim, workers: int) -> int:
+    """The reducers this render needs: the resumed store's bands (none once every step is
+    committed), or a new store's, which follow from the latent and the workers."""
+    if claim.resumable:
+        store = claim.store
+        return len(store.bands) if store.committed_step() < the_plan.spec.steps else 0
+    # the reducers run on this node (a local store's disk): its cores bound how many help
+    return band_count(the_plan.info.latent_channels, the_plan.lat_h, the_plan.lat_w, workers, os.cpu_count() or 1)
+
+
 def _run(
-    the_plan: Plan, claim: Claim, pool: WorkerPool, mode: str, progress: bool, notify, denoise_only: bool = False
+    the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
+    denoise_only: bool = False,
 ) -> tuple[int, float, float, float | None]:
-    """Create or resume the store, denoise, decode; returns (steps run, denoise s, decode s, reducers' peak MiB)."""
+    """Create or resume the store, denoise (on the `spawned` reducers, one per band), decode;
+    returns (steps run, denoise s, decode s, reducers' peak MiB)."""
     import ray
     from tqdm.auto import tqdm
 
@@ -162,8 +202,6 @@ def _run(
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
-        # the reducers run on this node (a local store's disk): its cores bound how many help
-        bands = band_count(info.latent_channels, the_plan.lat_h, the_plan.lat_w, len(pool.alive), os.cpu_count() or 1)
         store.create(
             spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
             info.vae_scale_factor, bands=bands, precision=mode, local=spec.resume_record(),
@@ -178,8 +216,8 @@ def _run(
     steps_run, reducers_peak = 0, None
     if done < spec.steps:
         scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
-        # one reducer per band of the latent; they start while the prompt is encoded
-        reducers = start_reducers(store, grid, scheduler, info.latent_channels)
+        # one reducer per band of the latent; they take their bands while the prompt is encoded
+        reducers = start_reducers(store, grid, scheduler, info.latent_channels, spawned)
         try:
             pool.set_conditioning(ray.put(ray.get(pool.alive[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance))))
             load_reducers(reducers, done)

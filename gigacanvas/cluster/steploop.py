@@ -80,25 +80,40 @@ def _reducer_died(exc: Exception) -> RenderError:
     )
 
 
-def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int) -> list:
-    """One reducer actor per band of the store, its scheduler copy shipped with it.
+def spawn_reducers(store: LatentStore, count: int) -> list:
+    """`count` bare reducer actors, to be given their bands by `start_reducers`.
 
-    Returns at once; `load_reducers` waits for them. A `memory://` store exists only in this
-    process, so its reducers run here too; a local path's reducers run on the driver's node.
+    Started early (beside the workers, before the store is made) so their imports overlap the
+    model load. A `memory://` store exists only in this process: its reducers are made in
+    `start_reducers`, in process. A local path's reducers run on the driver's node: reducers on
+    other nodes would write their bands to another disk.
     """
-    bands = range(len(store.bands))
-    ticket = store.lease.ticket() if store.lease is not None else None
-    if store.protocol == "memory":
-        return [InProcessReducer(store.url, band, grid, scheduler, channels, ticket) for band in bands]
+    if store.protocol == "memory" or count <= 0:
+        return []
     cls = reducer_actor_class()
     if store.location.local:
-        # A path is this machine's disk: reducers on other nodes would write their bands elsewhere.
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         cls = cls.options(scheduling_strategy=here)
-    return [cls.remote(store.url, band, grid, scheduler, channels, ticket) for band in bands]
+    return [cls.remote() for _ in range(count)]
+
+
+def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int, spawned: Sequence = ()) -> list:
+    """One reducer per band of the store, its scheduler copy shipped with it: the `spawned` ones
+    first (more are spawned if the store has more bands; `stop_reducers` ends them all).
+
+    Returns at once; `load_reducers` waits for them.
+    """
+    bands = range(len(store.bands))
+    ticket = store.lease.ticket() if store.lease is not None else None
+    if store.protocol == "memory":
+        return [InProcessReducer(store.url, band, grid, scheduler, channels, ticket) for band in bands]
+    reducers = list(spawned[: len(bands)]) + spawn_reducers(store, len(bands) - len(spawned))
+    for band, reducer in zip(bands, reducers):
+        reducer.setup.remote(store.url, band, grid, scheduler, channels, ticket)
+    return reducers
 
 
 def load_reducers(reducers: Sequence[Any], step: int) -> None:
