@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gigacanvas.actors.stepnoise import tree_noise
 from gigacanvas.errors import UsageError
 
 TRANSFORMER_KEYS = ("in_channels", "patch_size", "sample_size")  # read by the planner: must be written
@@ -98,19 +99,19 @@ def check_vae(root: Path) -> dict:
     return dict(built.config)
 
 
-def _band_unsafe(name: str, config: dict) -> str | None:
+def _band_unsafe(cls: type, config: dict) -> str | None:
     """Why a scheduler's step is not the same per band as on the whole latent; None if it is.
 
     Each band reducer steps its own copy of the scheduler on its rows (cluster/reducer.py), which
-    equals the whole latent's step only for a step that is per pixel and draws no noise. Dynamic
-    thresholding takes a quantile of the whole latent; ancestral and SDE samplers draw fresh noise
-    from one random stream inside `step()`, so a band's draw depends on the bands before it.
+    equals the whole latent's step for a step that is per pixel. Samplers that add noise in
+    `step()` get it keyed by seed, step and position (actors/stepnoise.py), so they qualify;
+    dynamic thresholding takes a quantile of the whole latent, and a Brownian tree draws its
+    noise for the whole latent at once: those do not.
     """
     if config.get("thresholding"):
         return "uses dynamic thresholding (a quantile of the whole latent)"
-    kind = str(config.get("algorithm_type", "")) + name
-    if config.get("stochastic_sampling") or "Ancestral" in name or "sde" in kind.lower():
-        return "draws new noise from one random stream in every step"
+    if tree_noise(cls):
+        return "draws its noise from a Brownian tree over the whole latent"
     return None
 
 
@@ -133,12 +134,12 @@ def check_scheduler(root: Path) -> None:
             f"model config {path} names {json.dumps(name)}, which is not a diffusers scheduler; "
             "SD3 uses FlowMatchEulerDiscreteScheduler"
         )
-    unsafe = _band_unsafe(name, config)
+    unsafe = _band_unsafe(cls, config)
     if unsafe:
         raise UsageError(
             f"model config {path}: {name} {unsafe}, and gigacanvas steps the latent in row bands, so the "
-            "pixels would depend on how many there are; set a deterministic, per-pixel sampler such as "
-            "FlowMatchEulerDiscreteScheduler with stochastic_sampling false"
+            "pixels would depend on how many there are; set a per-pixel sampler such as "
+            "FlowMatchEulerDiscreteScheduler"
         )
     try:
         scheduler = cls.from_config(config)

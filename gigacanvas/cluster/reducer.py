@@ -3,9 +3,10 @@
 Per step it serves the rows of each tile's window that it owns, folds the tiles' predictions for
 its rows in tile order in float64 (`TileBlender` with `rows`), steps its own copy of the
 scheduler on its band and commits the band to the store (`LatentStore.commit_band`). The
-schedulers gigacanvas runs (flow-matching Euler, as SD3's) are pointwise, so a band's step is the
-same rows of a whole-latent step bit for bit; a tile's window is joined from the bands under it,
-so a reducer needs no halo.
+schedulers gigacanvas runs are pointwise, so a band's step is the same rows of a whole-latent step
+bit for bit; a stochastic sampler's step noise comes from the seed and the position
+(actors/stepnoise.py), never from a stream, so that holds for them too. A tile's window is joined
+from the bands under it, so a reducer needs no halo.
 
 `Reducer` is a plain object that tests drive without Ray; `ReducerActor` is its Ray shell, started
 bare while the workers load and given its band (rows, store URL) by `setup`: it opens the store
@@ -20,10 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from gigacanvas.actors.stepnoise import keyed_noise
 from gigacanvas.storage.lease import LeaseTicket
 from gigacanvas.storage.store import LatentStore
 from gigacanvas.tiling import TileBlender, TileGrid
 from gigacanvas.tiling.bands import tile_rows_in_band
+from gigacanvas.tiling.grid import Window
+from gigacanvas.tiling.noise import step_noise_window
 
 
 class Reducer:
@@ -82,12 +86,24 @@ class Reducer:
 
         timestep = self.scheduler.timesteps[self.step]
         velocity = torch.from_numpy(self.blender.result())[None]
-        latent = self.scheduler.step(velocity, timestep, torch.from_numpy(self.latent)[None], return_dict=False)[0]
+        with keyed_noise(self.scheduler, self._step_noise):  # a stochastic sampler's noise: keyed, not a stream
+            latent = self.scheduler.step(velocity, timestep, torch.from_numpy(self.latent)[None], return_dict=False)[0]
         self.latent = latent[0].numpy()
         self.step += 1
         self.store.commit_band(self.band, self.latent, self.step)
         self.blender.reset()
         return self.step
+
+    def _step_noise(self, shape: tuple[int, ...]):
+        """This band's rows of the render's noise for the step being taken (actors/stepnoise.py)."""
+        import torch
+
+        y0, y1 = self.rows
+        channels, _, width = self.latent.shape
+        if shape != (1, channels, y1 - y0, width):
+            raise RuntimeError(f"the scheduler asked for noise of shape {shape}, not the band's {(1, channels, y1 - y0, width)}")
+        seed = int(self.store.attrs()["spec"]["seed"])  # the seed the initial noise came from
+        return torch.from_numpy(step_noise_window(seed, self.step, channels, Window(y0, 0, y1 - y0, width)))[None]
 
     def peak_rss_mib(self) -> float:
         """This process's peak resident memory (for `gigacanvas bench`)."""

@@ -96,24 +96,41 @@ def test_a_scheduler_config_that_cannot_be_set_up_is_refused(copy, change):
     _refused(copy, r"scheduler_config.json cannot be set up as a FlowMatchEulerDiscreteScheduler by diffusers \(\w+: .*\); is it damaged\?$")
 
 
+def test_a_scheduler_whose_step_depends_on_the_band_split_is_refused(copy):
+    _edit(copy / "scheduler" / "scheduler_config.json", _class_name="DPMSolverMultistepScheduler", thresholding=True)
+    _refused(copy, r"scheduler_config.json: \w+ uses dynamic thresholding.*row bands.*FlowMatchEulerDiscreteScheduler$")
+
+
+def test_a_brownian_tree_sampler_is_refused():
+    import types
+
+    from gigacanvas.actors.configs import _band_unsafe
+
+    module = types.ModuleType("fake_sde_scheduler")
+    module.BrownianTreeNoiseSampler = object  # what DPMSolverSDEScheduler's module holds (torchsde)
+    tree = type("TreeSampler", (), {"__module__": module.__name__})
+    import sys
+
+    sys.modules[module.__name__] = module
+    try:
+        assert "Brownian tree" in _band_unsafe(tree, {})
+    finally:
+        del sys.modules[module.__name__]
+
+
 @pytest.mark.parametrize(
     "change",
     [
-        {"stochastic_sampling": True},
+        {"stochastic_sampling": False},
+        {"stochastic_sampling": True},  # their step noise is keyed by position (actors/stepnoise.py)
         {"_class_name": "EulerAncestralDiscreteScheduler"},
         {"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"},
-        {"_class_name": "DPMSolverMultistepScheduler", "thresholding": True},
     ],
 )
-def test_a_scheduler_whose_step_depends_on_the_band_split_is_refused(copy, change):
-    _edit(copy / "scheduler" / "scheduler_config.json", **change)
-    _refused(copy, r"scheduler_config.json: \w+ (uses dynamic thresholding|draws new noise).*row bands.*stochastic_sampling false$")
-
-
-def test_a_deterministic_per_pixel_scheduler_is_accepted(copy):
+def test_per_pixel_and_stochastic_schedulers_are_accepted(copy, change):
     from gigacanvas.actors.configs import check_scheduler
 
-    _edit(copy / "scheduler" / "scheduler_config.json", stochastic_sampling=False)
+    _edit(copy / "scheduler" / "scheduler_config.json", **change)
     check_scheduler(copy)
 
 

@@ -1,5 +1,7 @@
 """Band reducers without Ray: any split of the latent into bands steps it bit for bit as a whole."""
 
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,10 +15,20 @@ from gigacanvas.tiling.bands import batch_cuts, cut_rows, join_rows
 CHANNELS = 4
 
 
-def _scheduler(steps):
+def _flow(**config):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, **config)
+
+
+def _ancestral():
+    from diffusers import EulerAncestralDiscreteScheduler
+
+    return EulerAncestralDiscreteScheduler()
+
+
+def _scheduler(steps, make=_flow):
+    scheduler = make()
     scheduler.set_timesteps(steps, device="cpu")
     return scheduler
 
@@ -26,10 +38,16 @@ def _model(tiles, step):
     return (np.tanh(tiles) * np.float32(0.7) + tiles.mean(axis=(1, 2, 3), keepdims=True) + np.float32(step)).astype(np.float32)
 
 
-def _whole(noise, grid, steps, batch):
+def _whole(noise, grid, steps, batch, make=_flow, seed=None):
+    """The whole latent stepped at once; with `seed`, a stochastic sampler's noise is the whole
+    latent's keyed step noise (what every band split must reproduce)."""
     import torch
 
-    scheduler = _scheduler(steps)
+    from gigacanvas.actors.stepnoise import keyed_noise
+    from gigacanvas.tiling.grid import Window
+    from gigacanvas.tiling.noise import step_noise_window
+
+    scheduler = _scheduler(steps, make)
     latent = noise
     for step in range(steps):
         blender = TileBlender(grid, CHANNELS)
@@ -39,15 +57,18 @@ def _whole(noise, grid, steps, batch):
                 blender.add(i, pred)
         velocity = torch.from_numpy(blender.result())[None]
         t = scheduler.timesteps[step]
-        latent = scheduler.step(velocity, t, torch.from_numpy(latent)[None], return_dict=False)[0][0].numpy()
+        whole = Window(0, 0, grid.height, grid.width)
+        draw = (lambda shape, s=step: torch.from_numpy(step_noise_window(seed, s, CHANNELS, whole))[None]) if seed is not None else None
+        with keyed_noise(scheduler, draw) if draw else contextlib.nullcontext():
+            latent = scheduler.step(velocity, t, torch.from_numpy(latent)[None], return_dict=False)[0][0].numpy()
     return latent
 
 
-def _banded(url, noise, grid, steps, batch, bands, order_seed=0):
+def _banded(url, noise, grid, steps, batch, bands, order_seed=0, make=_flow):
     store = LatentStore(url)
     store.create({"seed": 1}, "fp", channels=CHANNELS, height=grid.height, width=grid.width, scale=8, bands=bands)
     store.write_noise(noise)
-    reducers = [Reducer(url, b, grid, _scheduler(steps), CHANNELS) for b in range(len(store.bands))]
+    reducers = [Reducer(url, b, grid, _scheduler(steps, make), CHANNELS) for b in range(len(store.bands))]
     for r in reducers:
         r.load(0)
     rng = np.random.default_rng(order_seed)
@@ -73,6 +94,17 @@ def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
     latent, step = LatentStore(store.url).read_latent()
     assert step == 3
     np.testing.assert_array_equal(latent, _whole(noise, grid, 3, 2))
+
+
+@pytest.mark.parametrize("make", [lambda: _flow(stochastic_sampling=True), _ancestral], ids=["flow-stochastic", "euler-ancestral"])
+def test_a_stochastic_samplers_step_noise_is_keyed_so_any_band_split_is_the_whole_latent(tmp_path, make):
+    grid = plan_tiles(40, 56, 16, 4)
+    noise = initial_noise(3, CHANNELS, 40, 56)
+    want = _whole(noise, grid, 3, 2, make, seed=1)  # the store's seed
+    assert not np.array_equal(want, _whole(noise, grid, 3, 2, make, seed=2))  # the step noise counts
+    for bands in (1, 3):
+        store = _banded(str(tmp_path / f"s{bands}.zarr"), noise, grid, 3, 2, bands, order_seed=bands, make=make)
+        np.testing.assert_array_equal(LatentStore(store.url).read_latent()[0], want)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -32,3 +32,15 @@ def test_noise_is_standard_normal_float32_and_seeded():
     assert not np.array_equal(a, initial_noise(8, 16, 128, 96))
     # chunks are independent draws, not copies of each other
     assert not np.array_equal(a[:, :NOISE_CHUNK, :NOISE_CHUNK], a[:, NOISE_CHUNK:, :NOISE_CHUNK])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32), step=st.integers(0, 60), y=st.integers(0, 150), h=st.integers(1, 90))
+def test_step_noise_of_any_rows_is_those_rows_of_the_whole_and_its_own_stream(seed, step, y, h):
+    from gigacanvas.tiling.noise import step_noise_window
+
+    width = 70
+    whole = step_noise_window(seed, step, 4, Window(0, 0, y + h, width))
+    np.testing.assert_array_equal(step_noise_window(seed, step, 4, Window(y, 0, h, width)), whole[:, y:])
+    assert not np.array_equal(whole, noise_window(seed, 4, Window(0, 0, y + h, width)))  # not the initial noise
+    assert not np.array_equal(whole, step_noise_window(seed, step + 1, 4, Window(0, 0, y + h, width)))
