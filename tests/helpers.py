@@ -55,6 +55,43 @@ def ray_head(num_cpus: int, gcs_port: int, client_port: int) -> Iterator[None]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
+MOTO = str(Path(sys.executable).with_name("moto_server"))
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def s3_bucket(name: str) -> Iterator[str]:
+    """s3://NAME on a moto server at 127.0.0.1 for one block; os.environ points s3fs (and every
+    process started meanwhile, Ray's included) there."""
+    port = free_port()
+    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**S3_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+                time.sleep(0.2)
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+        s3fs.S3FileSystem().mkdir(name)
+        yield f"s3://{name}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def error_reading_fifo(read: Callable[[Path], object], fifo: Path) -> BaseException:
     """The one exception `read(fifo)` raises on a FIFO without a writer; fails the test if it blocks."""
     errors: list[BaseException] = []

@@ -34,7 +34,7 @@ RENDER_FLAGS = (
     ("--actors", int, "worker actors (default: one per GPU, or 2 on a CPU-only cluster)"),
     ("--cpus-per-actor", float, "CPUs each actor reserves on a CPU-only cluster (default 0.5)"),
     ("--store", str, "zarr store URL: a path, file://, memory://, s3://, gs:// (default: OUT.zarr)"),
-    ("--out", str, "output PNG (default gigacanvas.png)"),
+    ("--out", str, "output PNG: a path or a URL such as s3://bucket/poster.png (default gigacanvas.png)"),
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
 )

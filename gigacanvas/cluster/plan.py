@@ -18,6 +18,7 @@ from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import read_png_spec
 from gigacanvas.storage.location import Location
+from gigacanvas.storage.picture import local_path
 from gigacanvas.tiling import TileGrid, plan_tiles
 
 
@@ -51,11 +52,13 @@ def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     """An existing picture is replaced only if it is this render's (same spec, precision, model
     bytes) or with --overwrite."""
     from gigacanvas.storage.atomic import check_writable_file
+    from gigacanvas.storage.picture import check_picture_url
 
-    out = check_writable_file(spec.out, "out")
-    if out.exists() and not spec.overwrite:
+    here = local_path(spec.out)
+    exists = check_writable_file(here, "out").exists() if here is not None else check_picture_url(spec.out)
+    if exists and not spec.overwrite:
         try:
-            theirs = {"spec_version": 1, **read_png_spec(out)}  # pictures before versions were version 1
+            theirs = {"spec_version": 1, **read_png_spec(spec.out)}  # pictures before versions were version 1
             ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
             ours[PICTURE_ONLY] = info.fingerprint
             same = all(theirs.get(k) == v for k, v in ours.items())
@@ -73,11 +76,14 @@ def _local_path(url: str) -> Path | None:
 
 def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
     """The store may not be the picture, hold it, or sit inside the model (whose fingerprint it would change)."""
+    if spec.store_url.rstrip("/") == spec.out or spec.out.startswith(spec.store_url.rstrip("/") + "/"):
+        raise UsageError(f"store {spec.store_url} and out {spec.out} overlap; pass a --store beside the picture, not at it")
     store = _local_path(spec.store_url)
     if store is None:
         return
-    out = Path(spec.out).expanduser().resolve()
-    if store == out or store in out.parents:
+    here = local_path(spec.out)
+    out = here.expanduser().resolve() if here is not None else None
+    if out is not None and (store == out or store in out.parents):
         raise UsageError(f"store {spec.store_url} and out {spec.out} overlap; pass a --store beside the picture, not at it")
     model = Path(info.path).resolve()
     if store == model or model in store.parents:

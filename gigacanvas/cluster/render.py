@@ -64,7 +64,7 @@ class RenderResult:
         return tiles / self.denoise_seconds if self.denoise_seconds else 0.0
 
     def summary(self) -> str:
-        where = os.path.abspath(os.path.expanduser(self.out))  # where it went, from any cwd
+        where = self.out if "://" in self.out else os.path.abspath(os.path.expanduser(self.out))  # from any cwd
         size = f"gigacanvas: {self.width}x{self.height}, {self.steps} steps"
         if self.actors == 0:
             return f"{size} in {self.precision}, finished in its store: picture written in {self.seconds:.1f} s -> {where}"

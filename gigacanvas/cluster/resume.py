@@ -108,6 +108,11 @@ def _refuse_unresumable(url: str, store: LatentStore) -> None:
         )
 
 
+def _absolute(value: str) -> bool:
+    """A path from the root, or a URL: the same place from any folder."""
+    return "://" in value or os.path.isabs(os.path.expanduser(value))
+
+
 def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset()) -> dict[str, Any]:
     """The recorded paths, relative ones made absolute against the folder the render ran in.
 
@@ -115,7 +120,7 @@ def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset())
     (and picture text) of the original command. A model that is no path there is a hub id or
     `simulated:...`, kept as given; a folder this machine lacks leaves everything as given.
     """
-    relative = [n for n in PATH_FIELDS if isinstance(local.get(n), str) and not os.path.isabs(os.path.expanduser(local[n]))]
+    relative = [n for n in PATH_FIELDS if isinstance(local.get(n), str) and not _absolute(local[n])]
     if isinstance(cwd, str) and not os.path.isdir(cwd) and "out" in relative and "out" not in given:
         # the picture would land in whatever folder resume runs from: say so instead
         raise UsageError(
@@ -126,7 +131,7 @@ def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset())
     local = dict(local)
     for name in PATH_FIELDS:
         value = local.get(name)
-        if not isinstance(value, str) or os.path.isabs(os.path.expanduser(value)):
+        if not isinstance(value, str) or _absolute(value):
             continue
         there = os.path.join(cwd, value)
         if name == "out" or os.path.exists(there):

@@ -126,17 +126,15 @@ class RenderSpec:
             _check_multiple("vae_tile_size", self.vae_tile_size, ALIGN_PX)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
-        if "://" in self.out:  # a Path would make it a local 's3:' folder: say so instead
-            raise UsageError(
-                f"out {_quote(self.out)} is a URL; --out takes a local path for now (pictures on object "
-                "storage are planned): write it locally and copy it, or use a mounted volume"
-            )
         if not self.out.lower().endswith(".png"):
             raise UsageError(f"out {_quote(self.out)} must end in .png")
 
     @property
     def store_url(self) -> str:
-        return self.store or str(Path(self.out).with_suffix(".zarr"))
+        if self.store:
+            return self.store
+        # beside the picture: a URL's store is an object prefix there too (a Path would fold '//')
+        return self.out[: -len(".png")] + ".zarr" if "://" in self.out else str(Path(self.out).with_suffix(".zarr"))
 
     def content(self) -> dict[str, Any]:
         """The fields that decide the pixels (plus the model as given), for the store and PNG."""

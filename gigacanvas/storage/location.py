@@ -30,34 +30,39 @@ class Contents:
     names: tuple[str, ...]  # the entries of a folder (or prefix), sorted; empty for a file
 
 
-def check_protocol(url: str) -> str:
+def is_url(text: str) -> bool:
+    """Whether `text` names a place by URL (`s3://...`, `file://...`) rather than as a path."""
+    return "://" in text
+
+
+def check_protocol(url: str, what: str = "store") -> str:
     import fsspec
     from fsspec.core import split_protocol
 
     if "::" in url:
-        raise UsageError(f"store {url} chains filesystems ('::'), which gigacanvas does not use for stores; pass the plain URL")
+        raise UsageError(f"{what} {url} chains filesystems ('::'), which gigacanvas does not use; pass the plain URL")
     protocol = split_protocol(url)[0] or "file"
     try:
         fsspec.get_filesystem_class(protocol)
     except ValueError as exc:
-        raise UsageError(f"store {url} uses an unknown protocol '{protocol}'; use a path or file://, memory://, s3://, gs://") from exc
+        raise UsageError(f"{what} {url} uses an unknown protocol '{protocol}'; use a path or file://, memory://, s3://, gs://") from exc
     except ImportError as exc:
-        raise UsageError(f"store {url} needs a package for '{protocol}' ({exc}); install it and retry") from exc
+        raise UsageError(f"{what} {url} needs a package for '{protocol}' ({exc}); install it and retry") from exc
     return protocol
 
 
 class Location:
-    """The folder (or object prefix) of one store URL."""
+    """The folder (or object prefix) of one store URL (or, with `what`, of another object)."""
 
-    def __init__(self, url: str, options: dict | None = None):
+    def __init__(self, url: str, options: dict | None = None, what: str = "store"):
         import fsspec
 
         self.url = url
-        self.protocol = check_protocol(url)
+        self.protocol = check_protocol(url, what)
         try:
             self.fs, self.root = fsspec.core.url_to_fs(url, **(options or {}))
         except Exception as exc:  # noqa: BLE001 - a bad URL or missing credentials: one line
-            raise UsageError(f"store {url} cannot be opened ({exc.__class__.__name__}: {_first_line(exc)})") from exc
+            raise UsageError(f"{what} {url} cannot be opened ({exc.__class__.__name__}: {_first_line(exc)})") from exc
         self.root = self.root.rstrip("/") or "/"
         self.local = self.protocol in LOCAL_PROTOCOLS
 

@@ -1,5 +1,8 @@
 """The output picture: a PNG written atomically, carrying its spec so it can be rendered again.
 
+The picture goes to a path or to any fsspec URL (`s3://bucket/poster.png`, so a Ray job's picture
+does not stay inside a pod); a `file://` URL is a path.
+
 Text chunks: `gigacanvas` holds the spec as JSON (what `--spec picture.png` reads back) and
 `parameters` an A1111-style summary that other tools (and people) already know how to read.
 Pillow writes both before the pixels (IDAT).
@@ -27,8 +30,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from gigacanvas.errors import UsageError
+from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.atomic import atomic_path
+from gigacanvas.storage.location import Location, is_url
 
 SPEC_CHUNK = "gigacanvas"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -44,28 +48,78 @@ _FILE_KINDS = {
 }
 
 
-def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) -> Path:
-    """Write (H, W, 3) uint8 `image` to `path` via a temp file and a rename: all or nothing."""
+def local_path(out: str | Path) -> Path | None:
+    """The picture's path on this machine (a path, or a file:// URL); None for object storage."""
+    if not is_url(str(out)):
+        return Path(out)
+    location = Location(str(out), what="out")
+    return Path(location.root) if location.local else None
+
+
+def check_picture_url(url: str) -> bool:
+    """Whether a picture already is at object-storage `url`; refused first if gigacanvas could not
+    write there (unknown protocol, memory://, no credentials, no bucket)."""
+    location = Location(url, what="out")
+    if location.protocol == "memory":
+        raise UsageError(f"out {url} would vanish with this process (memory://); pass a path or an object-storage URL")
+    bucket = location.root.split("/", 1)[0]  # object stores have no folders to check, only the bucket
+    try:
+        if not location.fs.exists(bucket):
+            raise UsageError(f"out {url}: bucket {bucket} does not exist (or these credentials cannot see it)")
+        return bool(location.fs.exists(location.root))
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore's NoCredentialsError, a refused connection, ...
+        raise UsageError(f"out {url} cannot be reached ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+
+
+def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) -> str | Path:
+    """Write (H, W, 3) uint8 `image` to `path` all or nothing: on a disk a temp file and a
+    rename; on object storage one upload, which is whole or absent (a multipart upload appears
+    only when it completes), so a reader never sees half a picture."""
+    import io
+
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    path = Path(path)
     info = PngInfo()
     info.add_text(SPEC_CHUNK, json.dumps(spec, sort_keys=True))
     info.add_text("parameters", parameters)
-    with atomic_path(path) as tmp:
-        Image.fromarray(image, mode="RGB").save(tmp, format="PNG", pnginfo=info)
-    return path
+    here = local_path(path)
+    if here is not None:
+        with atomic_path(here) as tmp:
+            Image.fromarray(image, mode="RGB").save(tmp, format="PNG", pnginfo=info)
+        return here
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", pnginfo=info)
+    location = Location(str(path), what="out")
+    try:
+        location.fs.pipe_file(location.root, buffer.getvalue())
+    except Exception as exc:  # noqa: BLE001 - the store keeps the picture: say where, and how to get it
+        raise RenderError(
+            f"out {path} could not be written ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); the store "
+            "holds the finished picture: `gigacanvas resume --store URL --out PATH` writes it again"
+        ) from exc
+    return str(path)
 
 
 def read_png_spec(path: str | Path) -> dict:
     """The spec a gigacanvas PNG carries, read without decoding (or even sizing) its pixels.
 
     A PNG without one, a damaged or oversized one, or one that is not a JSON mapping is a usage
-    error; the values are the caller's to check.
+    error; the values are the caller's to check. `path` may be an object-storage URL.
     """
     label = f"picture {path}"
-    with open_regular(path, label) as file:
+    here = local_path(path)
+    if here is None:
+        location = Location(str(path), what="picture")
+        try:
+            file = location.fs.open(location.root, "rb")
+        except Exception as exc:  # noqa: BLE001 - missing, no credentials, unreachable
+            raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
+    else:
+        file = open_regular(here, label)
+    with file:
         try:
             text = _spec_text(file, label)
         except OSError as exc:

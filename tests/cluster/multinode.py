@@ -2,7 +2,8 @@
 
 `python -m tests.cluster.multinode OUT_DIR TINY_MODEL` starts a `ray.cluster_utils.Cluster` (a
 head and two worker nodes in processes of this machine), renders the scenarios below into
-OUT_DIR and writes OUT_DIR/results.json: per scenario the PNG, the notices the render printed,
+OUT_DIR (the reducer-killed render's store on a loopback S3 server, moto, started first so that
+every node sees it) and writes OUT_DIR/results.json: per scenario the PNG, the notices the render printed,
 the error it ended with (if any) and the nodes its workers ran on. Its own process, because a
 process joins one Ray cluster and the other tests share a single-node one.
 
@@ -12,6 +13,7 @@ hit while workers hold tiles, never between steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +23,8 @@ import time
 from pathlib import Path
 
 import psutil
+
+from tests.helpers import s3_bucket
 
 # Like the session fixture: tiles of 256 px on a 512 x 320 canvas, 6 tiles per step.
 TINY = {"prompt": "a harbour at night", "negative_prompt": "blurry", "width": 512, "height": 320, "steps": 2,
@@ -48,6 +52,11 @@ def _worker_nodes(workers) -> list[str]:
 
 
 def main(out: Path, tiny_model: str) -> None:
+    with contextlib.ExitStack() as stack:
+        _main(out, tiny_model, stack)
+
+
+def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -55,6 +64,8 @@ def main(out: Path, tiny_model: str) -> None:
     from gigacanvas.cluster import placement, steploop
     from gigacanvas.errors import GigacanvasError
 
+    # A loopback S3 server first: the nodes' processes inherit its endpoint and credentials.
+    bucket = stack.enter_context(s3_bucket("gigacanvas-multinode"))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     nodes = [cluster.add_node(num_cpus=4) for _ in range(2)]
     ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
@@ -83,7 +94,7 @@ def main(out: Path, tiny_model: str) -> None:
     def run(name: str, spec: RenderSpec, at: int | None = None, do=None) -> None:
         fault.update(at=at, do=do, count=0)
         notes: list[str] = []
-        entry: dict = {"out": spec.out}
+        entry: dict = {"out": spec.out, "store": spec.store_url}
         started = time.perf_counter()
         try:
             result = render(spec, progress=False, notify=notes.append)
@@ -95,9 +106,9 @@ def main(out: Path, tiny_model: str) -> None:
         entry["nodes"] = len(set(seen_nodes))
         results[name] = entry
 
-    def spec(name: str, base: dict, **changes) -> RenderSpec:
+    def spec(name: str, base: dict, store: str | None = None, **changes) -> RenderSpec:
         fields = {**base, **changes}
-        return RenderSpec(out=str(out / f"{name}.png"), store=str(out / f"{name}.zarr"), **fields)
+        return RenderSpec(out=str(out / f"{name}.png"), store=store or str(out / f"{name}.zarr"), **fields)
 
     try:
         # One actor on one node is the single-node render test_multinode.py makes itself.
@@ -119,7 +130,8 @@ def main(out: Path, tiny_model: str) -> None:
             reducers[0].send_signal(signal.SIGKILL)
             time.sleep(0.5)  # let the death reach the driver while the step is still running
 
-        killed = spec("sim-reducer-killed", FAULTS)
+        # On object storage: reducers on any node, and the killed render resumes from S3.
+        killed = spec("sim-reducer-killed", FAULTS, store=f"{bucket}/sim-reducer-killed.zarr")
         run("sim-reducer-killed", killed, at=23, do=kill_a_reducer)
         run("sim-reducer-resumed", killed)
 

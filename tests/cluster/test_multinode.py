@@ -75,8 +75,9 @@ def test_a_node_removed_mid_step_costs_nothing_but_time(scenarios):
     np.testing.assert_array_equal(_pixels(run["out"]), _undisturbed(scenarios))
 
 
-def test_a_killed_reducer_ends_the_render_and_the_store_resumes_to_the_same_pixels(scenarios):
+def test_a_killed_reducer_ends_the_render_and_its_s3_store_resumes_to_the_same_pixels(scenarios):
     killed, resumed = scenarios["sim-reducer-killed"], scenarios["sim-reducer-resumed"]
+    assert killed["store"].startswith("s3://")
     assert "band reducer died" in killed["error"] and "last committed step" in killed["error"]
     assert "error" not in resumed and 0 < resumed["steps_run"] < 3  # it kept committed steps
     assert any("resuming" in n for n in resumed["notes"])

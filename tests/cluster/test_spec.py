@@ -200,7 +200,10 @@ def test_any_values_give_a_spec_or_one_short_usage_error(values):
             assert isinstance(spec, RenderSpec)
 
 
-@pytest.mark.parametrize("out", ["s3://bucket/poster.png", "file:///tmp/poster.png", "gs://b/p.png"])
-def test_an_out_url_is_refused_until_pictures_can_go_to_object_storage(out):
-    with pytest.raises(UsageError, match=r"is a URL; --out takes a local path for now"):
-        RenderSpec(prompt="x", out=out)
+@pytest.mark.parametrize(
+    ("out", "store"),
+    [("s3://bucket/posters/p.png", "s3://bucket/posters/p.zarr"), ("gs://b/p.png", "gs://b/p.zarr"),
+     ("file:///tmp/p.png", "file:///tmp/p.zarr"), ("/tmp/p.png", "/tmp/p.zarr")],
+)
+def test_an_out_url_is_taken_and_its_default_store_is_beside_it(out, store):
+    assert RenderSpec(prompt="x", out=out).store_url == store

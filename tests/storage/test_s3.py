@@ -5,12 +5,7 @@ to the same latent; of racing renders exactly one takes the lease (a conditional
 hard link); a reducer following a lease that was taken over writes nothing.
 """
 
-import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,44 +14,15 @@ from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.lease import StoreLease
 from gigacanvas.storage.location import Location
-from tests.helpers import free_port
+from tests.helpers import s3_bucket
 from tests.storage.test_lease import race_for
 from tests.storage.test_store import STEPS, _run_until, _survives
-
-MOTO = Path(sys.executable).with_name("moto_server")
-
 
 @pytest.fixture(scope="module")
 def bucket():
     """s3://gigacanvas-test on a moto server at 127.0.0.1, for this module; the env points s3fs there."""
-    port = free_port()
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
-                time.sleep(0.2)
-        import s3fs
-
-        s3fs.S3FileSystem.clear_instance_cache()
-        s3fs.S3FileSystem().mkdir("gigacanvas-test")
-        yield "s3://gigacanvas-test"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with s3_bucket("gigacanvas-test") as url:
+        yield url
 
 
 def test_a_store_on_s3_commits_resumes_and_is_classified_like_a_folder(bucket):
