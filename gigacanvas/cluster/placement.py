@@ -9,8 +9,9 @@ nothing or speaks something else. Hand-written: Ray has no bounded connect.
 
 Ray queues an actor whose resources no node has and waits forever. Before creating any actor we
 compare the request with each alive node's total resources and refuse, with what is missing, a
-request that could never be placed; a request that fits but cannot start in time (a busy
-cluster) ends with a timeout instead of a hang.
+request that could never be placed, unless an autoscaler may add nodes (cluster/capacity.py:
+then we wait for them, saying so, and refuse what it reports infeasible); a request that fits but
+cannot start in time (a busy cluster) ends with a timeout instead of a hang.
 """
 
 from __future__ import annotations
@@ -207,6 +208,8 @@ def _nodes() -> list[dict[str, float]]:
 
 def plan_shape(actors: int | None, cpus_per_actor: float) -> tuple[int, ActorShape]:
     """One GPU per actor where the cluster has GPUs, else a CPU slice; and how many actors."""
+    from gigacanvas.cluster import capacity
+
     nodes = _nodes()
     gpus = sum(n.get("GPU", 0) for n in nodes)
     if gpus:
@@ -216,25 +219,33 @@ def plan_shape(actors: int | None, cpus_per_actor: float) -> tuple[int, ActorSha
         shape = ActorShape(num_cpus=cpus_per_actor, num_gpus=0, threads=max(1, int(cpus_per_actor)))
         default = 2
     count = actors or default
-    check_capacity(count, shape, nodes)
+    if fits(shape, nodes) < count and not capacity.autoscaling():
+        check_capacity(count, shape, nodes)
     return count, shape
+
+
+def fits(shape: ActorShape, nodes: list[dict[str, float]]) -> int:
+    """How many actors of `shape` the `nodes` could hold at once."""
+    need = {"CPU": shape.num_cpus, "GPU": shape.num_gpus}
+    held = 0
+    for node in nodes:
+        per_node = [int(node.get(k, 0) / v + 1e-9) for k, v in need.items() if v > 0]
+        held += min(per_node) if per_node else 0
+    return held
 
 
 def check_capacity(count: int, shape: ActorShape, nodes: list[dict[str, float]]) -> None:
     """Refuse `count` actors of `shape` if the alive nodes could never hold them all at once."""
-    need = {"CPU": shape.num_cpus, "GPU": shape.num_gpus}
-    fits = 0
-    for node in nodes:
-        per_node = [int(node.get(k, 0) / v + 1e-9) for k, v in need.items() if v > 0]
-        fits += min(per_node) if per_node else 0
-    if fits < count:
+    held = fits(shape, nodes)
+    if held < count:
+        need = {"CPU": shape.num_cpus, "GPU": shape.num_gpus}
         totals = {k: sum(n.get(k, 0) for n in nodes) for k in need}
         have = ", ".join(f"{totals[k]:g} {k}" for k in need if need[k] > 0)
         raise UsageError(
             f"--actors {count} needs {shape.describe()} each but the cluster ({len(nodes)} node(s), {have}) "
-            f"can hold at most {fits}; lower --actors"
+            f"can hold at most {held}; lower --actors"
             + ("" if shape.num_gpus else " or --cpus-per-actor")
-            + " or add nodes"
+            + " or add nodes (an autoscaling cluster waits for them with Ray's autoscaler v2)"
         )
 
 
@@ -260,14 +271,36 @@ def _get(refs: list, what: str, workers: list) -> list:
         raise RenderError(f"{what} failed: {str(exc).splitlines()[-1]}") from None
 
 
-def start_workers(info, count: int, shape: ActorShape) -> tuple[list, list]:
-    """Create `count` workers and collect their device capabilities; no weights load yet."""
+def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None) -> tuple[list, list]:
+    """Create `count` workers and collect their device capabilities; no weights load yet.
+
+    More than the alive nodes hold (plan_shape let it through: an autoscaler runs) waits for the
+    autoscaler's nodes, saying so (cluster/capacity.py).
+    """
     from gigacanvas.actors.worker import worker_actor_class
+    from gigacanvas.cluster import capacity
 
     cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
+    short = fits(shape, _nodes()) < count
+    bundle = {k: v for k, v in (("CPU", shape.num_cpus), ("GPU", shape.num_gpus)) if v}
+    if short:
+        capacity.request(bundle, count)
+        notify(
+            f"gigacanvas: the cluster holds {fits(shape, _nodes())} of {count} actor(s) of {shape.describe()} now; "
+            f"waiting up to {START_TIMEOUT_S:g} s for the autoscaler to add nodes (GIGACANVAS_ACTOR_START_TIMEOUT)"
+        )
     workers = [cls.remote(info, shape.threads) for _ in range(count)]
-    caps = _get([w.capabilities.remote() for w in workers], f"starting {count} actor(s) of {shape.describe()}", workers)
-    return workers, caps
+    refs = [w.capabilities.remote() for w in workers]
+    what = f"starting {count} actor(s) of {shape.describe()}"
+    if short:
+        try:
+            capacity.wait_placed(refs, bundle, shape.describe(), START_TIMEOUT_S, notify)
+        except BaseException:
+            stop_workers(workers)
+            raise
+        finally:
+            capacity.request(bundle, 0)  # placed or given up: the nodes are the actors' now
+    return workers, _get(refs, what, workers)
 
 
 def load_workers(workers: list, precision: str) -> None:

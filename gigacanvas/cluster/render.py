@@ -114,7 +114,7 @@ def render(
             return _write_finished(the_plan, claim, notify, started)
         notify(f"gigacanvas: {placement.connect(spec.address)}")
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
-        workers, caps = placement.start_workers(info, count, shape)
+        workers, caps = placement.start_workers(info, count, shape, notify)
         pool = WorkerPool(workers, notify)
         bands = _band_count(the_plan, claim, len(workers))
         spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load

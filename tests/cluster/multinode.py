@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from tests.cluster.fake_autoscaler import fake_autoscaler
 from tests.helpers import s3_bucket
 
 # Like the session fixture: tiles of 256 px on a 512 x 320 canvas, 6 tiles per step.
@@ -91,13 +92,19 @@ def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
 
     steploop._Wavefront._predicted = predicted_then_fault
 
-    def run(name: str, spec: RenderSpec, at: int | None = None, do=None) -> None:
+    def run(name: str, spec: RenderSpec, at: int | None = None, do=None, on_note=None) -> None:
         fault.update(at=at, do=do, count=0)
         notes: list[str] = []
         entry: dict = {"out": spec.out, "store": spec.store_url}
         started = time.perf_counter()
+
+        def note(line: str) -> None:
+            notes.append(line)
+            if on_note is not None:
+                on_note(line)
+
         try:
-            result = render(spec, progress=False, notify=notes.append)
+            result = render(spec, progress=False, notify=note)
             entry["steps_run"] = result.steps_run
         except GigacanvasError as exc:
             entry["error"] = str(exc)
@@ -143,6 +150,18 @@ def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
             results["removed-node-had-workers"] = {"count": seen_nodes.count(victim.node_id)}
 
         run("sim-node-removed", spec("sim-node-removed", FAULTS), at=20, do=remove_a_worker_node)
+
+        # An autoscaler (a stand-in reporting as Ray's v2 does) adds the node that a 6-actor render
+        # lacks (the cluster holds 5 CPUs now) once the render says it waits for one.
+        def add_a_node(line: str) -> None:
+            if "waiting up to" in line:
+                nodes.append(cluster.add_node(num_cpus=4))
+
+        deadline = time.monotonic() + 60  # first the removed node must leave the cluster's view
+        while len([n for n in ray.nodes() if n["Alive"]]) > 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        with fake_autoscaler():
+            run("sim-autoscaled", spec("sim-autoscaled", FAULTS, actors=6), on_note=add_a_node)
     finally:
         (out / "results.json").write_text(json.dumps(results, indent=1))
         ray.shutdown()

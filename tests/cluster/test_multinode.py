@@ -82,3 +82,10 @@ def test_a_killed_reducer_ends_the_render_and_its_s3_store_resumes_to_the_same_p
     assert "error" not in resumed and 0 < resumed["steps_run"] < 3  # it kept committed steps
     assert any("resuming" in n for n in resumed["notes"])
     np.testing.assert_array_equal(_pixels(resumed["out"]), _undisturbed(scenarios))
+
+
+def test_a_render_waits_for_the_node_an_autoscaler_adds_and_renders_the_same_pixels(scenarios):
+    run = scenarios["sim-autoscaled"]
+    assert "error" not in run and run["steps_run"] == 3, run
+    assert any("holds 5 of 6 actor(s) of 1 CPU now; waiting up to" in n for n in run["notes"]), run["notes"]
+    np.testing.assert_array_equal(_pixels(run["out"]), _undisturbed(scenarios))

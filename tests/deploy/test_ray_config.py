@@ -104,6 +104,7 @@ def test_every_ray_start_uses_the_token_and_keeps_the_dashboard_private(config):
         assert "RAY_AUTH_MODE=token ray start" in command, command
     head_start = " ".join(commands(config, "head_start_ray_commands"))
     assert "--dashboard-host=127.0.0.1" in head_start and "0.0.0.0" not in head_start
+    assert "RAY_enable_autoscaler_v2=1 " in head_start  # its verdicts let a render wait for nodes
     assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     assert "RAY_AUTH_MODE=disabled" not in json.dumps(config)
 

@@ -86,8 +86,8 @@ def test_a_relative_path_is_caught(line, found):
 
 
 def test_the_gpus_the_render_asks_for_are_up_when_it_starts(job, argv):
-    """The start-up capacity check counts the nodes alive at submission; it does not wait for the
-    autoscaler yet, so the job's cluster starts with a GPU per actor."""
+    """The job's cluster starts with a GPU per actor: the render would wait for the autoscaler's
+    nodes, but KubeRay submits once the pods are up, so no scale-up round is spent."""
     groups = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
     starting = sum(
         group.get("replicas", 0) * int(group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
