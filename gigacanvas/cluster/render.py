@@ -160,6 +160,9 @@ def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> Ren
     the picture is written from it again, in the precision it was rendered in, without Ray."""
     spec, info, store = the_plan.spec, the_plan.info, claim.store
     mode = store.attrs().get("precision")
+    asked = (store.attrs().get("local") or {}).get("precision")  # what its render asked, e.g. auto
+    if spec.precision not in ("auto", mode, asked):  # an explicit other precision is another picture
+        _check_resumed_precision(store, spec, spec.precision)
     notify(f"gigacanvas: {spec.store_url} holds the finished picture; writing it (no Ray needed)")
     store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
