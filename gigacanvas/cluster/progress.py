@@ -23,7 +23,7 @@ class StepProgress:
     tiles: Callable[[int], None]
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s" if rest >= 60 else f"{rest} s"
@@ -33,7 +33,7 @@ def step_line(step: int, total: int, started_at: int, elapsed: float) -> str:
     """'gigacanvas: step 5/28, 2.31 s/step, about 53 s left' (pace over the steps run here)."""
     run = step - started_at
     pace = elapsed / run if run else 0.0
-    return f"gigacanvas: step {step}/{total}, {pace:.2f} s/step, about {_duration(pace * (total - step))} left"
+    return f"gigacanvas: step {step}/{total}, {pace:.2f} s/step, about {duration(pace * (total - step))} left"
 
 
 @contextlib.contextmanager

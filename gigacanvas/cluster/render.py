@@ -195,11 +195,6 @@ def _run(
     spec, info, grid = the_plan.spec, the_plan.info, the_plan.grid
     store = claim.store
     if claim.resumable:
-        if store.committed_step() > spec.steps:
-            raise UsageError(
-                f"store {spec.store_url} records step {store.committed_step()} of a {spec.steps}-step render; "
-                "it was edited or damaged"
-            )
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
         store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     else:

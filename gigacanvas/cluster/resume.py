@@ -50,7 +50,7 @@ def resume_spec(url: str, **overrides: Any) -> RenderSpec:
         if value is not None and name not in RESUME_OVERRIDES:
             raise refuse_flag(url, name)
     store = LatentStore(url)
-    _refuse_unresumable(url, store)
+    refuse_unresumable(url, store)
     attrs = store.attrs()
     content, local = attrs.get("spec"), attrs.get("local")
     if not isinstance(local, dict) or not isinstance(content, dict):
@@ -85,7 +85,7 @@ def _fields(data: dict[str, Any], allowed: tuple[str, ...], source: str, what: s
     return data
 
 
-def _refuse_unresumable(url: str, store: LatentStore) -> None:
+def refuse_unresumable(url: str, store: LatentStore) -> None:
     """One line for every URL that holds no render to resume; a store in use is the lease's to refuse."""
     state = store.inspect()
     if state.kind == "new":

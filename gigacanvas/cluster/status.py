@@ -13,8 +13,8 @@ import statistics
 import time
 from typing import Any
 
-from gigacanvas.cluster.progress import _duration
-from gigacanvas.cluster.resume import _refuse_unresumable
+from gigacanvas.cluster.progress import duration
+from gigacanvas.cluster.resume import refuse_unresumable
 from gigacanvas.cluster.signals import resume_command
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.lease import StoreLease
@@ -35,7 +35,7 @@ def _pace(records: list[dict[str, Any]]) -> float | None:
 def store_status(url: str) -> str:
     """A few lines: the render, its progress, whether it runs now, and where its picture goes."""
     store = LatentStore(url)
-    _refuse_unresumable(url, store)  # no store, not ours, older or newer: its one line
+    refuse_unresumable(url, store)  # no store, not ours, older or newer: its one line
     attrs = store.attrs()
     spec, local = attrs.get("spec"), attrs.get("local")
     spec, local = (spec if isinstance(spec, dict) else {}), (local if isinstance(local, dict) else {})
@@ -70,8 +70,8 @@ def store_status(url: str) -> str:
                 latest = max((r.get("at") or 0) for r in records)
                 text += f", {pace:.2f} s/step"
                 if holder:
-                    text += f", about {_duration(pace * (steps - done))} left"
-                text += f", last commit {_duration(max(0.0, time.time() - latest))} ago"
+                    text += f", about {duration(pace * (steps - done))} left"
+                text += f", last commit {duration(max(0.0, time.time() - latest))} ago"
             lines.append(text)
     if holder:
         lines.append(f"running: yes, {holder}")

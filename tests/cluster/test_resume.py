@@ -108,6 +108,13 @@ def _changed(tmp_path, tiny_model, **attrs) -> str:
     return store.url
 
 
+def _beyond(tmp_path, tiny_model) -> str:
+    store = _made_here(tmp_path, tiny_model)
+    for band in range(len(store.bands)):
+        (tmp_path / "p.zarr" / f"band-{band:03d}.json").write_bytes(b'{"step": 999, "slot": "a", "prev": {"step": 998, "slot": "b"}}')
+    return store.url
+
+
 def _file(tmp_path) -> str:
     (tmp_path / "s.zarr").write_text("mine")
     return str(tmp_path / "s.zarr")
@@ -140,6 +147,7 @@ REFUSED_STORES = {
     "empty folder": (lambda t, m: (t / "s.zarr").mkdir() or str(t / "s.zarr"), "is empty; nothing to resume"),
     "a file": (lambda t, m: _file(t), "is a file; it is not a gigacanvas store"),
     "someone's folder": (lambda t, m: _folder_with(t, "notes.txt"), "holds files that are not a gigacanvas store's (notes.txt)"),
+    "a step beyond the render": (_beyond, "records step 999 of a 2-step render; it was edited or damaged"),
     "an older layout": (_layout_2, "older gigacanvas (store layout 2) and cannot be resumed"),
     "made before the record": (lambda t, m: _made_here(t, m, record=False).url, "made by an older gigacanvas and records no model or output; run the original"),
     "model gone": (lambda t, m: _changed(t, m, local=lambda a: {**a["local"], "model": str(t / "gone")}), "gone does not exist"),
