@@ -26,6 +26,8 @@ from gigacanvas.errors import RenderError, UsageError
 
 START_TIMEOUT_S = float(os.environ.get("GIGACANVAS_ACTOR_START_TIMEOUT", "300"))
 CONNECT_TIMEOUT_S = float(os.environ.get("GIGACANVAS_CONNECT_TIMEOUT", "10"))
+# A node's first fetch of a model URL is a download of the whole model (SD3.5 Large: ~30 GB).
+FETCH_TIMEOUT_S = float(os.environ.get("GIGACANVAS_MODEL_FETCH_TIMEOUT", "3600"))
 
 
 @dataclass(frozen=True)
@@ -238,17 +240,18 @@ def check_capacity(count: int, shape: ActorShape, nodes: list[dict[str, float]])
         )
 
 
-def _get(refs: list, what: str, workers: list) -> list:
+def _get(refs: list, what: str, workers: list, timeout: float | None = None, why: str = "the cluster is busy with other work") -> list:
     """`ray.get` that ends in one clear error instead of a hang or a remote traceback."""
     import ray
 
     from gigacanvas.errors import GigacanvasError
 
+    timeout = START_TIMEOUT_S if timeout is None else timeout
     try:
-        return ray.get(refs, timeout=START_TIMEOUT_S)
+        return ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
         stop_workers(workers)
-        raise RenderError(f"{what} did not finish within {START_TIMEOUT_S:g} s; the cluster is busy with other work") from None
+        raise RenderError(f"{what} did not finish within {timeout:g} s; {why}") from None
     except ray.exceptions.RayTaskError as exc:
         stop_workers(workers)
         if isinstance(exc.cause, GigacanvasError):
@@ -261,12 +264,20 @@ def _get(refs: list, what: str, workers: list) -> list:
 
 
 def start_workers(info, count: int, shape: ActorShape) -> tuple[list, list]:
-    """Create `count` workers and collect their device capabilities; no weights load yet."""
+    """Create `count` workers, collect their device capabilities and have each make its node's copy
+    of the model ready (fetched, or checked readable, and fingerprinted); no weights load yet.
+
+    A node that cannot read the model fails here, before the store is written, in one line.
+    """
     from gigacanvas.actors.worker import worker_actor_class
 
     cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
     workers = [cls.remote(info, shape.threads) for _ in range(count)]
     caps = _get([w.capabilities.remote() for w in workers], f"starting {count} actor(s) of {shape.describe()}", workers)
+    _get(
+        [w.prepare.remote() for w in workers], "getting the model onto every node", workers, FETCH_TIMEOUT_S,
+        "a slow download? raise GIGACANVAS_MODEL_FETCH_TIMEOUT",
+    )
     return workers, caps
 
 
