@@ -50,14 +50,14 @@ def test_a_model_from_s3_renders_the_folders_pixels_fetched_once_per_node(model_
     # no credentials: it would have failed to fetch).
     entries = [p for p in model_cache_dir().iterdir() if p.name.startswith(model_url.rsplit("/", 1)[-1])]
     (entry,) = [p for p in entries if p.is_dir()]
-    assert downloads == [18] and not [p for p in entries if ".partial-" in p.name]
+    assert len(downloads) == 1 and not [p for p in entries if ".partial-" in p.name]
     stamp = {p: p.stat().st_mtime_ns for p in entry.rglob("*")}
 
     # A second render with the model (here: the finished store's picture written again) lists the
     # prefix and downloads nothing.
     code, _, err = run_cli(capsys, "render", *FLAGS, "--model", model_url, "--out", str(tmp_path / "again.png"), "--store", store)
     assert code == 0 and "holds the finished picture" in err, err
-    assert downloads == [18] and {p: p.stat().st_mtime_ns for p in entry.rglob("*")} == stamp
+    assert len(downloads) == 1 and {p: p.stat().st_mtime_ns for p in entry.rglob("*")} == stamp
     np.testing.assert_array_equal(_pixels(tmp_path / "again.png"), _pixels(tmp_path / "folder.png"))
 
 
