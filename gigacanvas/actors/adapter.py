@@ -34,6 +34,10 @@ class ModelInfo:
     # Settings of a family that no config file holds (the simulated model's seconds per tile), as
     # sorted (name, value) pairs: hashable and picklable like the rest of this class.
     options: tuple[tuple[str, float], ...] = ()
+    # Where each node gets the files that `path` and `transformer_file` name on the driver only:
+    # (field, source, cache key), source a URL each node fetches into its cache under that key
+    # (actors/nodemodel.py) or the built-in tiny model, built on each node. Empty: plain paths.
+    sources: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def align_px(self) -> int:

@@ -83,6 +83,12 @@ def _check_sd3_folder(root: Path, need_transformer: bool = True) -> dict:
     return index
 
 
+def model_fingerprint(root: Path, transformer_file: str | Path | None = None) -> str:
+    """The fingerprint `open_model` gives the model at `root` (with `transformer_file`)."""
+    index = read_json(root / "model_index.json", "index")
+    return fingerprint(root, _component_folders(index), Path(transformer_file) if transformer_file else None)
+
+
 def _component_folders(index: dict) -> list[str]:
     """The folders the pipeline loads: the index's components that are not `[null, null]`."""
     return [
@@ -122,8 +128,9 @@ def _download(repo: str, what: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        patterns = ["model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model"]
-        return Path(snapshot_download(repo, allow_patterns=patterns, etag_timeout=10))
+        from gigacanvas.actors.nodemodel import MODEL_PATTERNS
+
+        return Path(snapshot_download(repo, allow_patterns=list(MODEL_PATTERNS), etag_timeout=10))
     except Exception as exc:  # noqa: BLE001 - offline, gated, missing: all end the same way
         if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:  # the local disk, not the hub
             from huggingface_hub.constants import HF_HUB_CACHE
@@ -136,19 +143,31 @@ def _download(repo: str, what: str) -> Path:
         ) from None
 
 
-def _resolve_folder(model: str, what: str) -> Path:
-    """A local path for `model`: as given, or a hub id's download."""
-    root = Path(model).expanduser()
-    if root.suffix.lower() in PICKLE_SUFFIXES:
+def _resolve_folder(model: str, what: str) -> tuple[Path, tuple[str, str] | None]:
+    """A local path for `model`: as given, a URL's copy in this machine's cache, or a hub id's
+    download; and for a URL, (URL, cache key) so that every node can fetch the same copy."""
+    if Path(model).suffix.lower() in PICKLE_SUFFIXES:
         raise UsageError(
-            f"{what} {model} is a pickle checkpoint ({root.suffix}), refused because loading it "
+            f"{what} {model} is a pickle checkpoint ({Path(model).suffix}), refused because loading it "
             "can run code; use a .safetensors file or a diffusers folder"
         )
+    if "://" in model:
+        from gigacanvas.storage.fetch import local_url_path, remote_protocol
+
+        if remote_protocol(model):
+            from gigacanvas.actors.nodemodel import fetch_model
+
+            path, key = fetch_model(model, what)
+            return path, (model, key)
+        model = local_url_path(model)
+    root = Path(model).expanduser()
     if root.exists():
-        return root
+        return root, None
     if HUB_ID.match(model):
-        return _download(model, what)
-    raise UsageError(f"{what} {model} does not exist; pass a local diffusers SD3/SD3.5 folder or a hub id")
+        return _download(model, what), None
+    raise UsageError(
+        f"{what} {model} does not exist; pass a local diffusers SD3/SD3.5 folder, a hub id or a URL (s3://...)"
+    )
 
 
 def _check_regular_files(root: Path, transformer_file: Path | None) -> None:
@@ -177,11 +196,14 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         from gigacanvas.actors.simulated import simulated_info
 
         return simulated_info(model, base_model)
-    transformer_file = None
+    from gigacanvas.actors.nodemodel import BUILTIN
+
+    transformer_file, sources = None, []  # sources: (field, URL or BUILTIN, cache key), for the nodes
     if model is None:
         root = tiny_model_path()
+        sources.append(("path", BUILTIN, ""))
     else:
-        root = _resolve_folder(model, "model")
+        root, remote = _resolve_folder(model, "model")
         if root.is_file():
             if root.suffix.lower() != ".safetensors":
                 raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors file")
@@ -191,7 +213,11 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
                     "diffusers folder (or hub id) that supplies its VAE, text encoders and configs"
                 )
             transformer_file = root
-            root = _resolve_folder(base_model, "base model")
+            if remote:
+                sources.append(("transformer_file", *remote))
+            root, remote = _resolve_folder(base_model, "base model")
+        if remote:
+            sources.append(("path", *remote))
         if not (root / "model_index.json").exists():
             raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
     _check_regular_files(root, transformer_file)
@@ -210,6 +236,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         path=str(root.resolve()),
         # last: the only step that reads every weight byte (once; then cached per file)
         fingerprint=fingerprint(root, _component_folders(index), transformer_file),
+        sources=tuple(sources),
         latent_channels=transformer["in_channels"],
         vae_scale_factor=vae_scale,
         patch_size=transformer["patch_size"],

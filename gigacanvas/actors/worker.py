@@ -5,8 +5,9 @@ around it. One worker type instead of separate encoder, denoiser and decoder act
 copy per device and lets the VAE decode reuse the actors that just finished denoising, so the decode
 at the end never waits for new placements on a busy cluster.
 
-Start-up is two calls: `capabilities()` (cheap, no weights) so the driver can pick one precision
-for every actor, then `load(precision)`.
+Start-up is three calls: `capabilities()` (cheap, no weights) so the driver can pick one precision
+for every actor, `prepare()` (this node's copy of the model: fetched, or checked to be readable,
+and fingerprinted against the plan; see nodemodel.py), then `load(precision)`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import load_adapter, quiet_libraries
+from gigacanvas.actors.nodemodel import localize
 from gigacanvas.actors.precision import Capabilities, probe
 
 
@@ -33,12 +35,20 @@ class Worker:
         self.info = info
         self.adapter = None
         self._cond: Any = None
+        self._prepared = False
 
     def capabilities(self) -> Capabilities:
         return probe()
 
+    def prepare(self) -> None:
+        """Make this node's copy of the planned model ready, or fail in one line naming the node."""
+        if not self._prepared:
+            self.info = localize(self.info, _node())
+            self._prepared = True
+
     def load(self, precision: str) -> str:
         """Load the resident roles in `precision` (a resolved mode); returns the device."""
+        self.prepare()
         caps = probe()
         self.adapter = load_adapter(self.info, caps.device, precision)
         self.adapter.preload()
@@ -82,6 +92,16 @@ class Worker:
         if self.adapter is None:
             raise RuntimeError("load must run before the worker is used")
         return self.adapter
+
+
+def _node() -> str:
+    """'node 10.0.0.7 (node id 3f2a9c0e1b2d...)' inside a Ray worker; 'this machine' outside Ray."""
+    import ray
+
+    if not ray.is_initialized():
+        return "this machine"
+    node_id = ray.get_runtime_context().get_node_id()
+    return f"node {ray.util.get_node_ip_address()} (node id {node_id[:12]}...)"
 
 
 def worker_actor_class():

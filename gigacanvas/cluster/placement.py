@@ -27,6 +27,8 @@ from gigacanvas.errors import RenderError, UsageError
 
 START_TIMEOUT_S = float(os.environ.get("GIGACANVAS_ACTOR_START_TIMEOUT", "300"))
 CONNECT_TIMEOUT_S = float(os.environ.get("GIGACANVAS_CONNECT_TIMEOUT", "10"))
+# A node's first fetch of a model URL is a download of the whole model (SD3.5 Large: ~30 GB).
+FETCH_TIMEOUT_S = float(os.environ.get("GIGACANVAS_MODEL_FETCH_TIMEOUT", "3600"))
 
 
 @dataclass(frozen=True)
@@ -249,17 +251,18 @@ def check_capacity(count: int, shape: ActorShape, nodes: list[dict[str, float]])
         )
 
 
-def _get(refs: list, what: str, workers: list) -> list:
+def _get(refs: list, what: str, workers: list, timeout: float | None = None, why: str = "the cluster is busy with other work") -> list:
     """`ray.get` that ends in one clear error instead of a hang or a remote traceback."""
     import ray
 
     from gigacanvas.errors import GigacanvasError
 
+    timeout = START_TIMEOUT_S if timeout is None else timeout
     try:
-        return ray.get(refs, timeout=START_TIMEOUT_S)
+        return ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
         stop_workers(workers)
-        raise RenderError(f"{what} did not finish within {START_TIMEOUT_S:g} s; the cluster is busy with other work") from None
+        raise RenderError(f"{what} did not finish within {timeout:g} s; {why}") from None
     except ray.exceptions.RayTaskError as exc:
         stop_workers(workers)
         if isinstance(exc.cause, GigacanvasError):
@@ -272,9 +275,11 @@ def _get(refs: list, what: str, workers: list) -> list:
 
 
 def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None) -> tuple[list, list]:
-    """Create `count` workers and collect their device capabilities; no weights load yet.
+    """Create `count` workers, collect their device capabilities and have each make its node's copy
+    of the model ready (fetched, or checked readable, and fingerprinted); no weights load yet.
 
-    More than the alive nodes hold (plan_shape let it through: an autoscaler runs) waits for the
+    A node that cannot read the model fails here, before the store is written, in one line. More
+    than the alive nodes hold (plan_shape let it through: an autoscaler runs) waits for the
     autoscaler's nodes, saying so (cluster/capacity.py).
     """
     from gigacanvas.actors.worker import worker_actor_class
@@ -300,7 +305,12 @@ def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None)
             raise
         finally:
             capacity.request(bundle, 0)  # placed or given up: the nodes are the actors' now
-    return workers, _get(refs, what, workers)
+    caps = _get(refs, what, workers)
+    _get(
+        [w.prepare.remote() for w in workers], "getting the model onto every node", workers, FETCH_TIMEOUT_S,
+        "a slow download? raise GIGACANVAS_MODEL_FETCH_TIMEOUT",
+    )
+    return workers, caps
 
 
 def load_workers(workers: list, precision: str) -> None:
