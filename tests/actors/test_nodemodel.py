@@ -13,6 +13,12 @@ from gigacanvas.errors import UsageError
 from tests.helpers import s3_bucket
 
 
+@pytest.fixture(autouse=True)
+def outside_ray(monkeypatch):
+    """These workers run in this process: 'this machine', even where an earlier test joined Ray."""
+    monkeypatch.setattr("gigacanvas.actors.worker._node", lambda: "this machine")
+
+
 @pytest.fixture(scope="module")
 def bucket(tiny_model):
     """The tiny model as a folder on a loopback S3 server, and its transformer as one file."""
