@@ -5,7 +5,10 @@ rows of tile windows, folds the predictions for its rows in tile order, steps it
 copy and commits its band to the store. The driver only passes object references and counts: a
 worker gets its windows as the reducers' refs (Ray resolves them on the worker) and its
 predictions, cut per band, go as refs to the reducers that own their rows; the driver holds no
-canvas-sized array and never fetches one.
+canvas-sized array and never fetches one. Windows come from the reducers, not the store: a
+worker on another node could read a path store only through object storage (up to four 1 MiB
+chunk GETs per window), while the reducers hold their rows in any case; the fetch overlaps the
+worker's previous tile (benchmarks/window_fetch.py, docs/benchmarks.md).
 
 No global barrier. A job (a batch of tiles) at step s is sent as soon as every band under it
 holds step s; a band advances (blend, scheduler step, commit) as soon as every job reaching it
