@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from gigacanvas.cluster.spec import (
     CONTENT_FIELDS,
     FIELDS,
-    SPEC_VERSION,
     RAY_JOB_ENV,
+    SPEC_VERSION,
     RenderSpec,
     _quote,
     build_spec,
