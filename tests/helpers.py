@@ -31,15 +31,26 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def ray_head(num_cpus: int, gcs_port: int, client_port: int) -> Iterator[None]:
-    """A Ray head with token auth (Ray's default) on the given loopback ports, for one block."""
+def ray_head(
+    num_cpus: int, gcs_port: int, client_port: int, dashboard_port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """A Ray head with token auth (Ray's default) on the given loopback ports, for one block.
+
+    With `dashboard_port`, the dashboard and its job server listen on 127.0.0.1 there (its agent on
+    a free port too: Ray's default, 52365, would collide with another head on this machine).
+    `env` is the head's environment, which Ray's workers and job entrypoints inherit (default ours).
+    """
     temp = tempfile.mkdtemp(prefix="gc-", dir="/tmp")  # short: Ray's socket paths live under it
     log = Path(temp) / "head.log"
     argv = [RAY, "start", "--head", "--block", "--port", str(gcs_port), "--ray-client-server-port", str(client_port),
-            "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--num-cpus", str(num_cpus),
-            "--include-dashboard", "false", "--disable-usage-stats"]
+            "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--num-cpus", str(num_cpus), "--disable-usage-stats"]
+    if dashboard_port is None:
+        argv += ["--include-dashboard", "false"]
+    else:
+        argv += ["--include-dashboard", "true", "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
+                 "--dashboard-agent-listen-port", str(free_port())]
     with open(log, "w") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.monotonic() + 90
         while "Ray runtime started" not in log.read_text():

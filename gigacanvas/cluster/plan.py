@@ -14,7 +14,7 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
-from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec
+from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec, check_job_outputs
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import read_png_spec
 from gigacanvas.storage.location import Location
@@ -127,6 +127,7 @@ class Plan:
 
 def plan(spec: RenderSpec) -> Plan:
     """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
+    check_job_outputs(spec)  # before the model opens: a refusal in a Ray job costs nothing
     info = open_model(spec.model, spec.base_model)
     spec = resolve(spec, info)
     _check_output(spec, info)

@@ -70,6 +70,9 @@ LOCAL_FIELDS = ("store", "out", "overwrite", "address")
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
 RESUME_FIELDS = ("model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address")
+# Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
+# dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,36 @@ def _check_ranges(spec: RenderSpec) -> None:
         )
     if spec.spec_version < 1:
         raise UsageError(f"spec_version {_quote(spec.spec_version)} must be at least 1")
+
+
+def check_job_outputs(spec: RenderSpec) -> None:
+    """Inside a Ray job, refuse a relative `out` or `store`: it names a folder of Ray's.
+
+    A job's entrypoint runs in Ray's unpacked copy of its working_dir (or, without one, wherever
+    the head was started), so a relative output would land there, out of the user's sight and
+    deleted with Ray's cache, while the job reports success. Inputs, such as a `--model` folder
+    shipped in the working_dir, may stay relative: they are read, not written.
+    """
+    if RAY_JOB_ENV not in os.environ:
+        return
+    for name, value in (("out", spec.out), ("store", spec.store)):
+        if value is not None and _relative_place(value):
+            raise UsageError(
+                f"{name} {_quote(value)} is a relative path, which in a Ray job means Ray's folder {os.getcwd()} "
+                f"on the node that runs the job; pass an absolute --{name} path or a URL (s3://bucket/...)"
+            )
+
+
+def _relative_place(value: str) -> bool:
+    """Whether `value` depends on the working folder: a relative path, or a file:// URL of one."""
+    for prefix in ("file://", "local://"):
+        if value.startswith(prefix):
+            value = value[len(prefix) :]
+            break
+    else:
+        if "://" in value:
+            return False
+    return not os.path.isabs(os.path.expanduser(value))
 
 
 def _normalise_keys(data: dict[Any, Any], source: str) -> dict[str, Any]:

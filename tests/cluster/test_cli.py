@@ -104,6 +104,26 @@ def test_bad_input_is_one_line_exit_2_and_no_output(case, tiny_model, ray_cluste
     assert not (tmp_path / "out.zarr").exists()
 
 
+def test_a_ray_job_refuses_a_relative_out_and_reads_a_relative_model(tiny_model, tmp_path, capsys, monkeypatch):
+    """In a job (Ray's supervisor sets RAY_JOB_CONFIG_JSON_ENV_VAR) the folder is Ray's: a relative
+    output would land there; a relative model folder shipped in the working_dir is fine to read."""
+    from pathlib import Path
+
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", '{"runtime_env": {}}')
+    monkeypatch.chdir(Path(tiny_model).parent)
+    model = Path(tiny_model).name
+    before = sorted(Path.cwd().iterdir())
+    base = ["render", "--prompt", "x", "--width", "256", "--height", "256", "--steps", "1", "--model", model]
+    for extra in (["--out", "poster.png"], [], ["--out", str(tmp_path / "p.png"), "--store", "p.zarr"]):
+        code, stdout, err = run_cli(capsys, *base, *extra)
+        assert code == 2 and stdout == "", err
+        assert err.count("\n") == 1 and err.startswith("gigacanvas: error: ") and "is a relative path" in err, err
+        assert "pass an absolute --" in err
+    assert sorted(Path.cwd().iterdir()) == before and list(tmp_path.iterdir()) == []
+    code, stdout, err = run_cli(capsys, *base, "--out", str(tmp_path / "p.png"), "--dry-run")
+    assert code == 0 and f"model: {model} " in stdout, err
+
+
 def test_existing_picture_of_another_render_is_not_replaced(tmp_path, capsys):
     out = tmp_path / "keep.png"
     Image.new("RGB", (8, 8)).save(out)

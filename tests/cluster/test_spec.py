@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -7,10 +8,12 @@ from hypothesis import strategies as st
 from gigacanvas.cluster.spec import (
     CONTENT_FIELDS,
     FIELDS,
+    RAY_JOB_ENV,
     SPEC_VERSION,
     RenderSpec,
     _quote,
     build_spec,
+    check_job_outputs,
 )
 from gigacanvas.errors import UsageError
 
@@ -207,3 +210,31 @@ def test_any_values_give_a_spec_or_one_short_usage_error(values):
 )
 def test_an_out_url_is_taken_and_its_default_store_is_beside_it(out, store):
     assert RenderSpec(prompt="x", out=out).store_url == store
+
+
+RELATIVE = [{"out": "poster.png"}, {"out": "file://posters/p.png"}, {"store": "p.zarr"}, {"store": "local://x/p.zarr"}, {}]
+
+
+@pytest.mark.parametrize("fields", RELATIVE)
+def test_a_ray_job_refuses_a_relative_out_or_store(fields, monkeypatch, tmp_path):
+    """{} is the default out, gigacanvas.png: relative too."""
+    monkeypatch.setenv(RAY_JOB_ENV, '{"runtime_env": {}}')
+    monkeypatch.chdir(tmp_path)
+    spec = RenderSpec(prompt="x", **({"out": "/data/p.png", **fields} if fields else {}))
+    name = next(iter(fields), "out")
+    folder = re.escape(str(tmp_path))
+    with pytest.raises(UsageError, match=rf"^{name} '.+' is a relative path, which in a Ray job means Ray's folder {folder} .*; "
+                       rf"pass an absolute --{name} path or a URL \(s3://bucket/\.\.\.\)$"):
+        check_job_outputs(spec)
+    monkeypatch.delenv(RAY_JOB_ENV)
+    check_job_outputs(spec)  # outside a job, relative paths mean the user's folder
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"out": "/data/p.png"}, {"out": "~/p.png", "store": "~/p.zarr"}, {"out": "s3://b/p.png"},
+     {"out": "file:///data/p.png", "store": "memory://p.zarr"}, {"out": "/data/p.png", "model": "models/sd35"}],
+)
+def test_a_ray_job_takes_absolute_outputs_urls_and_relative_inputs(fields, monkeypatch):
+    monkeypatch.setenv(RAY_JOB_ENV, "{}")
+    check_job_outputs(RenderSpec(prompt="x", **fields))
