@@ -56,6 +56,13 @@ def ray_head(
         while "Ray runtime started" not in log.read_text():
             assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
             time.sleep(0.3)
+        while True:  # the Ray Client server comes up after that line; on a busy machine, seconds after
+            try:
+                socket.create_connection(("127.0.0.1", client_port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.3)
         yield
     finally:
         proc.terminate()  # `ray start --block` stops what it started on SIGTERM

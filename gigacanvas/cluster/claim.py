@@ -79,9 +79,10 @@ def _judge(store: LatentStore, state: StoreState, content: dict, fingerprint: st
     if state.kind == "ours":
         diff = _differences(store, content, fingerprint)
         if not diff:
-            if store.committed_step() > content["steps"]:  # a dry run refuses it too
+            steps = content.get("steps")
+            if isinstance(steps, int) and store.committed_step() > steps:  # a dry run refuses it too
                 raise UsageError(
-                    f"store {store.url} records step {store.committed_step()} of a {content['steps']}-step render; "
+                    f"store {store.url} records step {store.committed_step()} of a {steps}-step render; "
                     "it was edited or damaged"
                 )
             return True, None

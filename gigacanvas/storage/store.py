@@ -38,8 +38,8 @@ What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records) in a
 holds nothing else. `inspect()` classifies a URL before anything is written, and the render
 refuses every other kind. Layout 1 (arrays `latent`, `latent_next`, attributes `completed_step`/
 `next_step`) and layout 2 (one `commit` attribute for the whole latent) are recognised as older
-gigacanvas stores: they can be replaced with --overwrite but not resumed. This module and
-location.py are the only ones that import zarr or fsspec.
+gigacanvas stores: they can be replaced with --overwrite but not resumed. Only storage/ imports
+zarr or fsspec (this module, location.py, and fetch.py for models on object storage).
 """
 
 from __future__ import annotations
