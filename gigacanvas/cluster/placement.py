@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from gigacanvas.cluster import signals
 from gigacanvas.errors import RenderError, UsageError
 
 START_TIMEOUT_S = float(os.environ.get("GIGACANVAS_ACTOR_START_TIMEOUT", "300"))
+START_TRIES = 3  # starts of a worker that dies before its first answer (placed on a node just gone)
 CONNECT_TIMEOUT_S = float(os.environ.get("GIGACANVAS_CONNECT_TIMEOUT", "10"))
 # A node's first fetch of a model URL is a download of the whole model (SD3.5 Large: ~30 GB).
 FETCH_TIMEOUT_S = float(os.environ.get("GIGACANVAS_MODEL_FETCH_TIMEOUT", "3600"))
@@ -274,6 +276,40 @@ def _get(refs: list, what: str, workers: list, timeout: float | None = None, why
         raise RenderError(f"{what} failed: {str(exc).splitlines()[-1]}") from None
 
 
+def _first_answers(start: Callable[[], Any], workers: list, refs: list, what: str, notify) -> list:
+    """The workers' first answers (`refs`); one that died before answering is started again.
+
+    Ray lists a node for seconds after it died and may place a new actor there, which is then
+    cancelled: that is the cluster changing under the render, not the render failing, so such a
+    worker is replaced, START_TRIES times at most. Errors of another kind end as `_get` ends them.
+    """
+    import ray
+
+    for tries in range(1, START_TRIES + 1):
+        _, pending = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
+        if pending:
+            stop_workers(workers)
+            raise RenderError(f"{what} did not finish within {START_TIMEOUT_S:g} s; the cluster is busy with other work")
+        dead = []
+        for index, ref in enumerate(refs):
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                dead.append(index)
+            except ray.exceptions.RayError:
+                return _get(refs, what, workers)  # its one line
+        if not dead:
+            return ray.get(refs)
+        if tries == START_TRIES:
+            break
+        notify(f"gigacanvas: {len(dead)} actor(s) died before they started (a node going away?); starting them again")
+        for index in dead:
+            workers[index] = start()
+            refs[index] = workers[index].capabilities.remote()
+    stop_workers(workers)
+    raise RenderError(f"{what} failed: actors died before they started, {START_TRIES} times; check `ray status`")
+
+
 def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None) -> tuple[list, list]:
     """Create `count` workers, collect their device capabilities and have each make its node's copy
     of the model ready (fetched, or checked readable, and fingerprinted); no weights load yet.
@@ -305,7 +341,7 @@ def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None)
             raise
         finally:
             capacity.request(bundle, 0)  # placed or given up: the nodes are the actors' now
-    caps = _get(refs, what, workers)
+    caps = _first_answers(lambda: cls.remote(info, shape.threads), workers, refs, what, notify)
     _get(
         [w.prepare.remote() for w in workers], "getting the model onto every node", workers, FETCH_TIMEOUT_S,
         "a slow download? raise GIGACANVAS_MODEL_FETCH_TIMEOUT",

@@ -116,9 +116,10 @@ def render(
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
         workers, caps = placement.start_workers(info, count, shape, notify)
         pool = WorkerPool(workers, notify)
-        bands = _band_count(the_plan, claim, len(workers))
-        spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load
+        spawned: list = []
         try:
+            bands = _band_count(the_plan, claim, len(workers))
+            spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load
             mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
             weights_note = check_weights_precision(info, mode, spec.strict_precision)
             for line in (note, weights_note):

@@ -1,7 +1,7 @@
 import pytest
 
 from gigacanvas.cluster.placement import ActorShape, check_capacity, plan_shape
-from gigacanvas.errors import UsageError
+from gigacanvas.errors import RenderError, UsageError
 
 CPU_NODE = {"CPU": 2.0}
 GPU_NODES = [{"CPU": 16.0, "GPU": 2.0}, {"CPU": 16.0, "GPU": 1.0}]
@@ -82,3 +82,40 @@ def test_unreachable_address_through_the_console(tiny_model, tmp_path):
     assert run.returncode == 2
     assert run.stderr.strip() == "gigacanvas: error: no Ray cluster answers at 127.0.0.1:1 (Connection refused); check --address or RAY_ADDRESS"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_that_dies_before_its_first_answer_is_started_again(ray_cluster, tmp_path):
+    """As on a node Ray still lists for seconds after it died: the first actor dies, its successor answers."""
+    import os
+
+    from gigacanvas.cluster.placement import START_TRIES, _first_answers
+
+    @ray_cluster.remote(num_cpus=0)
+    class Flaky:
+        def __init__(self, marker: str, die: bool):
+            if die and not os.path.exists(marker):
+                open(marker, "w").close()
+                os._exit(1)  # gone before its first answer
+
+        def capabilities(self):
+            return "ok"
+
+    notes: list[str] = []
+    marker = str(tmp_path / "died-once")
+
+    def start(die=True):
+        return Flaky.remote(marker, die)
+
+    workers = [start(), start(die=False)]
+    refs = [w.capabilities.remote() for w in workers]
+    assert _first_answers(start, workers, refs, "starting 2 actor(s)", notes.append) == ["ok", "ok"]
+    assert notes == ["gigacanvas: 1 actor(s) died before they started (a node going away?); starting them again"]
+
+    fresh = iter(range(100))
+
+    def dying():  # each with a marker of its own: every start dies
+        return Flaky.remote(str(tmp_path / f"m{next(fresh)}"), True)
+
+    first = dying()
+    with pytest.raises(RenderError, match=f"actors died before they started, {START_TRIES} times"):
+        _first_answers(dying, [first], [first.capabilities.remote()], "starting 1 actor(s)", notes.append)
