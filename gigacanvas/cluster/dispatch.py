@@ -68,10 +68,13 @@ class WorkerPool:
         import ray
 
         self._conditioning = cond
-        try:
-            ray.get([w.set_conditioning.remote(cond) for w in self.alive])
-        except ray.exceptions.RayError as exc:
-            raise task_failure(exc, "worker") from None
+        for ref, worker in [(w.set_conditioning.remote(cond), w) for w in list(self.alive)]:
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                self._bury(worker, exc)  # died since its last job: the others go on
+            except ray.exceptions.RayError as exc:
+                raise task_failure(exc, "worker") from None
 
     def has_room(self) -> bool:
         return any(self._load[id(w)] < IN_FLIGHT_PER_WORKER for w in self.alive)
@@ -150,6 +153,8 @@ class WorkerPool:
         except ray.exceptions.RayError as exc:
             self.notify(f"gigacanvas: the replacement worker could not start ({task_failure(exc, 'replacement')}); going on without it")
             return
+        if self._conditioning is not None:  # it started before the prompt was encoded
+            actor.set_conditioning.remote(self._conditioning)  # before any job: one caller's calls keep their order
         self.alive.append(actor)
         self.notify(f"gigacanvas: a replacement worker joined ({len(self.alive)} working)")
 

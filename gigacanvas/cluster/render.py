@@ -174,6 +174,16 @@ def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> Ren
     )
 
 
+def _encode(pool: WorkerPool, spec) -> object:
+    """The prompt's conditioning, from one worker; if it dies meanwhile, from another (pool.map)."""
+    encoded: dict = {}
+    pool.map(
+        ["prompt"], lambda worker, _: worker.encode.remote(spec.prompt, spec.negative_prompt, spec.guidance),
+        lambda _, cond: encoded.update(cond=cond),
+    )
+    return encoded["cond"]
+
+
 def _band_count(the_plan: Plan, claim: Claim, workers: int) -> int:
     """The reducers this render needs: the resumed store's bands (none once every step is
     committed), or a new store's, which follow from the latent and the workers."""
@@ -218,7 +228,7 @@ def _run(
         # one reducer per band of the latent; they take their bands while the prompt is encoded
         reducers = start_reducers(store, grid, scheduler, info.latent_channels, spawned)
         try:
-            pool.set_conditioning(ray.put(ray.get(pool.alive[0].encode.remote(spec.prompt, spec.negative_prompt, spec.guidance))))
+            pool.set_conditioning(ray.put(_encode(pool, spec)))
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
             with denoise_progress(spec.steps, done, len(grid), progress) as shown:
