@@ -129,6 +129,8 @@ class RenderSpec:
             _check_multiple("vae_tile_size", self.vae_tile_size, ALIGN_PX)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
+        if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
+            raise UsageError(f"store {_quote(self.store)} is empty; pass a path or a URL, or leave --store out")
         if not self.out.lower().endswith(".png"):
             raise UsageError(f"out {_quote(self.out)} must end in .png")
 

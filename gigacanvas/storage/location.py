@@ -39,6 +39,8 @@ def check_protocol(url: str, what: str = "store") -> str:
     import fsspec
     from fsspec.core import split_protocol
 
+    if not url.strip():
+        raise UsageError(f"{what} is empty ({url!r}); pass a path or a URL")
     if "::" in url:
         raise UsageError(f"{what} {url} chains filesystems ('::'), which gigacanvas does not use; pass the plain URL")
     protocol = split_protocol(url)[0] or "file"

@@ -238,3 +238,14 @@ def test_a_ray_job_refuses_a_relative_out_or_store(fields, monkeypatch, tmp_path
 def test_a_ray_job_takes_absolute_outputs_urls_and_relative_inputs(fields, monkeypatch):
     monkeypatch.setenv(RAY_JOB_ENV, "{}")
     check_job_outputs(RenderSpec(prompt="x", **fields))
+
+
+@pytest.mark.parametrize("command", [["render", "--prompt", "x", "--dry-run"], ["resume", "--dry-run"], ["status"]])
+def test_an_empty_store_is_one_line_exit_2_not_this_folder(command, capsys, tmp_path, monkeypatch):
+    from tests.helpers import run_cli
+
+    monkeypatch.chdir(tmp_path)  # what an empty path would have meant
+    (tmp_path / "notes.txt").write_text("mine")
+    code, stdout, err = run_cli(capsys, *command, "--store", "")
+    assert code == 2 and "is empty" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
