@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     render.add_argument(
-        "--dry-run", action="store_true", help="check everything, print the plan and exit without writing or starting Ray"
+        "--dry-run", action="store_true", help="check what can be checked without Ray (not the precision a store was rendered in, nor the cluster's room), print the plan and exit without writing (but a URL model's cache) or starting Ray"
     )
     resume = sub.add_parser(
         "resume",
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--spec", "--overwrite", "--strict-precision"):
         resume.add_argument(flag, default=None, help=argparse.SUPPRESS, **({} if flag == "--spec" else {"action": "store_true"}))
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    resume.add_argument("--dry-run", action="store_true", help="check everything, print the plan and exit without writing")
+    resume.add_argument("--dry-run", action="store_true", help="check what can be checked without Ray, print the plan and exit without writing (but a URL model's cache)")
     status = sub.add_parser(
         "status",
         help="where a render stands: step, pace, time left, output; read from its store alone",

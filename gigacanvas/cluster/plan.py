@@ -50,22 +50,28 @@ def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
 
 def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     """An existing picture is replaced only if it is this render's (same spec, precision, model
-    bytes) or with --overwrite."""
+    bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is."""
     from gigacanvas.storage.atomic import check_writable_file
     from gigacanvas.storage.picture import check_picture_url
 
     here = local_path(spec.out)
     exists = check_writable_file(here, "out").exists() if here is not None else check_picture_url(spec.out)
-    if exists and not spec.overwrite:
-        try:
-            theirs = {"spec_version": 1, **read_png_spec(spec.out)}  # pictures before versions were version 1
-            ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
-            ours[PICTURE_ONLY] = info.fingerprint
-            same = all(theirs.get(k) == v for k, v in ours.items())
-        except UsageError:
-            same = False
-        if not same:
-            raise UsageError(f"out {spec.out} exists and holds another picture; pass --overwrite or another --out")
+    if not exists:
+        return
+    try:
+        theirs = {"spec_version": 1, **read_png_spec(spec.out)}  # pictures before versions were version 1
+    except UsageError:
+        raise UsageError(
+            f"out {spec.out} exists and is not a gigacanvas picture; gigacanvas never replaces it "
+            "(not even with --overwrite): pass another --out"
+        ) from None
+    ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
+    ours[PICTURE_ONLY] = info.fingerprint
+    if not spec.overwrite and not all(theirs.get(k) == v for k, v in ours.items()):
+        raise UsageError(
+            f"out {spec.out} holds the picture of another render; pass another --out "
+            "(or, with render, --overwrite to replace it)"
+        )
 
 
 def _local_path(url: str) -> Path | None:

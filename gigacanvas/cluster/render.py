@@ -164,8 +164,8 @@ def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> Ren
     asked = (store.attrs().get("local") or {}).get("precision")  # what its render asked, e.g. auto
     if spec.precision not in ("auto", mode, asked):  # an explicit other precision is another picture
         _check_resumed_precision(store, spec, spec.precision)
+    # An export, not a new command: the store keeps the output its render recorded.
     notify(f"gigacanvas: {spec.store_url} holds the finished picture; writing it (no Ray needed)")
-    store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
     return RenderResult(
         out=spec.out, store=spec.store_url, width=spec.width, height=spec.height, steps=spec.steps, steps_run=0,

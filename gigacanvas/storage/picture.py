@@ -66,6 +66,8 @@ def check_picture_url(url: str) -> bool:
     try:
         if not location.fs.exists(bucket):
             raise UsageError(f"out {url}: bucket {bucket} does not exist (or these credentials cannot see it)")
+        if location.fs.isdir(location.root):
+            raise UsageError(f"out {url} is a folder (objects under {url}/), not a file; name a file inside it")
         return bool(location.fs.exists(location.root))
     except UsageError:
         raise

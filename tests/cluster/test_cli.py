@@ -124,12 +124,18 @@ def test_a_ray_job_refuses_a_relative_out_and_reads_a_relative_model(tiny_model,
     assert code == 0 and f"model: {model} " in stdout, err
 
 
-def test_existing_picture_of_another_render_is_not_replaced(tmp_path, capsys):
+@pytest.mark.parametrize("content", ["png", "text"])
+def test_a_file_that_is_no_gigacanvas_picture_is_never_replaced_even_with_overwrite(tmp_path, capsys, content):
     out = tmp_path / "keep.png"
-    Image.new("RGB", (8, 8)).save(out)
-    code, _, err = run_cli(capsys, "render", "--prompt", "x", "--width", "256", "--height", "256", "--out", str(out))
-    assert code == 2 and "exists and holds another picture" in err
-    assert out.stat().st_size > 0
+    if content == "png":
+        Image.new("RGB", (8, 8)).save(out)  # someone's own picture
+    else:
+        out.write_text("important")  # not even a picture
+    before = out.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        code, _, err = run_cli(capsys, "render", "--prompt", "x", "--width", "256", "--height", "256", "--out", str(out), *extra)
+        assert code == 2 and "exists and is not a gigacanvas picture; gigacanvas never replaces it" in err, err
+    assert out.read_bytes() == before
 
 
 @pytest.mark.parametrize(

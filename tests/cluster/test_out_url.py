@@ -48,7 +48,7 @@ def test_a_render_writes_its_picture_to_s3_once_whole_and_guards_it_like_a_file(
     # Another render may not replace it without --overwrite; nothing is started for the refusal.
     code, _, err = run_cli(capsys, "render", *FLAGS[:1], "a boat", *FLAGS[2:], "--model", tiny_model, "--out", out,
                            "--store", str(tmp_path / "boat.zarr"))
-    assert code == 2 and f"out {out} exists and holds another picture" in err
+    assert code == 2 and f"out {out} holds the picture of another render" in err
     assert not (tmp_path / "boat.zarr").exists()
 
 
@@ -62,3 +62,17 @@ def test_an_out_url_gigacanvas_cannot_write_is_refused_before_any_work(bucket, t
     code, _, err = run_cli(capsys, "render", *FLAGS, "--model", tiny_model, "--out", out, "--store", str(tmp_path / "s.zarr"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_an_object_that_is_no_gigacanvas_picture_or_a_prefix_is_never_replaced(bucket, tiny_model, tmp_path, capsys):
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    fs.pipe_file(f"{bucket}/notes.png", b"important")
+    fs.pipe_file(f"{bucket}/dir/x.png/inner", b"mine")
+    for out, message in ((f"{bucket}/notes.png", "is not a gigacanvas picture; gigacanvas never replaces it"),
+                         (f"{bucket}/dir/x.png", "is a folder (objects under")):
+        code, _, err = run_cli(capsys, "render", *FLAGS, "--model", tiny_model, "--out", out, "--overwrite",
+                               "--store", str(tmp_path / "s.zarr"), "--dry-run")
+        assert code == 2 and message in err, err
+    assert fs.cat_file(f"{bucket}/notes.png") == b"important"

@@ -119,7 +119,7 @@ def test_resume_refuses_another_precision(tiny_model, fp32_render, tmp_path):
     out = tmp_path / "p.png"
     shutil.copyfile(fp32_render.out, out)
     bf16 = RenderSpec(model=tiny_model, precision="bf16", store=fp32_render.store, out=str(out), **ARGS)
-    with pytest.raises(UsageError, match="exists and holds another picture"):  # the picture was fp32's
+    with pytest.raises(UsageError, match="holds the picture of another render"):  # the picture was fp32's
         render(bf16, progress=False)
     out.unlink()  # the picture gone, the store still refuses to be resumed in another precision
     with pytest.raises(UsageError, match="was rendered in fp32 but --precision bf16 runs bf16"):

@@ -214,3 +214,13 @@ def test_resume_flags_are_the_overrides_resume_takes():
 
     assert [flag[2:].replace("-", "_") for flag, _, _ in RESUME_FLAGS] == list(RESUME_OVERRIDES)
     assert set(RESUME_OVERRIDES) <= set(RESUME_FIELDS) and not set(RESUME_OVERRIDES) & set(CONTENT_FIELDS)
+
+
+def test_exporting_a_finished_store_elsewhere_keeps_the_output_it_records(tmp_path, tiny_model, ray_cluster, capsys):
+    out = tmp_path / "p.png"
+    code, _, err = run_cli(capsys, "render", *SMALL_FLAGS, "--model", tiny_model, "--out", str(out), "--no-progress")
+    assert code == 0, err
+    store = str(tmp_path / "p.zarr")
+    code, _, err = run_cli(capsys, "resume", "--store", store, "--out", str(tmp_path / "copy.png"), "--no-progress")
+    assert code == 0 and (tmp_path / "copy.png").exists(), err
+    assert LatentStore(store).attrs()["local"]["out"] == str(out)  # a one-off export, not the render's output

@@ -159,7 +159,7 @@ def test_a_picture_of_another_precision_or_model_is_not_replaced(tiny_model, tmp
         write_png(out, np.zeros((4, 4, 3), np.uint8), spec, "")
         code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(out), "--tile-overlap", "32",
                             "--dry-run")
-        assert code == 2 and "exists and holds another picture" in err, why
+        assert code == 2 and "holds the picture of another render" in err, why
     write_png(out, np.zeros((4, 4, 3), np.uint8), picture_spec(base.replace(steps=2), info), "")
     code, _, err = run_cli(capsys, "render", "--spec", str(out), "--out", str(out), "--dry-run")
     assert code == 0, err  # the picture's own spec: its fingerprint is not read back as a spec key
