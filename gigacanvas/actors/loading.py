@@ -83,9 +83,10 @@ def _check_sd3_folder(root: Path, need_transformer: bool = True) -> dict:
     return index
 
 
-def model_fingerprint(root: Path, transformer_file: str | Path | None = None) -> str:
-    """The fingerprint `open_model` gives the model at `root` (with `transformer_file`)."""
-    index = read_json(root / "model_index.json", "index")
+def model_fingerprint(root: Path, transformer_file: str | Path | None = None, index: dict | None = None) -> str:
+    """The fingerprint `open_model` gives the model at `root` (with `transformer_file`; `index`:
+    its model_index.json, if already read)."""
+    index = read_json(root / "model_index.json", "index") if index is None else index
     return fingerprint(root, _component_folders(index), Path(transformer_file) if transformer_file else None)
 
 
@@ -152,7 +153,8 @@ def _resolve_folder(model: str, what: str) -> tuple[Path, tuple[str, str] | None
             "can run code; use a .safetensors file or a diffusers folder"
         )
     if "://" in model:
-        from gigacanvas.storage.fetch import local_url_path, remote_protocol
+        from gigacanvas.storage.fetch import remote_protocol
+        from gigacanvas.storage.location import local_url_path
 
         if remote_protocol(model):
             from gigacanvas.actors.nodemodel import fetch_model
@@ -235,7 +237,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         family="sd3",
         path=str(root.resolve()),
         # last: the only step that reads every weight byte (once; then cached per file)
-        fingerprint=fingerprint(root, _component_folders(index), transformer_file),
+        fingerprint=model_fingerprint(root, transformer_file, index),
         sources=tuple(sources),
         latent_channels=transformer["in_channels"],
         vae_scale_factor=vae_scale,

@@ -253,6 +253,11 @@ def check_capacity(count: int, shape: ActorShape, nodes: list[dict[str, float]])
         )
 
 
+def _timed_out(what: str, workers: list, timeout: float, why: str = "the cluster is busy with other work") -> RenderError:
+    stop_workers(workers)
+    return RenderError(f"{what} did not finish within {timeout:g} s; {why}")
+
+
 def _get(refs: list, what: str, workers: list, timeout: float | None = None, why: str = "the cluster is busy with other work") -> list:
     """`ray.get` that ends in one clear error instead of a hang or a remote traceback."""
     import ray
@@ -263,8 +268,7 @@ def _get(refs: list, what: str, workers: list, timeout: float | None = None, why
     try:
         return ray.get(refs, timeout=timeout)
     except ray.exceptions.GetTimeoutError:
-        stop_workers(workers)
-        raise RenderError(f"{what} did not finish within {timeout:g} s; {why}") from None
+        raise _timed_out(what, workers, timeout, why) from None
     except ray.exceptions.RayTaskError as exc:
         stop_workers(workers)
         if isinstance(exc.cause, GigacanvasError):
@@ -288,8 +292,7 @@ def _first_answers(start: Callable[[], Any], workers: list, refs: list, what: st
     for tries in range(1, START_TRIES + 1):
         _, pending = ray.wait(refs, num_returns=len(refs), timeout=START_TIMEOUT_S)
         if pending:
-            stop_workers(workers)
-            raise RenderError(f"{what} did not finish within {START_TIMEOUT_S:g} s; the cluster is busy with other work")
+            raise _timed_out(what, workers, START_TIMEOUT_S)
         dead = []
         for index, ref in enumerate(refs):
             try:
@@ -322,12 +325,13 @@ def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None)
     from gigacanvas.cluster import capacity
 
     cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
-    short = fits(shape, _nodes()) < count
+    held = fits(shape, _nodes())
+    short = held < count
     bundle = {k: v for k, v in (("CPU", shape.num_cpus), ("GPU", shape.num_gpus)) if v}
     if short:
         capacity.request(bundle, count)
         notify(
-            f"gigacanvas: the cluster holds {fits(shape, _nodes())} of {count} actor(s) of {shape.describe()} now; "
+            f"gigacanvas: the cluster holds {held} of {count} actor(s) of {shape.describe()} now; "
             f"waiting up to {START_TIMEOUT_S:g} s for the autoscaler to add nodes (GIGACANVAS_ACTOR_START_TIMEOUT)"
         )
     workers = [cls.remote(info, shape.threads) for _ in range(count)]

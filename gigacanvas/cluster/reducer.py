@@ -44,7 +44,8 @@ class Reducer:
         self.grid = grid
         self.windows = grid.windows
         self._scheduler = scheduler  # `load` copies it: each band steps its own copy, from its step
-        self.scheduler = scheduler
+        self.scheduler: Any = None
+        self._seed: int | None = None  # the render's, read from the store once a sampler asks for noise
         self.blender = TileBlender(grid, channels, rows=self.rows)
         self.latent: np.ndarray | None = None
         self.step = 0
@@ -102,8 +103,9 @@ class Reducer:
         channels, _, width = self.latent.shape
         if shape != (1, channels, y1 - y0, width):
             raise RuntimeError(f"the scheduler asked for noise of shape {shape}, not the band's {(1, channels, y1 - y0, width)}")
-        seed = int(self.store.attrs()["spec"]["seed"])  # the seed the initial noise came from
-        return torch.from_numpy(step_noise_window(seed, self.step, channels, Window(y0, 0, y1 - y0, width)))[None]
+        if self._seed is None:  # the seed the initial noise came from
+            self._seed = int(self.store.attrs()["spec"]["seed"])
+        return torch.from_numpy(step_noise_window(self._seed, self.step, channels, Window(y0, 0, y1 - y0, width)))[None]
 
     def peak_rss_mib(self) -> float:
         """This process's peak resident memory (for `gigacanvas bench`)."""

@@ -294,14 +294,10 @@ def check_job_outputs(spec: RenderSpec) -> None:
 
 def _relative_place(value: str) -> bool:
     """Whether `value` depends on the working folder: a relative path, or a file:// URL of one."""
-    for prefix in ("file://", "local://"):
-        if value.startswith(prefix):
-            value = value[len(prefix) :]
-            break
-    else:
-        if "://" in value:
-            return False
-    return not os.path.isabs(os.path.expanduser(value))
+    from gigacanvas.storage.location import local_url_path
+
+    path = local_url_path(value)
+    return "://" not in path and not os.path.isabs(os.path.expanduser(path))
 
 
 def _normalise_keys(data: dict[Any, Any], source: str) -> dict[str, Any]:

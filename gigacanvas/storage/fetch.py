@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gigacanvas.errors import GigacanvasError, RenderError, UsageError
-from gigacanvas.storage.location import LOCAL_PROTOCOLS, check_protocol
+from gigacanvas.storage.location import LOCAL_PROTOCOLS, check_protocol, first_line
 
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 # The fields of an fsspec info dict that change when an object is rewritten, by backend.
@@ -69,17 +69,6 @@ def remote_protocol(url: str) -> str | None:
     if protocol == "memory":
         raise UsageError(f"model {url} would live in this process only; the actors cannot read memory://")
     return protocol
-
-
-def local_url_path(url: str) -> str:
-    """The path a file:// or local:// URL names (a plain path as it is)."""
-    for protocol in LOCAL_PROTOCOLS:
-        url = url.removeprefix(f"{protocol}://")
-    return url
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:200]
 
 
 def _filesystem(url: str):
@@ -121,7 +110,7 @@ def list_remote(url: str, patterns: Iterable[str], what: str = "model") -> Listi
     except Exception as exc:  # noqa: BLE001 - OSError, or a backend's own (botocore's NoCredentialsError, ...)
         denied = isinstance(exc, PermissionError) or "Credentials" in exc.__class__.__name__
         hint = "; every machine of the render needs its own credentials that may read it" if denied else ""
-        raise UsageError(f"{what} {url} cannot be listed ({exc.__class__.__name__}: {_first_line(exc)}){hint}") from None
+        raise UsageError(f"{what} {url} cannot be listed ({exc.__class__.__name__}: {first_line(exc)}){hint}") from None
     files = {
         name: (int(info.get("size") or 0), _version(info))
         for name, info in sorted(found.items())
@@ -239,7 +228,7 @@ def _fetch_into(url: str, listing: Listing, entry: Path) -> None:
         if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS and str(exc.filename or "").startswith(str(tmp)):
             raise OSError(exc.errno, exc.strerror, str(entry.parent)) from None  # the cache's disk: name it
         kind = UsageError if isinstance(exc, PermissionError) else RenderError  # denied: the user's to fix
-        raise kind(f"model {url} could not be downloaded ({exc.__class__.__name__}: {_first_line(exc)})") from None
+        raise kind(f"model {url} could not be downloaded ({exc.__class__.__name__}: {first_line(exc)})") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

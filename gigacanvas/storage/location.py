@@ -35,6 +35,13 @@ def is_url(text: str) -> bool:
     return "://" in text
 
 
+def local_url_path(url: str) -> str:
+    """The path a file:// or local:// URL names (a plain path as it is)."""
+    for protocol in LOCAL_PROTOCOLS:
+        url = url.removeprefix(f"{protocol}://")
+    return url
+
+
 def check_protocol(url: str, what: str = "store") -> str:
     import fsspec
     from fsspec.core import split_protocol
@@ -64,7 +71,7 @@ class Location:
         try:
             self.fs, self.root = fsspec.core.url_to_fs(url, **(options or {}))
         except Exception as exc:  # noqa: BLE001 - a bad URL or missing credentials: one line
-            raise UsageError(f"{what} {url} cannot be opened ({exc.__class__.__name__}: {_first_line(exc)})") from exc
+            raise UsageError(f"{what} {url} cannot be opened ({exc.__class__.__name__}: {first_line(exc)})") from exc
         self.root = self.root.rstrip("/") or "/"
         self.local = self.protocol in LOCAL_PROTOCOLS
 
@@ -80,7 +87,7 @@ class Location:
                 return Contents(True, True, ())
             names = sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.root, detail=False)})
         except Exception as exc:  # noqa: BLE001 - OSError, or a backend's own (botocore's NoCredentialsError, ...)
-            raise UsageError(f"store {self.url} cannot be inspected ({exc.__class__.__name__}: {_first_line(exc)})") from exc
+            raise UsageError(f"store {self.url} cannot be inspected ({exc.__class__.__name__}: {first_line(exc)})") from exc
         return Contents(True, False, tuple(n for n in names if n))
 
     def read(self, name: str) -> bytes | None:
@@ -189,6 +196,7 @@ class Location:
                 pass
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, bounded, for a one-line error (its class name if it has no text)."""
     text = str(exc).strip()
     return text.splitlines()[0][:200] if text else exc.__class__.__name__

@@ -32,7 +32,7 @@ import numpy as np
 
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.atomic import atomic_path
-from gigacanvas.storage.location import Location, is_url
+from gigacanvas.storage.location import Location, first_line, is_url
 
 SPEC_CHUNK = "gigacanvas"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,7 +72,7 @@ def check_picture_url(url: str) -> bool:
     except UsageError:
         raise
     except Exception as exc:  # noqa: BLE001 - botocore's NoCredentialsError, a refused connection, ...
-        raise UsageError(f"out {url} cannot be reached ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from exc
+        raise UsageError(f"out {url} cannot be reached ({exc.__class__.__name__}: {first_line(exc)})") from exc
 
 
 def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) -> str | Path:
@@ -99,7 +99,7 @@ def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) 
         location.fs.pipe_file(location.root, buffer.getvalue())
     except Exception as exc:  # noqa: BLE001 - the store keeps the picture: say where, and how to get it
         raise RenderError(
-            f"out {path} could not be written ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]}); the store "
+            f"out {path} could not be written ({exc.__class__.__name__}: {first_line(exc)}); the store "
             "holds the finished picture: `gigacanvas resume --store URL --out PATH` writes it again"
         ) from exc
     return str(path)
