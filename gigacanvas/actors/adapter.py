@@ -73,7 +73,13 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def decode(self, latents: np.ndarray) -> np.ndarray:
-        """Pixels in [-1, 1], (B, 3, h * f, w * f), for a (B, C, h, w) batch of latent tiles."""
+        """Pixels in [-1, 1], (B, 3, h * f, w * f), for a (B, C, h, w) batch of latent tiles
+        (each tile normalised on its own: the version-1 `blend` decode)."""
+
+    @abstractmethod
+    def decode_stages(self) -> Any:
+        """The seamless decode's stages for this model (`head`, `tail`, `estimate`, `halo`,
+        `norm_count`; actors/vaedecode.py's `SeamlessVae` for a diffusers AutoencoderKL)."""
 
     def preload(self) -> None:
         """Load the resident roles now, so start-up fails early and step timings stay honest."""

@@ -42,6 +42,7 @@ class SD3Adapter(ModelAdapter):
         # the mode's compute dtype but are never stored in FP8.
         self.dtype = dtypes(precision, device)[1]
         self._modules: dict[str, Any] = {}
+        self._stages: Any = None
 
     def _path(self, sub: str = "") -> str:
         return str(Path(self.info.path) / sub)
@@ -159,11 +160,20 @@ class SD3Adapter(ModelAdapter):
             pixels = vae.decode(z, return_dict=False)[0]
         return pixels.float().cpu().numpy()
 
+    def decode_stages(self):
+        if self._stages is None:
+            from gigacanvas.actors.vaedecode import SeamlessVae
+
+            self._stages = SeamlessVae(self._load("vae"), self.device, self.dtype)
+        return self._stages
+
     def preload(self) -> None:
         self._load("transformer")
         self._load("vae")
 
     def release(self, role: str) -> None:
         self._modules.pop(role, None)
+        if role == "vae":
+            self._stages = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()

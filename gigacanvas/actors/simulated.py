@@ -145,5 +145,32 @@ class SimulatedAdapter(ModelAdapter):
         rgb = np.tanh(latents[:, :3].astype(np.float32))  # in [-1, 1]
         return rgb.repeat(f, axis=2).repeat(f, axis=3)
 
+    def decode_stages(self) -> SimulatedStages:
+        return SimulatedStages(self.info.vae_scale_factor)
+
     def release(self, role: str) -> None:
         """Nothing is held."""
+
+
+class SimulatedStages:
+    """The seamless decode's stages for the simulated model: no GroupNorm, no halo; the tail
+    upsamples what `decode` does, so both decodes give the same pixels."""
+
+    halo = 0
+    norm_count = 0
+
+    def __init__(self, scale: int):
+        self.scale = scale
+
+    def head(self, latent: np.ndarray) -> np.ndarray:
+        return np.tanh(latent[:3].astype(np.float32))
+
+    def tail(self, window: np.ndarray, core, known, probe=None) -> np.ndarray:
+        if probe is not None:
+            raise ValueError("the simulated model has no GroupNorm to probe")
+        f = self.scale
+        rgb = window[:, core.y : core.y + core.h, core.x : core.x + core.w]
+        return rgb.repeat(f, axis=1).repeat(f, axis=2)
+
+    def estimate(self, head_out: np.ndarray, side: int) -> list[np.ndarray]:
+        return []

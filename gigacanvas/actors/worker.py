@@ -88,6 +88,31 @@ class Worker:
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return self._loaded().decode(latents)
 
+    # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
+
+    def decode_layout(self) -> tuple[int, int]:
+        """(halo in latent pixels, GroupNorms past the head): what the driver plans passes with."""
+        stages = self._loaded().decode_stages()
+        return stages.halo, stages.norm_count
+
+    def decode_head(self, *bands: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+        """The head's output for the latent given as row bands (so the driver never holds it
+        whole), and its shape: the caller keeps the first in the object store, fetches the second."""
+        head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1))
+        return head, head.shape
+
+    def decode_tail(self, head: np.ndarray, window, core, known, probe: int | None = None) -> np.ndarray:
+        """A tile of the tail: its GroupNorm moments with `probe`, else its core as (h, w, 3) uint8."""
+        from gigacanvas.actors.vaedecode import to_uint8
+
+        part = np.array(head[(slice(None), *window.slices)])  # a copy: the object store's is read-only
+        out = self._loaded().decode_stages().tail(part, core, known, probe)
+        return out if probe is not None else to_uint8(out)
+
+    def decode_estimate(self, head: np.ndarray, side: int) -> list:
+        """The fast mode's statistics, from one small whole decode."""
+        return self._loaded().decode_stages().estimate(head, side)
+
     def _loaded(self):
         if self.adapter is None:
             raise RuntimeError("load must run before the worker is used")

@@ -40,7 +40,9 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     if overlap >= tile:
         raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
-    return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile)
+    # version 1 knew only the blended decode: its pictures render again as they were made
+    vae_decode = spec.vae_decode or ("blend" if spec.spec_version == 1 else "exact")
+    return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode)
 
 
 def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:

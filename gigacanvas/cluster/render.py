@@ -18,7 +18,7 @@ from gigacanvas.actors.loading import check_weights_precision
 from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
-from gigacanvas.cluster.decode import decode_latent, to_uint8
+from gigacanvas.cluster.decode import decode_into_store
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
 from gigacanvas.cluster.progress import denoise_progress
@@ -242,13 +242,11 @@ def _run(
         steps_run = stats.steps_run
     t1 = time.perf_counter()
     if not store.decoded and not denoise_only:
-        latent, _ = store.read_latent()
         with tqdm(desc="decode", unit="tile", disable=disable) as bar:
-            pixels = decode_latent(
-                pool, latent, info.vae_scale_factor, spec.vae_tile_size // info.vae_scale_factor,
-                on_tile=lambda: bar.update(1),
+            decode_into_store(
+                pool, store, spec.vae_tile_size // info.vae_scale_factor, spec.vae_decode, on_tile=lambda: bar.update(1)
             )
-        store.write_image(to_uint8(pixels))
+        store.mark_decoded()
     return steps_run, t1 - t0, time.perf_counter() - t1, reducers_peak
 
 

@@ -23,7 +23,7 @@ MAX_SEED = 2**63 - 1
 # The spec's format. A picture records the version it was made with, so that a later gigacanvas can
 # render an older picture the way it was made (a default or a field's meaning that changed is then
 # chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -38,6 +38,7 @@ MAX_INT = {
     "vae_tile_size": 16_384,
     "actors": 4096,
 }
+VAE_DECODES = ("exact", "fast", "blend")  # cluster/decode.py
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
 MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
 GUIDANCE = (0.0, 100.0)
@@ -57,6 +58,7 @@ CONTENT_FIELDS = (
     "tile_overlap",
     "tile_batch",
     "vae_tile_size",
+    "vae_decode",
     "spec_version",
 )
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
@@ -94,6 +96,7 @@ class RenderSpec:
     tile_overlap: int | None = None  # None: an eighth of the tile
     tile_batch: int = 2
     vae_tile_size: int | None = None  # None: the model's native size; 0: decode in one piece
+    vae_decode: str | None = None  # exact, fast or blend (cluster/decode.py); None: by spec_version
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -127,6 +130,8 @@ class RenderSpec:
             raise UsageError(f"tile_batch {_quote(self.tile_batch)} must be at least 1")
         if self.vae_tile_size is not None and self.vae_tile_size != 0:
             _check_multiple("vae_tile_size", self.vae_tile_size, ALIGN_PX)
+        if self.vae_decode is not None and self.vae_decode not in VAE_DECODES:
+            raise UsageError(f"vae_decode {_quote(self.vae_decode)} is not one of {', '.join(VAE_DECODES)}")
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -142,8 +147,14 @@ class RenderSpec:
         return self.out[: -len(".png")] + ".zarr" if "://" in self.out else str(Path(self.out).with_suffix(".zarr"))
 
     def content(self) -> dict[str, Any]:
-        """The fields that decide the pixels (plus the model as given), for the store and PNG."""
-        return {name: getattr(self, name) for name in CONTENT_FIELDS}
+        """The fields that decide the pixels (plus the model as given), for the store and PNG.
+
+        A version-1 spec's `blend` decode is left out: version 1 had no other, and its stores and
+        pictures, which lack the field, must still match."""
+        content = {name: getattr(self, name) for name in CONTENT_FIELDS}
+        if self.spec_version == 1 and self.vae_decode in (None, "blend"):
+            del content["vae_decode"]
+        return content
 
     def portable(self) -> dict[str, Any]:
         """Every field but the local paths: what a picture carries for `--spec picture.png`."""

@@ -426,10 +426,32 @@ class LatentStore:
     def decoded(self) -> bool:
         return bool(self.group.attrs.get("decoded"))
 
+    @property
+    def latent_shape(self) -> tuple[int, int]:
+        """(height, width) of the latent, in latent pixels."""
+        return tuple(self.group["noise"].shape[1:])
+
+    @property
+    def scale(self) -> int:
+        """Picture pixels per latent pixel (the VAE's factor)."""
+        return self.group["image"].shape[0] // self.group["noise"].shape[1]
+
     def write_image(self, image: np.ndarray) -> None:
-        """The picture; `decoded` is set in one put of the group's metadata (no reducer writes it)."""
+        """The whole picture at once (the version-1 `blend` decode), then `mark_decoded`."""
         self._check_lease()
         _retrying(self.url, "writing the picture", lambda: self.group["image"].__setitem__(Ellipsis, image))
+        self.mark_decoded()
+
+    def write_image_window(self, y: int, x: int, pixels: np.ndarray) -> None:
+        """(h, w, 3) uint8 `pixels` at picture pixel (y, x): one decoded tile. A tile written twice
+        (a decode resumed) gets the same bytes; only `mark_decoded` says the picture is whole."""
+        self._check_lease()
+        h, w = pixels.shape[:2]
+        image = self.group["image"]
+        _retrying(self.url, "writing the picture", lambda: image.__setitem__((slice(y, y + h), slice(x, x + w)), pixels))
+
+    def mark_decoded(self) -> None:
+        """`decoded` is set in one put of the group's metadata (no reducer writes it)."""
         _retrying(self.url, "marking the picture done", lambda: self.group.attrs.__setitem__("decoded", True))
 
     def read_image(self) -> np.ndarray:
