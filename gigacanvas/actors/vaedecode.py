@@ -35,8 +35,17 @@ from typing import Any
 
 import numpy as np
 
+from gigacanvas.tiling.decodetiles import plan_decode_tiles
 from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.groupstats import group_moments, mean_and_variance
+
+# The mid-block's attention is exact (global) up to this many latent pixels: 1024 x 1024, an
+# 8192 x 8192 picture at factor 8 (about 6 s of attention for SD3.5's VAE on an H100, and
+# quadratic beyond). Larger latents attend within square windows of ATTENTION_WINDOW latent pixels
+# a side (benchmarks/vae_tiling.py measures what that costs in error). Both follow from the canvas
+# size alone, so the pixels still depend on the spec only.
+EXACT_ATTENTION_PIXELS = 1 << 20
+ATTENTION_WINDOW = 256
 
 
 class _Probed(Exception):
@@ -75,8 +84,23 @@ class SeamlessVae:
             z = z / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
             if vae.post_quant_conv is not None:
                 z = vae.post_quant_conv(z)
-            x = self.decoder.mid_block(self.decoder.conv_in(z), None)
+            with self._windowed_attention(z.shape[-2] * z.shape[-1] > EXACT_ATTENTION_PIXELS):
+                x = self.decoder.mid_block(self.decoder.conv_in(z), None)
         return x[0].float().cpu().numpy()
+
+    @contextmanager
+    def _windowed_attention(self, windowed: bool) -> Iterator[None]:
+        from diffusers.models.attention_processor import Attention
+
+        mods = [m for m in self.decoder.mid_block.modules() if isinstance(m, Attention)] if windowed else []
+        before = [m.processor for m in mods]
+        for module in mods:
+            module.set_processor(WindowedAttention(ATTENTION_WINDOW))
+        try:
+            yield
+        finally:
+            for module, processor in zip(mods, before):
+                module.set_processor(processor)
 
     def _tail(self, x: Any) -> Any:
         decoder = self.decoder
@@ -246,3 +270,38 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     """(3, H, W) pixels in [-1, 1] to (H, W, 3) uint8, rounding exactly as diffusers does."""
     unit = np.clip(pixels / np.float32(2) + np.float32(0.5), 0, 1)
     return np.ascontiguousarray((unit * 255).round().astype(np.uint8).transpose(1, 2, 0))
+
+
+class WindowedAttention:
+    """A diffusers attention processor for the VAE's mid-block that attends within square windows.
+
+    The attention's GroupNorm still sees the whole latent (its statistics are global, like every
+    other GroupNorm here); only the softmax is local. Each window runs diffusers' own
+    `AttnProcessor2_0` with the norm and the residual taken out, then the residual is added back:
+    `(attention + residual) / rescale`, as the processor itself computes it.
+    """
+
+    def __init__(self, window: int):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.window = window
+        self.inner = AttnProcessor2_0()
+
+    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        import torch
+
+        if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 4:
+            raise ValueError("windowed attention is for the VAE's self-attention on (B, C, H, W) only")
+        normed = attn.group_norm(hidden_states) if attn.group_norm is not None else hidden_states
+        out = torch.empty_like(hidden_states)
+        norm, residual = attn.group_norm, attn.residual_connection
+        attn.group_norm, attn.residual_connection = None, False
+        try:
+            for tile in plan_decode_tiles(*hidden_states.shape[-2:], self.window, 0):
+                rows, cols = tile.core.slices
+                out[:, :, rows, cols] = self.inner(attn, normed[:, :, rows, cols].contiguous())
+        finally:
+            attn.group_norm, attn.residual_connection = norm, residual
+        if residual:
+            out = out + hidden_states / attn.rescale_output_factor
+        return out

@@ -61,6 +61,10 @@ def load_spec_file(path: str) -> dict[str, Any]:
         raise UsageError(f"{source} must hold a mapping of keys to values, not {_quote(data)}")
     _check_version(data, source)
     data = _normalise_keys(data, source)
+    if is_png:
+        # pictures made before versions existed are version 1; a spec file without the key is
+        # written for the gigacanvas reading it, so it gets today's version (RenderSpec's default)
+        data.setdefault("spec_version", 1)
     for name, value in data.items():
         if is_png and name in LOCAL_FIELDS:
             raise UsageError(f"{source} sets '{name}', which only your own flags or spec file may set")
@@ -96,7 +100,7 @@ def _parse(raw: bytes, is_json: bool, source: str) -> Any:
 def _check_version(data: dict[Any, Any], source: str) -> None:
     """Refuse a spec from a newer gigacanvas before its unknown keys can give a stranger message.
 
-    Without `spec_version` a spec is version 1, the version before the field existed.
+    Without `spec_version` a picture is version 1, the version before the field existed.
     """
     versions = [v for k, v in data.items() if isinstance(k, str) and k.replace("-", "_") == "spec_version"]
     for value in versions:

@@ -96,3 +96,21 @@ def test_a_vae_with_attention_past_the_mid_block_is_refused():
     )
     with pytest.raises(ValueError, match="attention past its mid-block"):
         SeamlessVae(vae, "cpu", torch.float32)
+
+
+def test_windowed_attention_is_the_global_one_when_one_window_covers_the_latent(vae, monkeypatch):
+    from gigacanvas.actors import vaedecode
+
+    stages = SeamlessVae(vae, "cpu", torch.float32)
+    latent = np.random.default_rng(6).standard_normal((16, 12, 20)).astype(np.float32)
+    exact = stages.head(latent)
+    monkeypatch.setattr(vaedecode, "EXACT_ATTENTION_PIXELS", 0)  # every latent is "large" now
+    monkeypatch.setattr(vaedecode, "ATTENTION_WINDOW", 32)
+    np.testing.assert_allclose(stages.head(latent), exact, atol=1e-5)
+    monkeypatch.setattr(vaedecode, "ATTENTION_WINDOW", 6)  # 2 x 4 windows: now it attends locally
+    windowed = stages.head(latent)
+    assert np.abs(windowed - exact).max() > 1e-4
+    # and the mid-block's own processor is back afterwards
+    from diffusers.models.attention_processor import Attention
+
+    assert not any(isinstance(m.processor, vaedecode.WindowedAttention) for m in vae.decoder.mid_block.modules() if isinstance(m, Attention))

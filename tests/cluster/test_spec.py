@@ -116,7 +116,8 @@ NAN, INF = float("nan"), float("inf")
         ({"prompt": ["a", "b"]}, "prompt must be a single value, not a list"),
         ({"width": {"a": 1}}, "width must be a single value, not a mapping"),
         ({"precision": "p" * 5000}, "precision 'ppppppppppppppppppppppppppppppppppppppp... is not one of"),
-        ({"spec_version": 3}, "spec_version 3 is newer than this gigacanvas knows (up to 1); upgrade gigacanvas"),
+        ({"spec_version": 3}, "spec_version 3 is newer than this gigacanvas knows (up to 2); upgrade gigacanvas"),
+        ({"vae_decode": "seamless"}, "vae_decode 'seamless' is not one of exact, fast, blend"),
         ({"spec_version": 0}, "spec_version 0 must be at least 1"),
     ],
 )
@@ -153,9 +154,22 @@ def test_flags_are_checked_like_files():
 
 def test_spec_version_is_a_content_field_carried_by_pictures():
     spec = RenderSpec(prompt="x")
-    assert SPEC_VERSION == 1 and spec.spec_version == SPEC_VERSION
-    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 1
-    assert spec.content()["spec_version"] == 1
+    assert SPEC_VERSION == 2 and spec.spec_version == SPEC_VERSION
+    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 2
+    assert spec.content()["spec_version"] == 2
+
+
+def test_the_decode_follows_the_version_and_version_1_content_keeps_its_old_keys():
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.plan import resolve
+
+    info = open_model(None)
+    assert resolve(RenderSpec(prompt="x"), info).vae_decode == "exact"
+    old = resolve(RenderSpec(prompt="x", spec_version=1), info)
+    assert old.vae_decode == "blend"  # a version-1 picture renders again as it was made
+    assert "vae_decode" not in old.content()  # so its stores and pictures, which lack the key, match
+    assert old.replace(vae_decode="exact").content()["vae_decode"] == "exact"
+    assert resolve(RenderSpec(prompt="x", vae_decode="fast"), info).content()["vae_decode"] == "fast"
 
 
 @pytest.mark.parametrize(
