@@ -71,7 +71,10 @@ LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_ever
 # in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
-RESUME_FIELDS = ("model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address")
+RESUME_FIELDS = (
+    "model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address", "preview",
+    "preview_every",
+)
 # Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
 # dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"

@@ -16,8 +16,8 @@ Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
   two bands ever write one chunk), `local` (optional: what `gigacanvas resume --store URL` needs
   beyond the pixels, `RenderSpec.resume_record()`: model, base_model, precision as asked,
-  strict_precision, actors, cpus_per_actor, out, address, and `cwd`, the folder relative paths
-  are from; written at creation and by each run that resumes the store, so it names the latest
+  strict_precision, actors, cpus_per_actor, out, address, preview, preview_every (these two since
+  layout 4; absent, no preview), and `cwd`, the folder relative paths are from; written at creation and by each run that resumes the store, so it names the latest
   command) and, once the picture is whole, `decoded` = true. A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
   existed) resumes by its render command only;
