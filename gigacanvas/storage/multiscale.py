@@ -33,6 +33,7 @@ SMALLEST = 512  # px: the pyramid ends at the first level whose longer side is a
 LEVEL_CHUNK = IMAGE_CHUNK  # rows (and columns) per chunk of a level, as the image's
 EXPORT_MARKER = "gigacanvas_export"
 CHANNELS = (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"))
+AXES = ("c", "y", "x")  # NGFF 0.5 wants them as each array's dimension_names too
 
 
 def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
@@ -72,7 +73,7 @@ def ngff_metadata(shapes: list[tuple[int, int]], name: str) -> dict:
         "multiscales": [
             {
                 "name": name,
-                "axes": [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+                "axes": [{"name": name, "type": kind} for name, kind in zip(AXES, ("channel", "space", "space"))],
                 "datasets": datasets,
                 "type": "mean",
                 "metadata": {"description": "2 x 2 mean of the level above, odd edges repeated"},
@@ -135,7 +136,9 @@ def build_levels(store: LatentStore, picture: dict) -> None:
         group.attrs.pop("ome")  # levels about to change: no viewer may trust them meanwhile
     shapes = level_shapes(*store.image_shape)
     for k, (h, w) in enumerate(shapes):
-        group.create_array(str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", overwrite=True)
+        group.create_array(
+            str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", dimension_names=AXES, overwrite=True
+        )
     pyramid = _Pyramid(len(shapes), store.write_level_rows)
     for band in store.image_bands():
         pyramid.add(0, np.ascontiguousarray(band.transpose(2, 0, 1)))
@@ -248,7 +251,9 @@ def _write_export(url: str, store: LatentStore, picture: dict, name: str) -> Non
     group = zarr.create_group(store=url, zarr_format=3, overwrite=False, attributes={EXPORT_MARKER: {"layout": 1}})
     shapes = level_shapes(*store.image_shape)
     for k, (h, w) in enumerate(shapes):
-        array = group.create_array(str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8")
+        array = group.create_array(
+            str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", dimension_names=AXES
+        )
         y0 = 0
         for rows in level_bands(store.group[str(k)]):
             array[:, y0 : y0 + rows.shape[1]] = rows

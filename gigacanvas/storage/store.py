@@ -51,7 +51,8 @@ layout 3 calls it newer instead of taking the levels for someone else's files. L
 `latent`, `latent_next`, attributes `completed_step`/`next_step`) and layout 2 (one `commit`
 attribute for the whole latent) are recognised as older gigacanvas stores: they can be replaced
 with --overwrite but not resumed. Only storage/ imports
-zarr or fsspec (this module, location.py, and fetch.py for models on object storage).
+zarr or fsspec (this module, location.py, multiscale.py for the levels, and fetch.py for models on
+object storage).
 """
 
 from __future__ import annotations

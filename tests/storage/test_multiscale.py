@@ -125,3 +125,15 @@ def test_a_failed_export_leaves_the_old_one(tmp_path, monkeypatch):
         export_levels(out, store, {"prompt": "new"})
     assert read_zarr_spec(out) == PICTURE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.ome.zarr", "s.zarr"]
+
+
+def test_the_store_and_an_export_are_valid_ngff_0_5_images(tmp_path):
+    """Checked by ome-zarr-models, the NGFF spec's pydantic models (axes, datasets, dimension names)."""
+    from ome_zarr_models.v05.image import Image
+
+    store, _ = finished_store(str(tmp_path / "s.zarr"), 1104, 696)
+    build_levels(store, PICTURE)
+    export_levels(str(tmp_path / "e.ome.zarr"), store, PICTURE)
+    for name in ("s.zarr", "e.ome.zarr"):
+        image = Image.from_zarr(zarr.open_group(str(tmp_path / name), mode="r"))
+        assert [d.path for d in image.attributes.ome.multiscales[0].datasets] == ["0", "1", "2"]
