@@ -160,3 +160,25 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 def snapshot(root: Path) -> dict:
     """Every path below `root` with its bytes (None for folders): equal snapshots, nothing touched."""
     return {p.relative_to(root): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def finished_store(url: str, height: int, width: int, seed: int = 0, steps: int = 2, image=None):
+    """A store holding a whole render of a random (height, width) picture (or `image`), made
+    without Ray or a model: its latent committed at every step, its `image` written and marked
+    decoded. Returns (store, image)."""
+    import numpy as np
+
+    from gigacanvas.storage import LatentStore
+
+    assert height % 8 == 0 and width % 8 == 0, "a picture is 8 px per latent cell"
+    rng = np.random.default_rng(seed)
+    store = LatentStore(url)
+    store.create({"seed": seed, "steps": steps}, "f" * 16, channels=16, height=height // 8, width=width // 8, scale=8, bands=2)
+    latent = rng.standard_normal((16, height // 8, width // 8)).astype(np.float32)
+    store.write_noise(latent)
+    for step in range(1, steps + 1):
+        store.commit_latent(latent / (step + 1), step)
+    if image is None:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    store.write_image(image)
+    return store, image

@@ -34,10 +34,12 @@ RENDER_FLAGS = (
     ("--actors", int, "worker actors (default: one per GPU, or 2 on a CPU-only cluster)"),
     ("--cpus-per-actor", float, "CPUs each actor reserves on a CPU-only cluster (default 0.5)"),
     ("--store", str, "zarr store URL: a path, file://, memory://, s3://, gs:// (default: OUT.zarr)"),
-    ("--out", str, "output PNG: a path or a URL such as s3://bucket/poster.png (default gigacanvas.png)"),
+    ("--out", str, "output by suffix: .png (up to 16384 px a side), .tif/.tiff (pyramidal BigTIFF), .ome.zarr (the store as OME-Zarr); a path or a URL such as s3://bucket/poster.png (default gigacanvas.png)"),
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
     ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (one pass, estimated GroupNorm statistics) or blend (version 1's blended tiles); default exact"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
+    ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
+    ("--preview-every", int, "steps between two --preview refreshes (default 1)"),
 )
 
 # What `resume` takes over the store's record (resume.RESUME_OVERRIDES): where and how, never pixels.
@@ -49,6 +51,8 @@ RESUME_FLAGS = (
     ("--model", str, "where the same weights are now, if they moved (other weights are refused)"),
     ("--base-model", str, "with a .safetensors model: where its folder is now"),
     ("--precision", str, "precision to ask for; it must run the mode the store was rendered in"),
+    ("--preview", str, "refresh a small PNG of the canvas here while it renders"),
+    ("--preview-every", int, "steps between two --preview refreshes (default 1)"),
 )
 
 
@@ -97,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         "from any machine that can read it, mid-render included.",
     )
     status.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
+    preview = sub.add_parser(
+        "preview",
+        help="a small PNG of a render at any moment, mid-render included; read from its store alone",
+        description="A small picture of the canvas a store holds: the finished picture, or mid-render a cheap "
+        "latent-to-RGB projection of the latest step every band has committed. Reads the store only (no lease).",
+    )
+    preview.add_argument("--store", required=True, help="the render's zarr store URL")
+    preview.add_argument("--out", required=True, help="the preview PNG (replaced only if it is an earlier preview)")
+    preview.add_argument("--size", type=int, default=None, help="longer side at most this many px (default 512)")
     demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
     demo.add_argument("path", help="folder to create")
     convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
@@ -157,6 +170,13 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.preview import preview_command
+
+    print(preview_command(args.store, args.out, args.size))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.bench import BenchOptions, parse_actors, run_bench
 
@@ -198,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
             args = build_parser().parse_args(argv)
-            return {"render": _render, "resume": _resume, "status": _status, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
+            return {"render": _render, "resume": _resume, "status": _status, "preview": _preview, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}{signals.resume_hint()}", file=sys.stderr)
         return exc.exit_code

@@ -16,8 +16,8 @@ from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
 from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec, check_job_outputs
 from gigacanvas.errors import UsageError
-from gigacanvas.storage import read_png_spec
 from gigacanvas.storage.location import Location
+from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
 from gigacanvas.storage.picture import local_path
 from gigacanvas.tiling import TileGrid, plan_tiles
 
@@ -52,21 +52,14 @@ def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
 
 def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     """An existing picture is replaced only if it is this render's (same spec, precision, model
-    bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is."""
-    from gigacanvas.storage.atomic import check_writable_file
-    from gigacanvas.storage.picture import check_picture_url
-
-    here = local_path(spec.out)
-    exists = check_writable_file(here, "out").exists() if here is not None else check_picture_url(spec.out)
-    if not exists:
+    bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is.
+    An `.ome.zarr` output that is the store itself is the claim's to judge (claim.py)."""
+    if output_kind(spec.out) == "ome-zarr" and same_place(spec.out, spec.store_url):
         return
-    try:
-        theirs = {"spec_version": 1, **read_png_spec(spec.out)}  # pictures before versions were version 1
-    except UsageError:
-        raise UsageError(
-            f"out {spec.out} exists and is not a gigacanvas picture; gigacanvas never replaces it "
-            "(not even with --overwrite): pass another --out"
-        ) from None
+    found = existing_output_spec(spec.out)
+    if found is None:
+        return
+    theirs = {"spec_version": 1, **found}  # pictures before versions were version 1
     ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
     ours[PICTURE_ONLY] = info.fingerprint
     if not spec.overwrite and not all(theirs.get(k) == v for k, v in ours.items()):
@@ -76,6 +69,22 @@ def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
         )
 
 
+def _check_preview(spec: RenderSpec) -> None:
+    """`--preview` is a PNG gigacanvas could write, holding nothing or an earlier preview, and
+    neither the output nor inside the store."""
+    if spec.preview is None:
+        return
+    from gigacanvas.cluster.preview import check_preview_out
+
+    if same_place(spec.preview, spec.out):
+        raise UsageError(f"preview {spec.preview} is the output itself; pass another --preview")
+    store = _local_path(spec.store_url)
+    here = local_path(spec.preview)
+    if store is not None and here is not None and store in here.expanduser().resolve().parents:
+        raise UsageError(f"preview {spec.preview} is inside store {spec.store_url}; pass a --preview beside it")
+    check_preview_out(spec.preview, "preview")
+
+
 def _local_path(url: str) -> Path | None:
     """The store's folder on this machine, for any spelling of a local URL (path, file://, local://)."""
     location = Location(url)
@@ -83,15 +92,19 @@ def _local_path(url: str) -> Path | None:
 
 
 def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
-    """The store may not be the picture, hold it, or sit inside the model (whose fingerprint it would change)."""
-    if spec.store_url.rstrip("/") == spec.out or spec.out.startswith(spec.store_url.rstrip("/") + "/"):
+    """The store may not be the picture (but for an `.ome.zarr` output, which is the store itself),
+    hold it, or sit inside the model (whose fingerprint it would change)."""
+    itself = output_kind(spec.out) == "ome-zarr" and same_place(spec.out, spec.store_url)
+    if itself:
+        pass
+    elif spec.store_url.rstrip("/") == spec.out or spec.out.startswith(spec.store_url.rstrip("/") + "/"):
         raise UsageError(f"store {spec.store_url} and out {spec.out} overlap; pass a --store beside the picture, not at it")
     store = _local_path(spec.store_url)
     if store is None:
         return
     here = local_path(spec.out)
     out = here.expanduser().resolve() if here is not None else None
-    if out is not None and (store == out or store in out.parents):
+    if out is not None and not itself and (store == out or store in out.parents or out in store.parents):
         raise UsageError(f"store {spec.store_url} and out {spec.out} overlap; pass a --store beside the picture, not at it")
     model = Path(info.path).resolve()
     if store == model or model in store.parents:
@@ -129,6 +142,7 @@ class Plan:
                 f"  memory: {self.budget.describe()}",
                 f"  store: {spec.store_url} ({self.store_action})",
                 f"  out: {spec.out}",
+                *([f"  preview: {spec.preview} every {spec.preview_every} step(s)"] if spec.preview else []),
             ]
         )
 
@@ -140,6 +154,7 @@ def plan(spec: RenderSpec) -> Plan:
     spec = resolve(spec, info)
     _check_output(spec, info)
     _check_store_place(spec, info)
+    _check_preview(spec)
     lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
     need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
     have = budget.machine_memory()

@@ -3,7 +3,7 @@
 Order matters for the promises made to users: everything that can be refused (model, sizes,
 store, output path, cluster capacity) is checked before any actor starts or any file is written;
 the store is created or resumed before work begins, so an interruption always leaves something to
-resume; the picture is written last, atomically.
+resume; the picture is written last, atomically, from the store band by band (storage/outputs.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from gigacanvas.cluster.steploop import (
     stop_reducers,
 )
 from gigacanvas.errors import UsageError
-from gigacanvas.storage import LatentStore, write_png
+from gigacanvas.storage import LatentStore
+from gigacanvas.storage.outputs import write_output
 from gigacanvas.tiling import initial_noise
 
 
@@ -135,7 +136,7 @@ def render(
             stop_reducers(spawned)
         store = claim.store
         if not denoise_only:
-            write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
+            write_output(spec.out, store, picture_spec(spec, info), spec.parameters_line(mode))
     finally:
         claim.release()
     steps_run, denoise_s, decode_s, reducers_peak = timings
@@ -166,12 +167,28 @@ def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> Ren
         _check_resumed_precision(store, spec, spec.precision)
     # An export, not a new command: the store keeps the output its render recorded.
     notify(f"gigacanvas: {spec.store_url} holds the finished picture; writing it (no Ray needed)")
-    write_png(spec.out, store.read_image(), picture_spec(spec, info), spec.parameters_line(mode))
+    write_output(spec.out, store, picture_spec(spec, info), spec.parameters_line(mode))
     return RenderResult(
         out=spec.out, store=spec.store_url, width=spec.width, height=spec.height, steps=spec.steps, steps_run=0,
         tiles_per_step=len(the_plan.grid), actors=0, precision=mode, seconds=time.perf_counter() - started,
         denoise_seconds=0.0, decode_seconds=0.0,
     )
+
+
+def _with_preview(spec: RenderSpec, on_step: Callable[[int], None], notify) -> tuple[Callable[[int], None], object]:
+    """`on_step`, and with --preview a `Previewer` called after it (cluster/preview.py): it writes
+    from a thread of its own, so the step loop never waits on a preview."""
+    if spec.preview is None:
+        return on_step, None
+    from gigacanvas.cluster.preview import Previewer
+
+    previewer = Previewer(spec.store_url, spec.preview, spec.preview_every, spec.steps, notify)
+
+    def both(done: int) -> None:
+        on_step(done)
+        previewer.step(done)
+
+    return both, previewer
 
 
 def _encode(pool: WorkerPool, spec) -> object:
@@ -232,10 +249,15 @@ def _run(
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
             with denoise_progress(spec.steps, done, len(grid), progress) as shown:
-                stats = denoise(
-                    store, pool, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
-                    on_step=shown.step, on_tiles=shown.tiles,
-                )
+                on_step, previewer = _with_preview(spec, shown.step, notify)
+                try:
+                    stats = denoise(
+                        store, pool, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                        on_step=on_step, on_tiles=shown.tiles,
+                    )
+                finally:
+                    if previewer is not None:
+                        previewer.close()
             reducers_peak = max(ray.get([r.peak_rss_mib.remote() for r in reducers]))
         finally:
             stop_reducers(reducers)

@@ -28,8 +28,8 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 # What `resume` takes from flags over the store's record: places and spread, not pixels. A
 # precision other than the recorded one is accepted only if it runs the mode the store was
 # rendered in (`render` checks it), so the pixels cannot change.
-RESUME_OVERRIDES = ("out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision")
-PATH_FIELDS = ("out", "model", "base_model")  # may be relative to the folder the render ran in
+RESUME_OVERRIDES = ("out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every")
+PATH_FIELDS = ("out", "model", "base_model", "preview")  # may be relative to the folder the render ran in
 
 
 def refuse_flag(url: str, name: str) -> UsageError:
@@ -134,7 +134,7 @@ def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset())
         if not isinstance(value, str) or _absolute(value):
             continue
         there = os.path.join(cwd, value)
-        if name == "out" or os.path.exists(there):
+        if name in ("out", "preview") or os.path.exists(there):
             local[name] = there
     return local
 

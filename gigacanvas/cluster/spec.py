@@ -17,6 +17,7 @@ from typing import Any
 
 from gigacanvas.actors.precision import MODES
 from gigacanvas.errors import UsageError
+from gigacanvas.storage.outputs import check_out_name, store_beside
 
 ALIGN_PX = 16  # SD3: VAE factor 8 x patch 2; the model check re-validates against its own value
 MAX_SEED = 2**63 - 1
@@ -37,6 +38,7 @@ MAX_INT = {
     "tile_batch": 64,
     "vae_tile_size": 16_384,
     "actors": 4096,
+    "preview_every": 10_000,
 }
 VAE_DECODES = ("exact", "fast", "blend")  # cluster/decode.py
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
@@ -66,12 +68,15 @@ CONTENT_FIELDS = (
 PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
-LOCAL_FIELDS = ("store", "out", "overwrite", "address")
+LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every")
 # What a store records beside `content()` (its `local` attribute, with the folder the render ran
 # in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
-RESUME_FIELDS = ("model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address")
+RESUME_FIELDS = (
+    "model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address", "preview",
+    "preview_every",
+)
 # Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
 # dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
 RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
@@ -103,6 +108,8 @@ class RenderSpec:
     out: str = "gigacanvas.png"
     overwrite: bool = False
     address: str | None = None  # Ray cluster; None: RAY_ADDRESS or a local one
+    preview: str | None = None  # a small PNG of the canvas refreshed while it renders (cluster/preview.py)
+    preview_every: int = 1  # steps between two previews
     spec_version: int = SPEC_VERSION  # from a picture or spec file, never a flag; see SPEC_VERSION
 
     def __post_init__(self) -> None:
@@ -136,15 +143,16 @@ class RenderSpec:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
             raise UsageError(f"store {_quote(self.store)} is empty; pass a path or a URL, or leave --store out")
-        if not self.out.lower().endswith(".png"):
-            raise UsageError(f"out {_quote(self.out)} must end in .png")
+        check_out_name(self.out, self.width, self.height)  # the format, and PNG's size limit
+        if self.preview_every < 1:
+            raise UsageError(f"preview_every {_quote(self.preview_every)} must be at least 1")
+        if self.preview is not None and not self.preview.lower().endswith(".png"):
+            raise UsageError(f"preview {_quote(self.preview)} must end in .png (a preview is a small PNG)")
 
     @property
     def store_url(self) -> str:
-        if self.store:
-            return self.store
-        # beside the picture: a URL's store is an object prefix there too (a Path would fold '//')
-        return self.out[: -len(".png")] + ".zarr" if "://" in self.out else str(Path(self.out).with_suffix(".zarr"))
+        """`store`, else beside the picture (OUT.zarr), or the `.ome.zarr` output itself."""
+        return self.store or store_beside(self.out)
 
     def content(self) -> dict[str, Any]:
         """The fields that decide the pixels (plus the model as given), for the store and PNG.
@@ -269,7 +277,7 @@ def _check_ranges(spec: RenderSpec) -> None:
             f"cpus_per_actor {cpus!r} is above 1 and so must be a whole number (Ray's rule); "
             f"try {math.floor(cpus)} or {math.ceil(cpus)}"
         )
-    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address"):
+    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview"):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME
         if value is not None and len(value) > most:
@@ -295,7 +303,7 @@ def check_job_outputs(spec: RenderSpec) -> None:
     """
     if RAY_JOB_ENV not in os.environ:
         return
-    for name, value in (("out", spec.out), ("store", spec.store)):
+    for name, value in (("out", spec.out), ("store", spec.store), ("preview", spec.preview)):
         if value is not None and _relative_place(value):
             raise UsageError(
                 f"{name} {_quote(value)} is a relative path, which in a Ray job means Ray's folder {os.getcwd()} "

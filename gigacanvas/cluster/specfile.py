@@ -1,4 +1,4 @@
-"""Reading a spec from a file: YAML, JSON or a gigacanvas PNG, bounded against careless and hostile input.
+"""Reading a spec from a file: YAML, JSON or a gigacanvas picture (PNG, TIFF, OME-Zarr), bounded against careless and hostile input.
 
 `--spec` takes files from anywhere, a downloaded picture included, so nothing read here may block
 (a FIFO with no writer), fill memory (/dev/zero, a YAML alias bomb) or choose where output goes
@@ -16,7 +16,8 @@ import yaml
 
 from gigacanvas.cluster.spec import LOCAL_FIELDS, PICTURE_ONLY, SPEC_VERSION, _normalise_keys, _quote, not_a_single_value
 from gigacanvas.errors import UsageError
-from gigacanvas.storage.picture import open_regular, read_png_spec
+from gigacanvas.storage.outputs import output_kind, read_output_spec
+from gigacanvas.storage.picture import open_regular
 
 MAX_SPEC_FILE = 1 << 20  # bytes; a spec is a few lines, and the limit bounds what a file makes us hold
 
@@ -47,10 +48,10 @@ def load_spec_file(path: str) -> dict[str, Any]:
     overwrite, address) included; a picture may come from anyone and may set only what
     `RenderSpec.portable` writes, so a downloaded picture cannot pick a folder, a file or a cluster.
     """
-    is_png = Path(path).suffix.lower() == ".png"
+    is_png = output_kind(path) is not None  # a picture: .png, .tif, .tiff or .ome.zarr
     source = f"picture {path}" if is_png else f"spec file {path}"
     if is_png:
-        data = read_png_spec(path)  # refuses what is not a regular file, as below
+        data = read_output_spec(path)  # refuses what is not a regular file, as below
         if isinstance(data, dict):
             data.pop(PICTURE_ONLY, None)  # what rendered it, not what to render: not a spec key
     else:

@@ -5,7 +5,8 @@ does not stay inside a pod); a `file://` URL is a path.
 
 Text chunks: `gigacanvas` holds the spec as JSON (what `--spec picture.png` reads back) and
 `parameters` an A1111-style summary that other tools (and people) already know how to read.
-Pillow writes both before the pixels (IDAT).
+Both come before the pixels (IDAT). The pixels are streamed band by band (pngstream.py), so a
+16K picture is never held whole; PNG is refused above `outputs.MAX_PNG_SIDE` (outputs.py says why).
 
 Reading the spec back is hand-written: a bounded walk over the PNG chunk stream (signature, then
 length, type, data, CRC) that stops at the first IDAT or IEND and never touches pixels. Pillow's
@@ -24,7 +25,9 @@ import json
 import os
 import stat
 import struct
+import tempfile
 import zlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,9 +36,9 @@ import numpy as np
 from gigacanvas.errors import RenderError, UsageError
 from gigacanvas.storage.atomic import atomic_path
 from gigacanvas.storage.location import Location, first_line, is_url
+from gigacanvas.storage.pngstream import PNG_SIGNATURE, PngStream
 
 SPEC_CHUNK = "gigacanvas"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_SPEC_CHUNK = 1 << 20  # bytes, stored or inflated; a spec is a few hundred
 MAX_CHUNKS = 1024  # chunks before the pixels; real pictures have a dozen
 _KEYWORD = SPEC_CHUNK.encode("latin-1") + b"\0"  # a text chunk starts with its keyword and a NUL
@@ -76,40 +79,62 @@ def check_picture_url(url: str) -> bool:
 
 
 def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) -> str | Path:
-    """Write (H, W, 3) uint8 `image` to `path` all or nothing: on a disk a temp file and a
-    rename; on object storage one upload, which is whole or absent (a multipart upload appears
-    only when it completes), so a reader never sees half a picture."""
-    import io
+    """Write (H, W, 3) uint8 `image` to `path` all or nothing (see `write_png_bands`)."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"a picture is (H, W, 3) uint8, not {image.shape} {image.dtype}")
+    return write_png_bands(path, image.shape[1], image.shape[0], [image], spec, parameters)
 
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
 
-    info = PngInfo()
-    info.add_text(SPEC_CHUNK, json.dumps(spec, sort_keys=True))
-    info.add_text("parameters", parameters)
+def write_png_bands(
+    path: str | Path, width: int, height: int, bands: Iterable[np.ndarray], spec: dict, parameters: str | None,
+    keyword: str = SPEC_CHUNK,
+) -> str | Path:
+    """A PNG of `bands`, (n, W, 3) uint8 rows from the top, streamed (pngstream.py): no more than
+    one band is held. All or nothing: on a disk a temp file and a rename; on object storage a temp
+    file here, then one upload, which is whole or absent (a multipart upload appears only when it
+    completes), so a reader never sees half a picture."""
+    texts = [(keyword, json.dumps(spec, sort_keys=True))] + ([("parameters", parameters)] if parameters is not None else [])
+
+    def encode(target: Path) -> None:
+        with open(target, "wb") as file:
+            stream = PngStream(file, width, height, texts)
+            for band in bands:
+                stream.write(band)
+            stream.close()
+
+    return write_file(path, encode)
+
+
+def write_file(path: str | Path, encode: Callable[[Path], None]) -> str | Path:
+    """`encode(tmp)` writes a whole file at the local path `tmp`; it then becomes `path`, all or nothing.
+
+    A local `path` gets a temp file beside it and a rename (atomic.py); an object-storage `path`
+    one upload of a finished temp file, streamed from disk (a 16K picture is never in memory)."""
     here = local_path(path)
     if here is not None:
         with atomic_path(here) as tmp:
-            Image.fromarray(image, mode="RGB").save(tmp, format="PNG", pnginfo=info)
+            encode(tmp)
         return here
-    buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="PNG", pnginfo=info)
     location = Location(str(path), what="out")
-    try:
-        location.fs.pipe_file(location.root, buffer.getvalue())
-    except Exception as exc:  # noqa: BLE001 - the store keeps the picture: say where, and how to get it
-        raise RenderError(
-            f"out {path} could not be written ({exc.__class__.__name__}: {first_line(exc)}); the store "
-            "holds the finished picture: `gigacanvas resume --store URL --out PATH` writes it again"
-        ) from exc
+    with tempfile.TemporaryDirectory(prefix="gigacanvas-out-") as folder:
+        tmp = Path(folder) / Path(location.root).name
+        encode(tmp)
+        try:
+            location.fs.put_file(str(tmp), location.root)
+        except Exception as exc:  # noqa: BLE001 - the store keeps the picture: say where, and how to get it
+            raise RenderError(
+                f"out {path} could not be written ({exc.__class__.__name__}: {first_line(exc)}); the store "
+                "holds the finished picture: `gigacanvas resume --store URL --out PATH` writes it again"
+            ) from exc
     return str(path)
 
 
-def read_png_spec(path: str | Path) -> dict:
+def read_png_spec(path: str | Path, keyword: str = SPEC_CHUNK) -> dict:
     """The spec a gigacanvas PNG carries, read without decoding (or even sizing) its pixels.
 
     A PNG without one, a damaged or oversized one, or one that is not a JSON mapping is a usage
-    error; the values are the caller's to check. `path` may be an object-storage URL.
+    error; the values are the caller's to check. `path` may be an object-storage URL. `keyword`
+    names another JSON chunk of ours (a preview's, `gigacanvas-preview`).
     """
     label = f"picture {path}"
     here = local_path(path)
@@ -123,11 +148,11 @@ def read_png_spec(path: str | Path) -> dict:
         file = open_regular(here, label)
     with file:
         try:
-            text = _spec_text(file, label)
+            text = _spec_text(file, label, keyword.encode("latin-1") + b"\0")
         except OSError as exc:
             raise UsageError(f"{label} is not a readable PNG ({exc.__class__.__name__})") from exc
     if text is None:
-        raise UsageError(f"{label} is a PNG without a gigacanvas spec (no '{SPEC_CHUNK}' text chunk before its pixels)")
+        raise UsageError(f"{label} is a PNG without a gigacanvas spec (no '{keyword}' text chunk before its pixels)")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: a chunk of 100 000 nested brackets
@@ -164,8 +189,9 @@ def _check_regular(mode: int, path: str | Path, label: str) -> None:
         raise UsageError(f"{label} is not a regular file but {kind}")
 
 
-def _spec_text(file: BinaryIO, label: str) -> str | None:
-    """The text of the `gigacanvas` chunk before the first IDAT, or None; reads only what it needs."""
+def _spec_text(file: BinaryIO, label: str, keyword: bytes = _KEYWORD) -> str | None:
+    """The text of the `keyword` chunk (ours: `gigacanvas`) before the first IDAT, or None; reads
+    only what it needs."""
     if file.read(8) != PNG_SIGNATURE:
         raise UsageError(f"{label} is not a readable PNG (no PNG signature)")
     found = None
@@ -178,8 +204,8 @@ def _spec_text(file: BinaryIO, label: str) -> str | None:
             raise UsageError(f"{label} is not a readable PNG (damaged chunk)")
         if kind in (b"IDAT", b"IEND"):
             return found
-        start = file.read(min(length, len(_KEYWORD))) if kind in (b"tEXt", b"zTXt", b"iTXt") else b""
-        if start != _KEYWORD:
+        start = file.read(min(length, len(keyword))) if kind in (b"tEXt", b"zTXt", b"iTXt") else b""
+        if start != keyword:
             file.seek(length - len(start) + 4, os.SEEK_CUR)  # the rest of the chunk and its CRC
             continue
         if found is not None:

@@ -1,14 +1,23 @@
 """The render's memory: a zarr v3 group at any fsspec URL, versioned, crash-safe, never greedy.
 
-Layout version 3 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
+Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
 - arrays `noise` (C, H, W float32: the initial latent), `latent_a` and `latent_b` (C, H, W
   float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
+- once the picture is whole, its OME-Zarr multiscale image (NGFF 0.5), so that viewers (napari,
+  vizarr, neuroglancer, QuPath) open the store itself as a picture: arrays `0`, `1`, ... (3,
+  ceil(H / 2^k), ceil(W / 2^k)) uint8, chunks (3, 1024, 1024), axes c, y, x, each level the 2 x 2
+  mean of the one above, down to a longer side of at most 512; then, in one put of the group's
+  metadata, the attributes `ome` (the NGFF metadata: multiscales, axes, datasets, RGB channels)
+  and `picture` (the picture's spec, as a PNG's spec chunk carries it). Viewers see no image until
+  every level is whole; levels without `ome` are rebuilt. multiscale.py writes them, band by band;
+  a level 0 in (c, y, x) order beside `image` costs a second copy of the pixels, because NGFF wants
+  channels before space and `image` is what the decode writes, tile by tile, in (y, x, c);
 - group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
   two bands ever write one chunk), `local` (optional: what `gigacanvas resume --store URL` needs
   beyond the pixels, `RenderSpec.resume_record()`: model, base_model, precision as asked,
-  strict_precision, actors, cpus_per_actor, out, address, and `cwd`, the folder relative paths
-  are from; written at creation and by each run that resumes the store, so it names the latest
+  strict_precision, actors, cpus_per_actor, out, address, preview, preview_every (these two since
+  layout 4; absent, no preview), and `cwd`, the folder relative paths are from; written at creation and by each run that resumes the store, so it names the latest
   command) and, once the picture is whole, `decoded` = true. A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
   existed) resumes by its render command only;
@@ -34,12 +43,16 @@ m + 1 is read from its `prev` slot, which is still whole because the slot being 
 one a record names. Resuming from m, a band already at m + 1 keeps its record (`commit_band`
 skips a step it has: the step is deterministic, so its rows are the same).
 
-What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records) in a folder that
-holds nothing else. `inspect()` classifies a URL before anything is written, and the render
-refuses every other kind. Layout 1 (arrays `latent`, `latent_next`, attributes `completed_step`/
-`next_step`) and layout 2 (one `commit` attribute for the whole latent) are recognised as older
-gigacanvas stores: they can be replaced with --overwrite but not resumed. Only storage/ imports
-zarr or fsspec (this module, location.py, and fetch.py for models on object storage).
+What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records, level arrays) in a
+folder that holds nothing else. `inspect()` classifies a URL before anything is written, and the
+render refuses every other kind. Layout 3 (layout 4 without the multiscale levels) is resumed as
+it is; before a level is written into it, its marker becomes 4, so a gigacanvas that knows only
+layout 3 calls it newer instead of taking the levels for someone else's files. Layout 1 (arrays
+`latent`, `latent_next`, attributes `completed_step`/`next_step`) and layout 2 (one `commit`
+attribute for the whole latent) are recognised as older gigacanvas stores: they can be replaced
+with --overwrite but not resumed. Only storage/ imports
+zarr or fsspec (this module, location.py, multiscale.py for the levels, and fetch.py for models on
+object storage).
 """
 
 from __future__ import annotations
@@ -60,10 +73,11 @@ from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
 from gigacanvas.storage.lease import LeaseTicket, StoreLease
 from gigacanvas.storage.location import Location
 
-LAYOUT = 3
+LAYOUT = 4
+RESUMABLE_LAYOUTS = (3, 4)  # 3: no multiscale levels yet (see the module docstring)
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
-OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records (layout 3)
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-4)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 RECORD_PREFIX = "band-"
 
@@ -74,6 +88,14 @@ def _record_key(band: int) -> str:
 
 def _is_record(name: str) -> bool:
     return name.startswith(RECORD_PREFIX) and name.endswith(".json")
+
+
+MAX_LEVELS = 32  # multiscale levels: 2^31 px a side halves to 1 in 31
+
+
+def is_level(name: str) -> bool:
+    """An OME-Zarr level array's name: `0`, `1`, ... written plainly."""
+    return name.isdigit() and name == str(int(name)) and int(name) < MAX_LEVELS
 
 
 def _valid_record(record: Any, prev: bool = False) -> bool:
@@ -216,11 +238,13 @@ class LatentStore:
             layout = marker["layout"]
             if layout > LAYOUT:
                 return StoreState("newer", layout)
-            own = OWN_NAMES if layout < LAYOUT else (*OWN_NAMES, *(n for n in names if _is_record(n)))
+            resumable = layout in RESUMABLE_LAYOUTS
+            extra = (n for n in names if _is_record(n) or (layout == LAYOUT and is_level(n)))
+            own = (*OWN_NAMES, *extra) if resumable else OWN_NAMES
             others = tuple(n for n in names if n not in own) or self._not_zarr(names)
             if others:
                 return StoreState("foreign", layout, others)
-            if layout < LAYOUT:
+            if not resumable:
                 return StoreState("old", layout)
             bands = attrs.get("bands") or ()
             whole = bool(bands) and all(_record_key(i) in names for i in range(len(bands)))
@@ -263,7 +287,7 @@ class LatentStore:
         for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)
         for name in self.location.names(""):
-            if _is_temp(name) or _is_record(name):
+            if _is_temp(name) or _is_record(name) or is_level(name):
                 self.location.remove(name)
 
     def create(
@@ -456,3 +480,29 @@ class LatentStore:
 
     def read_image(self) -> np.ndarray:
         return self.group["image"][...]
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """The picture's (height, width) in pixels."""
+        height, width, _ = self.group["image"].shape
+        return height, width
+
+    def image_rows(self, y0: int, y1: int) -> np.ndarray:
+        """Rows [y0, y1) of the picture, (n, W, 3) uint8: every output reads it through here, one
+        band (`IMAGE_CHUNK` rows, a chunk row) at a time, so no process holds the picture whole."""
+        return self.group["image"][y0:y1]
+
+    def image_bands(self):
+        """The picture's bands from the top: (n, W, 3) uint8, n = IMAGE_CHUNK but the last's."""
+        height, _ = self.image_shape
+        for y0 in range(0, height, IMAGE_CHUNK):
+            yield self.image_rows(y0, min(height, y0 + IMAGE_CHUNK))
+
+    def write_level_rows(self, level: int, y0: int, rows: np.ndarray) -> None:
+        """(3, n, w) `rows` into multiscale level `level` from row `y0`; lease checked, retried."""
+        self._check_lease()
+        array = self.group[str(level)]
+        _retrying(
+            self.url, f"writing level {level} of the picture",
+            lambda: array.__setitem__((slice(None), slice(y0, y0 + rows.shape[1])), rows),
+        )

@@ -164,3 +164,40 @@ def test_demo_model_builds_a_loadable_folder(tmp_path, capsys):
     assert open_model(str(tmp_path / "m")).latent_channels == 16
     code, _, err = run_cli(capsys, "demo-model", str(tmp_path / "m"))
     assert code == 2 and "not empty" in err
+
+
+def test_a_png_too_large_for_viewers_is_refused_before_any_work(tmp_path, capsys):
+    out = tmp_path / "huge.png"
+    code, stdout, err = run_cli(capsys, "render", "--prompt", "x", "--width", "16400", "--height", "1024", "--out", str(out))
+    assert code == 2 and stdout == "" and err.count("\n") == 1, err
+    assert "a PNG is at most 16384 px a side" in err and "(--out huge.tif)" in err and "huge.ome.zarr" in err
+    assert list(tmp_path.iterdir()) == []  # no store, no picture: refused with the spec, before the model or Ray
+
+
+def test_outputs_by_suffix_and_a_live_preview(tiny_model, ray_cluster, tmp_path, capsys):
+    """One render to a BigTIFF with --preview; the finished store then writes a PNG, an OME-Zarr
+    export and its own OME-Zarr levels without Ray, and `--spec picture.tif` renders it again."""
+    import tifffile
+    import zarr
+
+    flags = ["--prompt", "a kite", "--width", "256", "--height", "256", "--steps", "2", "--model", tiny_model,
+             "--no-progress", "--store", str(tmp_path / "s.zarr")]
+    tif, preview = tmp_path / "p.tif", tmp_path / "live.png"
+    code, _, err = run_cli(capsys, "render", *flags, "--out", str(tif), "--preview", str(preview))
+    assert code == 0, err
+    pixels = tifffile.imread(tif)
+    np.testing.assert_array_equal(pixels, LatentStore(str(tmp_path / "s.zarr")).read_image())
+    with Image.open(preview) as im:
+        assert json.loads(im.text["gigacanvas-preview"])["step"] == 2 and im.size == (256, 256)
+    for name in ("p.png", "p.ome.zarr"):
+        code, _, err = run_cli(capsys, "render", *flags, "--out", str(tmp_path / name))
+        assert code == 0 and "holds the finished picture" in err, err
+    with Image.open(tmp_path / "p.png") as im:
+        np.testing.assert_array_equal(np.asarray(im.convert("RGB")), pixels)
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "p.ome.zarr"), mode="r")["0"][...].transpose(1, 2, 0), pixels)
+    store = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")  # the store itself opens as OME-Zarr
+    assert store.attrs["ome"]["multiscales"][0]["datasets"][0]["path"] == "0"
+    code, stdout, err = run_cli(capsys, "render", "--spec", str(tif), "--out", str(tmp_path / "again.tif"), "--dry-run")
+    assert code == 0 and "256x256 px" in stdout, err
+    code, _, err = run_cli(capsys, "render", *flags[:1], "a boat", *flags[2:], "--out", str(tif))
+    assert code == 2 and "holds the picture of another render" in err, err

@@ -65,7 +65,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tiny_model, tmp_path, capsys
 
 
 def test_a_canvas_beyond_the_machine_is_refused_with_the_number(tiny_model, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.png"),
+    code, _, err = run_cli(capsys, "render", *SMALL, "--model", tiny_model, "--out", str(tmp_path / "o.tif"),
                         "--width", "131072", "--height", "131072")
     assert code == 2 and "needs about" in err and "GiB on the driver" in err
     assert list(tmp_path.iterdir()) == []

@@ -134,7 +134,7 @@ def test_out_of_range_values_are_refused_in_one_short_line(changes, message):
     "changes",
     [
         {"guidance": 0.0}, {"guidance": 100}, {"guidance": "7.5"}, {"cpus_per_actor": 0.01}, {"cpus_per_actor": 1},
-        {"cpus_per_actor": 2.0}, {"cpus_per_actor": 1024}, {"steps": 10_000}, {"width": 262_144},
+        {"cpus_per_actor": 2.0}, {"cpus_per_actor": 1024}, {"steps": 10_000}, {"width": 262_144, "out": "big.tif"},
         {"tile_batch": 64}, {"actors": 4096}, {"tile_size": 16384, "vae_tile_size": 16384}, {"prompt": "x" * 10_000},
     ],
 )

@@ -85,3 +85,29 @@ def test_crashes_at_s3_writes_resume_to_the_latent_of_a_disk_store(bucket, monke
     url = f"{bucket}/crash-{'-'.join(map(str, crashes))}.zarr"
     _survives(tmp_path, monkeypatch, crashes, expected_on_disk, seed=sum(crashes), url=url)
     assert LatentStore(url).read_latent()[1] == STEPS
+
+
+def test_outputs_on_s3_are_whole_or_absent_and_read_back_equal(bucket, tmp_path):
+    """A TIFF goes up as one upload of a finished temp file; an OME-Zarr export's metadata is its
+    last key, and an old export of ours is invalidated before its keys go."""
+    import s3fs
+    import tifffile
+    import zarr
+
+    from gigacanvas.storage.multiscale import export_state, read_zarr_spec
+    from gigacanvas.storage.outputs import existing_output_spec, write_output
+    from tests.helpers import finished_store
+
+    store, image = finished_store(str(tmp_path / "s.zarr"), 1104, 256)
+    fs = s3fs.S3FileSystem()
+    tif, export = f"{bucket}/out/p.tif", f"{bucket}/out/p.ome.zarr"
+    write_output(tif, store, {"prompt": "a"}, "")
+    np.testing.assert_array_equal(tifffile.imread(fs.open(tif, "rb")), image)
+    assert existing_output_spec(tif) == {"prompt": "a"}
+    write_output(export, store, {"prompt": "a"}, "")
+    assert export_state(export) == "ours" and read_zarr_spec(export) == {"prompt": "a"}
+    write_output(export, store, {"prompt": "b"}, "")
+    group = zarr.open_group(export, mode="r", storage_options={"anon": False})
+    np.testing.assert_array_equal(group["0"][...].transpose(1, 2, 0), image)
+    assert read_zarr_spec(export) == {"prompt": "b"}
+    assert sorted(p.rsplit("/", 1)[-1] for p in fs.ls(f"{bucket}/out", detail=False)) == ["p.ome.zarr", "p.tif"]
