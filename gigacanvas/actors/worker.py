@@ -36,6 +36,7 @@ class Worker:
         self.adapter = None
         self._cond: Any = None
         self._prepared = False
+        self._peaks: dict[str, float] = {}  # the decode stages' peak own memory, MiB (memwatch.py)
 
     def capabilities(self) -> Capabilities:
         return probe()
@@ -98,16 +99,25 @@ class Worker:
     def decode_head(self, *bands: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """The head's output for the latent given as row bands (so the driver never holds it
         whole), and its shape: the caller keeps the first in the object store, fetches the second."""
-        head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1))
+        from gigacanvas.actors.memwatch import watched
+
+        with watched(self._peaks, "head"):
+            head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1))
         return head, head.shape
 
     def decode_tail(self, head: np.ndarray, window, core, known, probe: int | None = None) -> np.ndarray:
         """A tile of the tail: its GroupNorm moments with `probe`, else its core as (h, w, 3) uint8."""
+        from gigacanvas.actors.memwatch import watched
         from gigacanvas.actors.vaedecode import to_uint8
 
-        part = np.array(head[(slice(None), *window.slices)])  # a copy: the object store's is read-only
-        out = self._loaded().decode_stages().tail(part, core, known, probe)
-        return out if probe is not None else to_uint8(out)
+        with watched(self._peaks, "tail"):
+            part = np.array(head[(slice(None), *window.slices)])  # a copy: the object store's is read-only
+            out = self._loaded().decode_stages().tail(part, core, known, probe)
+            return out if probe is not None else to_uint8(out)
+
+    def decode_peaks(self) -> dict[str, float]:
+        """{"head": MiB, "tail": MiB}: this process's own peak memory in each decode stage it ran."""
+        return dict(self._peaks)
 
     def decode_estimate(self, head: np.ndarray, side: int) -> list:
         """The fast mode's statistics, from one small whole decode."""

@@ -48,6 +48,7 @@ class DecodeReport:
     halo: int
     head_seconds: float
     seconds: float
+    peaks: tuple[dict, ...] = ()  # each worker's own peak memory per stage, MiB (actors/memwatch.py)
 
 
 def decode_into_store(
@@ -103,7 +104,23 @@ def decode_into_store(
 
     pool.map(range(len(tiles)), submit_pixels, on_pixels)
     del head
-    return DecodeReport(mode, len(tiles), passes, halo, head_s, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return DecodeReport(mode, len(tiles), passes, halo, head_s, seconds, _peaks(pool))
+
+
+def _peaks(pool: WorkerPool) -> tuple[dict, ...]:
+    """The live workers' peak memory per decode stage; a worker that died since reports nothing."""
+    import ray
+
+    out = []
+    for worker in pool.alive:
+        if not hasattr(worker, "decode_peaks"):
+            continue
+        try:
+            out.append(ray.get(worker.decode_peaks.remote(), timeout=30))
+        except (ray.exceptions.RayError, TimeoutError):  # noqa: PERF203 - a figure, not the render
+            continue
+    return tuple(out)
 
 
 def _head(pool: WorkerPool, store: Any) -> Any:

@@ -156,7 +156,7 @@ def plan(spec: RenderSpec) -> Plan:
     _check_store_place(spec, info)
     _check_preview(spec)
     lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
-    need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor)
+    need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor, spec.vae_decode)
     have = budget.machine_memory()
     if need.driver_bytes > have:
         raise UsageError(

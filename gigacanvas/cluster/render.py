@@ -18,7 +18,7 @@ from gigacanvas.actors.loading import check_weights_precision
 from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
-from gigacanvas.cluster.decode import decode_into_store
+from gigacanvas.cluster.decode import DecodeReport, decode_into_store
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
 from gigacanvas.cluster.progress import denoise_progress
@@ -54,6 +54,7 @@ class RenderResult:
     denoise_seconds: float
     decode_seconds: float
     reducers_peak_mib: float | None = None  # the largest reducer's peak RSS; None: no steps run here
+    decode: DecodeReport | None = None  # what the decode did; None: none ran here
 
     @property
     def seconds_per_step(self) -> float:
@@ -139,7 +140,7 @@ def render(
             write_output(spec.out, store, picture_spec(spec, info), spec.parameters_line(mode))
     finally:
         claim.release()
-    steps_run, denoise_s, decode_s, reducers_peak = timings
+    steps_run, denoise_s, decode_s, reducers_peak, decoded = timings
     return RenderResult(
         out=spec.out,
         store=spec.store_url,
@@ -154,6 +155,7 @@ def render(
         denoise_seconds=denoise_s,
         decode_seconds=decode_s,
         reducers_peak_mib=reducers_peak,
+        decode=decoded,
     )
 
 
@@ -214,9 +216,9 @@ def _band_count(the_plan: Plan, claim: Claim, workers: int) -> int:
 def _run(
     the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
     denoise_only: bool = False,
-) -> tuple[int, float, float, float | None]:
+) -> tuple[int, float, float, float | None, DecodeReport | None]:
     """Create or resume the store, denoise (on the `spawned` reducers, one per band), decode;
-    returns (steps run, denoise s, decode s, reducers' peak MiB)."""
+    returns (steps run, denoise s, decode s, reducers' peak MiB, the decode's report)."""
     import ray
     from tqdm.auto import tqdm
 
@@ -263,12 +265,13 @@ def _run(
             stop_reducers(reducers)
         steps_run = stats.steps_run
     t1 = time.perf_counter()
+    report = None
     if not store.decoded and not denoise_only:
         with tqdm(desc="decode", unit="tile", disable=disable) as bar:
-            decode_into_store(
+            report = decode_into_store(
                 pool, store, spec.vae_tile_size // info.vae_scale_factor, spec.vae_decode, on_tile=lambda: bar.update(1)
             )
         store.mark_decoded()
-    return steps_run, t1 - t0, time.perf_counter() - t1, reducers_peak
+    return steps_run, t1 - t0, time.perf_counter() - t1, reducers_peak, report
 
 

@@ -1,0 +1,85 @@
+"""Does the decode's memory stay flat as the canvas grows? Peak memory of the driver and of every
+worker actor for renders of growing canvases with the tiny model and one step.
+
+Each canvas renders in its own driver process (its peak resident memory, `ru_maxrss`, is the
+driver's figure) on a fresh local Ray cluster. Each worker reports its own peak anonymous memory
+per decode stage (actors/memwatch.py; mapped object-store pages are not its own): `head` (the
+mid-block on the whole latent, the one stage that grows with the canvas; one worker runs it) and
+`tail` (the tiles). Target (issue 11): the tail's peak at 16384 px within 1.2x of 2048 px; the
+driver's absolute MiB, holding nothing canvas-sized.
+
+    .venv/bin/python benchmarks/decode_memory.py [--sizes 2048 8192 16384] [--decode fast] [--vae-tile 1024]
+
+`--decode fast` by default: the exact mode's tiles, windows and stages are the same (its memory
+too), it only runs the tiles once per GroupNorm, which on 2 CPU cores takes hours at 16384 px.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+
+def _one(size: int, decode: str, vae_tile: int, folder: str) -> dict:
+    from gigacanvas.cluster.render import render
+    from gigacanvas.cluster.spec import RenderSpec
+
+    out = os.path.join(folder, f"m{size}.png" if size <= 16384 else f"m{size}.tif")
+    spec = RenderSpec(
+        prompt="memory", width=size, height=size, steps=1, guidance=1.0, seed=1, actors=2, precision="fp32",
+        vae_tile_size=vae_tile, vae_decode=decode, store=os.path.join(folder, f"m{size}.zarr"), out=out,
+    )
+    result = render(spec, progress=False, notify=lambda line: None)
+    report = result.decode
+    return {
+        "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peaks": list(report.peaks) if report else [],
+        "tiles": report.tiles if report else 0,
+        "decode_s": result.decode_seconds,
+        "total_s": result.seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
+    parser.add_argument("--decode", default="fast", choices=("exact", "fast"))
+    parser.add_argument("--vae-tile", type=int, default=1024, help="decode tile side in pixels")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(_one(args.one, args.decode, args.vae_tile, args.folder)))
+        return
+    print(f"tiny model, 1 step, 2 actors, fp32, decode {args.decode}, {args.vae_tile} px tiles; {os.cpu_count()} cores")
+    print(f"{'size':>6} {'tiles':>6} {'driver MiB':>11} {'head MiB':>9} {'tail MiB (per worker)':>24} {'decode s':>9} {'total s':>8}")
+    rows = {}
+    for size in args.sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            done = subprocess.run(
+                [sys.executable, __file__, "--one", str(size), "--decode", args.decode, "--vae-tile", str(args.vae_tile), "--folder", folder],
+                capture_output=True, text=True,
+            )
+        if done.returncode:
+            print(f"{size:>6} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            continue
+        got = json.loads(done.stdout.strip().splitlines()[-1])
+        heads = [p["head"] for p in got["peaks"] if "head" in p]
+        tails = [p.get("tail", 0.0) for p in got["peaks"]]
+        rows[size] = max(tails) if tails else None
+        print(
+            f"{size:>6} {got['tiles']:>6} {got['driver_mib']:>11.0f} {max(heads) if heads else 0:>9.0f} "
+            f"{', '.join(f'{t:.0f}' for t in tails):>24} {got['decode_s']:>9.1f} {got['total_s']:>8.1f}"
+        )
+    small, large = min(rows, default=None), max(rows, default=None)
+    if small and large and small != large and rows[small] and rows[large]:
+        print(f"tail peak {large} / {small}: {rows[large] / rows[small]:.2f}x (target <= 1.2x)")
+
+
+if __name__ == "__main__":
+    main()
