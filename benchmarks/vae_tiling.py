@@ -52,7 +52,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _one(method: str, size: int, tile: int, out: str) -> dict:
+def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = None) -> dict:
     """Decode one canvas with one method in this process; the pixels go to `out` (.npy)."""
     import numpy as np
     import torch
@@ -90,7 +90,7 @@ def _one(method: str, size: int, tile: int, out: str) -> dict:
                         stages.tail(head[(slice(None), *t.window.slices)], t.core_in_window, known, probe) for t in tiles
                     ))
             else:
-                known = stages.estimate(head, FAST_STATS_SIDE if method == "fast" else lat)
+                known = stages.estimate(head, (fast_side or FAST_STATS_SIDE) if method == "fast" else lat)
             pixels = np.zeros((3, size, size), np.float32)
             for t in tiles:
                 c = t.core
@@ -116,10 +116,14 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=512, help="tile side in pixels (ours and diffusers')")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per method (the median is shown)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument(
+        "--fast-side", type=int, help="the fast mode's statistics decode side in latent pixels (default: FAST_STATS_SIDE, "
+        "128; it then equals exact below 1024 px: pass --fast-side 32 at 512 px for 2048's 2x shrink)",
+    )
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one[0], int(args.one[1]), args.tile, args.one[2])))
+        print(json.dumps(_one(args.one[0], int(args.one[1]), args.tile, args.one[2], args.fast_side)))
         return
     import numpy as np
     import torch
@@ -130,7 +134,8 @@ def main() -> None:
     except (OSError, StopIteration):
         pass
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; fp32, CPU")
-    print(f"SD3.5 VAE architecture, random weights; tiles {args.tile} px; one process per run")
+    side = args.fast_side or "FAST_STATS_SIDE"
+    print(f"SD3.5 VAE architecture, random weights; tiles {args.tile} px; fast statistics at most {side} latent px; one process per run")
     print(f"{'size':>5} {'method':>9} {'mean err':>9} {'max err':>8} {'PSNR dB':>8} {'s (median)':>11} {'min-max s':>13} {'peak MiB':>9}")
     methods = ["whole", *[m for m in args.methods if m != "whole"]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +147,8 @@ def main() -> None:
                 for _ in range(args.repeat):
                     out = os.path.join(tmp, f"{method}-{size}.npy")
                     done = subprocess.run(
-                        [sys.executable, __file__, "--tile", str(args.tile), "--one", method, str(size), out],
+                        [sys.executable, __file__, "--tile", str(args.tile), "--one", method, str(size), out]
+                        + (["--fast-side", str(args.fast_side)] if args.fast_side else []),
                         capture_output=True, text=True, check=True,
                     )
                     runs.append(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -111,21 +111,28 @@ class SeamlessVae:
         return decoder.conv_out(x)
 
     def tail(
-        self, window: np.ndarray, core: Window, known: Sequence[np.ndarray], probe: int | None = None
+        self, window: np.ndarray, core: Window, known: Sequence[np.ndarray] | None, probe: int | None = None
     ) -> np.ndarray:
         """Run the tail on a (C', h, w) window of the head's output.
 
         `core` is the owned part, relative to the window, in latent pixels. With `probe` k, stop
         at GroupNorm k (statistics 0..k-1 in `known`) and return its (groups, 3) moments over the
         core; without, every GroupNorm's statistics are known and the core's (3, h*s, w*s)
-        float32 pixels in [-1, 1] come back.
+        float32 pixels in [-1, 1] come back. `known` None: the window is the whole canvas and
+        normalises with its own statistics (one call instead of a pass per GroupNorm).
         """
         torch = self.torch
-        needed = len(self.norms) if probe is None else probe
-        if len(known) < needed or (probe is not None and not 0 <= probe < len(self.norms)):
-            raise ValueError(f"probe {probe} needs statistics for {needed} GroupNorms; got {len(known)}")
+        if known is None:  # one tile, the whole canvas: its own statistics are the canvas's
+            if probe is not None or tuple(core) != (0, 0, *window.shape[-2:]):
+                raise ValueError("only a tile that is the whole canvas decodes with its own statistics")
+            norms = self._recording([])
+        else:
+            needed = len(self.norms) if probe is None else probe
+            if len(known) < needed or (probe is not None and not 0 <= probe < len(self.norms)):
+                raise ValueError(f"probe {probe} needs statistics for {needed} GroupNorms; got {len(known)}")
+            norms = self._shared_norms(window.shape[-2], core, known, probe)
         x = torch.from_numpy(np.ascontiguousarray(window))[None].to(self.device, self.dtype)
-        with torch.inference_mode(), self._shared_norms(window.shape[-2], core, known, probe):
+        with torch.inference_mode(), norms:
             try:
                 pixels = self._tail(x)
             except _Probed as probed:

@@ -68,9 +68,11 @@ def decode_into_store(
 
     head = _head(pool, store)
     head_s = time.perf_counter() - started
-    known: list[np.ndarray] = []
+    known: list[np.ndarray] | None = []
     passes = 1
-    if mode == "fast":
+    if len(tiles) == 1:
+        known = None  # the one tile is the canvas: it normalises with its own statistics, in one call
+    elif mode == "fast":
         got: dict = {}
         pool.map(["estimate"], lambda worker, _: worker.decode_estimate.remote(head, FAST_STATS_SIDE), lambda _, s: got.update(s=s))
         known = got["s"]

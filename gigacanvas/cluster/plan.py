@@ -138,6 +138,7 @@ class Plan:
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
                 f"  tiles: {len(self.grid)} per step of {self._tile_px()} px, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
+                f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
                 f"  memory: {self.budget.describe()}",
                 f"  store: {spec.store_url} ({self.store_action})",

@@ -75,6 +75,17 @@ def test_fast_mode_estimates_the_statistics_from_a_small_whole_decode(vae):
     assert len(shrunk) == stages.norm_count and all(s.shape == (n.num_groups, 3) for s, n in zip(shrunk, stages.norms))
 
 
+def test_a_tile_that_is_the_canvas_uses_its_own_statistics(vae):
+    stages = SeamlessVae(vae, "cpu", torch.float32)
+    latent = np.random.default_rng(7).standard_normal((16, 16, 24)).astype(np.float32)
+    (tile,) = plan_decode_tiles(16, 24, 0, stages.halo)
+    own = stages.tail(stages.head(latent), tile.core_in_window, None)
+    assert np.abs(own - _whole(vae, latent)).max() < 1e-4
+    part = plan_decode_tiles(16, 24, 8, stages.halo)[0]
+    with pytest.raises(ValueError, match="only a tile that is the whole canvas"):
+        stages.tail(stages.head(latent)[(slice(None), *part.window.slices)], part.core_in_window, None)
+
+
 def test_probe_needs_the_statistics_before_it(vae):
     stages = SeamlessVae(vae, "cpu", torch.float32)
     head = stages.head(np.zeros((16, 8, 8), np.float32))
