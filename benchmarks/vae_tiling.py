@@ -5,7 +5,7 @@ For canvases small enough to decode whole, on the SD3.5 VAE architecture with ra
 
 - `whole`: diffusers' `vae.decode` in one piece, the reference;
 - `exact`: ours (actors/vaedecode.py), tiles with the whole canvas's GroupNorm statistics;
-- `fast`: ours, statistics estimated from a whole decode shrunk to FAST_STATS_SIDE;
+- `fast`: ours, statistics estimated from a whole decode subsampled to FAST_STATS_SIDE;
 - `diffusers`: `enable_tiling()` at the same tile size (a quarter overlap, its default);
 - `windowed`: the whole decode with the mid-block attending in ATTENTION_WINDOW-sized windows
   scaled down to this canvas (the same number of windows as a 16384 px canvas has), to show

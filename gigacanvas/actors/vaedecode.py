@@ -19,7 +19,7 @@ passes: pass k runs every tile up to GroupNorm k, with 0..k-1 known, and returns
 the core's pixels there (`probe`); the driver merges them in tile order (tiling/groupstats.py).
 That is exact and holds one tile at a time, at the price of recomputing the tail's front once per
 GroupNorm (about 10x a plain decode's compute). `estimate` is the fast mode: the statistics of a
-whole decode of the head's output shrunk to at most `side` latent pixels, one cheap decode and one
+whole decode of the head's output subsampled to at most `side` latent pixels, one cheap decode and one
 pass instead of one per GroupNorm.
 
 The decoder is never forked or copied: its modules, weights and forward order are diffusers'; the
@@ -142,15 +142,17 @@ class SeamlessVae:
         return pixels[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
 
     def estimate(self, head_out: np.ndarray, side: int) -> list[np.ndarray]:
-        """Every tail GroupNorm's moments from one whole decode of `head_out` area-shrunk to at most
+        """Every tail GroupNorm's moments from one whole decode of `head_out` subsampled to at most
         `side` latent pixels a side (the fast mode's statistics; `side` >= the canvas: exact)."""
         torch = self.torch
         x = torch.from_numpy(np.ascontiguousarray(head_out))[None].to(self.device, self.dtype)
         h, w = x.shape[-2:]
         factor = max(1, math.ceil(max(h, w) / side))
         if factor > 1:
-            size = (max(1, round(h / factor)), max(1, round(w / factor)))
-            x = torch.nn.functional.interpolate(x.float(), size=size, mode="area").to(self.dtype)
+            # every factor-th pixel, not an average: averaging noise-like activations shrinks their
+            # variance by the factor squared and every statistic after it (SD3.5 VAE, 512 px, 2x:
+            # 91 of 255 off on average with area averaging, 4.6 with this)
+            x = x[:, :, ::factor, ::factor].contiguous()
         recorded: list[np.ndarray] = []
         with torch.inference_mode(), self._recording(recorded):
             self._tail(x)

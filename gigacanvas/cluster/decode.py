@@ -10,7 +10,7 @@ pixels go into the store's `image` as they arrive: the driver holds one tile at 
 picture, and the result is the whole decode's to float rounding, with no blending at all.
 
 `fast`: the same tiles and one pass, normalised with statistics estimated by one small whole
-decode of the head's output shrunk to `FAST_STATS_SIDE` latent pixels a side.
+decode of the head's output subsampled (every k-th pixel) to `FAST_STATS_SIDE` latent pixels a side.
 
 `blend` (spec version 1, kept so older pictures render again as they were made): overlapping
 tiles normalised on their own, blended in pixel space on the driver, which holds the picture.
