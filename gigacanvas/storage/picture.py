@@ -129,6 +129,19 @@ def write_file(path: str | Path, encode: Callable[[Path], None]) -> str | Path:
     return str(path)
 
 
+def open_picture(path: str | Path, label: str) -> BinaryIO:
+    """A picture opened for reading: a regular local file, or an object on object storage; a
+    missing, unreachable or odd one is a usage error naming `label`."""
+    here = local_path(path)
+    if here is not None:
+        return open_regular(here, label)
+    location = Location(str(path), what="picture")
+    try:
+        return location.fs.open(location.root, "rb")
+    except Exception as exc:  # noqa: BLE001 - missing, no credentials, unreachable
+        raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
+
+
 def read_png_spec(path: str | Path, keyword: str = SPEC_CHUNK) -> dict:
     """The spec a gigacanvas PNG carries, read without decoding (or even sizing) its pixels.
 
@@ -137,16 +150,7 @@ def read_png_spec(path: str | Path, keyword: str = SPEC_CHUNK) -> dict:
     names another JSON chunk of ours (a preview's, `gigacanvas-preview`).
     """
     label = f"picture {path}"
-    here = local_path(path)
-    if here is None:
-        location = Location(str(path), what="picture")
-        try:
-            file = location.fs.open(location.root, "rb")
-        except Exception as exc:  # noqa: BLE001 - missing, no credentials, unreachable
-            raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
-    else:
-        file = open_regular(here, label)
-    with file:
+    with open_picture(path, label) as file:
         try:
             text = _spec_text(file, label, keyword.encode("latin-1") + b"\0")
         except OSError as exc:

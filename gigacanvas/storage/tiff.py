@@ -25,7 +25,7 @@ import numpy as np
 
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.multiscale import level_bands, level_shapes
-from gigacanvas.storage.picture import local_path, open_regular, write_file
+from gigacanvas.storage.picture import open_picture, write_file
 from gigacanvas.storage.store import LatentStore
 
 TILE = 512  # px; a multiple of 16 (TIFF's rule) that divides the store's 1024-row bands
@@ -68,18 +68,7 @@ def read_tiff_spec(path: str | Path) -> dict:
     import tifffile
 
     label = f"picture {path}"
-    here = local_path(path)
-    if here is None:
-        from gigacanvas.storage.location import Location
-
-        location = Location(str(path), what="picture")
-        try:
-            file = location.fs.open(location.root, "rb")
-        except Exception as exc:  # noqa: BLE001 - missing, no credentials, unreachable
-            raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
-    else:
-        file = open_regular(here, label)
-    with file:
+    with open_picture(path, label) as file:
         try:
             with tifffile.TiffFile(file, name=Path(str(path)).name) as tif:
                 tag = tif.pages.first.tags.get("ImageDescription")
