@@ -14,8 +14,9 @@ decode of the head's output subsampled (every k-th pixel) to `FAST_STATS_SIDE` l
 
 `blend` (spec version 1, kept so older pictures render again as they were made): overlapping
 tiles normalised on their own, blended in pixel space on the driver, which holds the picture.
-Results are the same whatever the number of actors: the plan, the merge order and every tile's
-input depend only on the canvas and the tile size.
+
+Every mode gives the same pixels whatever the number of actors: the plan, the merge order and
+every tile's input depend only on the canvas and the tile size (spec.VAE_DECODES names the modes).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from gigacanvas.tiling import TileBlender, plan_tiles
 from gigacanvas.tiling.decodetiles import plan_decode_tiles
 from gigacanvas.tiling.groupstats import merge
 
-DECODE_MODES = ("exact", "fast", "blend")
 VAE_OVERLAP_FRACTION = 4  # blend: overlap = a quarter of the tile, as diffusers' tiled VAE uses
 FAST_STATS_SIDE = 128  # latent pixels: the fast mode's statistics decode is at most 1024 px a side
 
