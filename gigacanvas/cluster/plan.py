@@ -40,9 +40,13 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     if overlap >= tile:
         raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
-    # version 1 knew only the blended decode: its pictures render again as they were made
-    vae_decode = spec.vae_decode or ("blend" if spec.spec_version == 1 else "exact")
+    vae_decode = spec.vae_decode or _default_decode(spec.spec_version)
     return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode)
+
+
+def _default_decode(version: object) -> str:
+    """Version 1 knew only the blended decode: its pictures render again as they were made."""
+    return "blend" if version == 1 else "exact"
 
 
 def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
@@ -60,6 +64,8 @@ def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     if found is None:
         return
     theirs = {"spec_version": 1, **found}  # pictures before versions were version 1
+    if theirs.get("vae_decode") is None:  # unset: the decode its version meant (as `resolve` fills it)
+        theirs["vae_decode"] = _default_decode(theirs["spec_version"])
     ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
     ours[PICTURE_ONLY] = info.fingerprint
     if not spec.overwrite and not all(theirs.get(k) == v for k, v in ours.items()):
