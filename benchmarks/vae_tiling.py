@@ -58,10 +58,8 @@ def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = No
     import torch
 
     from gigacanvas.actors import vaedecode
-    from gigacanvas.actors.vaedecode import SeamlessVae, to_uint8
+    from gigacanvas.actors.vaedecode import SeamlessVae, decode_in_tiles, to_uint8
     from gigacanvas.cluster.decode import FAST_STATS_SIDE
-    from gigacanvas.tiling.decodetiles import plan_decode_tiles
-    from gigacanvas.tiling.groupstats import merge
 
     vae = _vae()
     lat = size // 8
@@ -81,22 +79,12 @@ def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = No
             if method == "windowed":
                 vaedecode.EXACT_ATTENTION_PIXELS = 0
                 vaedecode.ATTENTION_WINDOW = max(1, lat * vaedecode.ATTENTION_WINDOW // 2048)
-            head = stages.head(latent)
-            tiles = plan_decode_tiles(lat, lat, 0 if method == "windowed" else tile // 8, stages.halo)
             if method == "exact":
-                known = []
-                for probe in range(stages.norm_count):
-                    known.append(merge(
-                        stages.tail(head[(slice(None), *t.window.slices)], t.core_in_window, known, probe) for t in tiles
-                    ))
+                pixels = decode_in_tiles(stages, latent, tile // 8)
+            elif method == "fast":
+                pixels = decode_in_tiles(stages, latent, tile // 8, side=fast_side or FAST_STATS_SIDE)
             else:
-                known = stages.estimate(head, (fast_side or FAST_STATS_SIDE) if method == "fast" else lat)
-            pixels = np.zeros((3, size, size), np.float32)
-            for t in tiles:
-                c = t.core
-                pixels[:, c.y * 8 : (c.y + c.h) * 8, c.x * 8 : (c.x + c.w) * 8] = stages.tail(
-                    head[(slice(None), *t.window.slices)], t.core_in_window, known
-                )
+                pixels = decode_in_tiles(stages, latent, 0)
     seconds = time.perf_counter() - start
     np.save(out, to_uint8(pixels))
     return {"seconds": seconds, "peak_mib": _rss_mib() - base}

@@ -78,8 +78,9 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def decode_stages(self) -> Any:
-        """The seamless decode's stages for this model (`head`, `tail`, `estimate`, `halo`,
-        `norm_count`; actors/vaedecode.py's `SeamlessVae` for a diffusers AutoencoderKL)."""
+        """The seamless decode's stages for this model (`head`, `run`, `estimate`, `layout`, a
+        tiling/decodetiles.py TailLayout; actors/vaedecode.py's `SeamlessVae` for a diffusers
+        AutoencoderKL)."""
 
     def preload(self) -> None:
         """Load the resident roles now, so start-up fails early and step timings stay honest."""

@@ -24,6 +24,7 @@ import numpy as np
 
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
 from gigacanvas.errors import UsageError
+from gigacanvas.tiling.decodetiles import TailLayout
 
 PREFIX = "simulated:"
 MAX_TILE_SECONDS = 3600.0
@@ -156,14 +157,16 @@ class SimulatedStages:
     """The seamless decode's stages for the simulated model: no GroupNorm, no halo; the tail
     upsamples what `decode` does, so both decodes give the same pixels."""
 
-    halo = 0
-    norm_count = 0
+    layout = TailLayout(norm_segments=(), reach=(0.0,), channels=(3,), scales=(1,))
 
     def __init__(self, scale: int):
         self.scale = scale
 
     def head(self, latent: np.ndarray) -> np.ndarray:
         return np.tanh(latent[:3].astype(np.float32))
+
+    def run(self, window: np.ndarray, core, start: int, end: int, known, probe=None) -> np.ndarray:
+        return self.tail(window, core, known, probe)
 
     def tail(self, window: np.ndarray, core, known, probe=None) -> np.ndarray:
         if probe is not None:

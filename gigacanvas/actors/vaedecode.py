@@ -17,8 +17,10 @@ Every GroupNorm of the tail is swapped, for the duration of a call, for one that
 statistics handed in (`known`), in the order the tail calls them. The statistics come from
 passes: pass k runs every tile up to GroupNorm k, with 0..k-1 known, and returns the moments of
 the core's pixels there (`probe`); the driver merges them in tile order (tiling/groupstats.py).
-That is exact and holds one tile at a time, at the price of recomputing the tail's front once per
-GroupNorm (about 10x a plain decode's compute). `estimate` is the fast mode: the statistics of a
+That is exact and holds one tile at a time. So that pass k need not run the tail from the
+mid-block again, `run` starts at any up-block's input (a boundary) from checkpointed cores of it
+(tiling/decodetiles.py's `plan_passes`): each pass runs about one up-block instead of the tail's
+whole front. `estimate` is the fast mode: the statistics of a
 whole decode of the head's output subsampled to at most `side` latent pixels, one cheap decode and one
 pass instead of one per GroupNorm.
 
@@ -35,9 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from gigacanvas.tiling.decodetiles import plan_decode_tiles
+from gigacanvas.actors.windowed import WindowedAttention
+from gigacanvas.tiling.decodetiles import CHECKPOINT_BUDGET, DecodePass, TailLayout, paste, plan_decode_tiles, plan_passes
 from gigacanvas.tiling.grid import Window
-from gigacanvas.tiling.groupstats import group_moments, mean_and_variance
+from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge
 
 # The mid-block's attention is exact (global) up to this many latent pixels: 1024 x 1024, an
 # 8192 x 8192 picture at factor 8 (about 6 s of attention for SD3.5's VAE on an H100, and
@@ -70,7 +73,8 @@ class SeamlessVae:
         self.scale = 2 ** (len(vae.config.block_out_channels) - 1)
         self.head_channels = vae.config.block_out_channels[-1]
         self._check_tail()
-        self.norms, self.halo = self._trace()
+        self.norms, self.layout = self._trace()
+        self.halo = self.layout.halo(0, self.layout.segments - 1)
         self.norm_count = len(self.norms)
 
     # -- the two stages --------------------------------------------------------------------
@@ -102,10 +106,15 @@ class SeamlessVae:
             for module, processor in zip(mods, before):
                 module.set_processor(processor)
 
-    def _tail(self, x: Any) -> Any:
+    def _tail(self, x: Any, start: int = 0, end: int | None = None) -> Any:
+        """Segments start..end (up-blocks; the last one ends with diffusers' four output lines)."""
         decoder = self.decoder
-        for up_block in decoder.up_blocks:
+        last = len(decoder.up_blocks) - 1
+        end = last if end is None else end
+        for up_block in decoder.up_blocks[start : end + 1]:
             x = up_block(x, None)
+        if end < last:
+            return x
         x = decoder.conv_norm_out(x)
         x = decoder.conv_act(x)
         return decoder.conv_out(x)
@@ -113,33 +122,52 @@ class SeamlessVae:
     def tail(
         self, window: np.ndarray, core: Window, known: Sequence[np.ndarray] | None, probe: int | None = None
     ) -> np.ndarray:
-        """Run the tail on a (C', h, w) window of the head's output.
+        """Run the whole tail on a (C', h, w) window of the head's output (`run` from boundary 0)."""
+        return self.run(window, core, 0, self.layout.segments - 1, known, probe)
+
+    def run(
+        self,
+        window: np.ndarray,
+        core: Window,
+        start: int,
+        end: int,
+        known: Sequence[np.ndarray] | None,
+        probe: int | None = None,
+    ) -> np.ndarray:
+        """Run segments start..end on a window of boundary `start`'s activations.
 
         `core` is the owned part, relative to the window, in latent pixels. With `probe` k, stop
-        at GroupNorm k (statistics 0..k-1 in `known`) and return its (groups, 3) moments over the
-        core; without, every GroupNorm's statistics are known and the core's (3, h*s, w*s)
-        float32 pixels in [-1, 1] come back. `known` None: the window is the whole canvas and
-        normalises with its own statistics (one call instead of a pass per GroupNorm).
+        at GroupNorm k (statistics of every earlier one in `known`) and return its (groups, 3)
+        moments over the core; without, the core's float32 activations at boundary end + 1 come
+        back, or past the last segment its (3, h*s, w*s) pixels in [-1, 1]. `known` None: the
+        window is the whole canvas and normalises with its own statistics (one call for the
+        whole decode instead of a pass per GroupNorm).
         """
         torch = self.torch
+        layout = self.layout
+        last = layout.segments - 1
+        window_h = window.shape[-2] // layout.scales[start]
+        first = sum(1 for s in layout.norm_segments if s < start)
         if known is None:  # one tile, the whole canvas: its own statistics are the canvas's
-            if probe is not None or tuple(core) != (0, 0, *window.shape[-2:]):
+            if probe is not None or (start, end) != (0, last) or tuple(core) != (0, 0, *window.shape[-2:]):
                 raise ValueError("only a tile that is the whole canvas decodes with its own statistics")
             norms = self._recording([])
         else:
-            needed = len(self.norms) if probe is None else probe
-            if len(known) < needed or (probe is not None and not 0 <= probe < len(self.norms)):
+            needed = sum(1 for s in layout.norm_segments if s <= end) if probe is None else probe
+            if len(known) < needed or (probe is not None and not first <= probe < len(self.norms)):
                 raise ValueError(f"probe {probe} needs statistics for {needed} GroupNorms; got {len(known)}")
-            norms = self._shared_norms(window.shape[-2], core, known, probe)
+            if probe is not None and layout.norm_segments[probe] > end:
+                raise ValueError(f"GroupNorm {probe} runs past segment {end}")
+            norms = self._shared_norms(window_h, core, known, probe, first)
         x = torch.from_numpy(np.ascontiguousarray(window))[None].to(self.device, self.dtype)
         with torch.inference_mode(), norms:
             try:
-                pixels = self._tail(x)
+                out = self._tail(x, start, end)
             except _Probed as probed:
                 return probed.moments
-        s = self.scale
+        s = self.scale if end == last else layout.scales[end + 1]
         y, x0 = core.y * s, core.x * s
-        return pixels[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
+        return out[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
 
     def estimate(self, head_out: np.ndarray, side: int) -> list[np.ndarray]:
         """Every tail GroupNorm's moments from one whole decode of `head_out` subsampled to at most
@@ -179,8 +207,8 @@ class SeamlessVae:
         return y.to(x.dtype)
 
     @contextmanager
-    def _swapped(self, forward_for) -> Iterator[None]:
-        calls = iter(range(len(self.norms)))
+    def _swapped(self, forward_for, first: int = 0) -> Iterator[None]:
+        calls = iter(range(first, len(self.norms)))
         for norm in self.norms:
             norm.forward = forward_for(norm, calls)
         try:
@@ -189,7 +217,7 @@ class SeamlessVae:
             for norm in self.norms:
                 del norm.forward
 
-    def _shared_norms(self, window_h: int, core: Window, known: Sequence[np.ndarray], probe: int | None):
+    def _shared_norms(self, window_h: int, core: Window, known: Sequence[np.ndarray], probe: int | None, first: int):
         def forward_for(norm, calls):
             def forward(x):
                 index = next(calls)
@@ -201,7 +229,7 @@ class SeamlessVae:
 
             return forward
 
-        return self._swapped(forward_for)
+        return self._swapped(forward_for, first)
 
     def _recording(self, recorded: list[np.ndarray]):
         def forward_for(norm, calls):
@@ -229,27 +257,38 @@ class SeamlessVae:
         ):
             raise ValueError("this VAE's decoder has no GroupNorm output layer; the seamless decode expects diffusers' Decoder")
 
-    def _trace(self) -> tuple[list[Any], int]:
-        """The tail's GroupNorms in call order and its receptive radius in latent pixels.
+    def _trace(self) -> tuple[list[Any], TailLayout]:
+        """The tail's GroupNorms in call order and its layout (tiling/decodetiles.py's TailLayout).
 
         One call on a 4x4 input records both: each conv of kernel k at s pixels per latent pixel
-        reaches (k - 1) / 2 / s latent pixels further; the halo is their sum, rounded up. Order
+        reaches (k - 1) / 2 / s latent pixels further, added to the segment it runs in. Order
         comes from the calls, not from module registration, which need not match the forward.
         """
         torch = self.torch
         norms: list[Any] = []
-        reach = [0.0]
+        segments: list[int] = []
+        reach: list[float] = []
+        channels: list[int] = []
+        scales: list[int] = []
         size = 4
         hooks = []
 
+        def on_block(module, args):
+            reach.append(0.0)
+            channels.append(args[0].shape[1])
+            scales.append(args[0].shape[-2] // size)
+
         def on_norm(module, args):
             norms.append(module)
+            segments.append(len(reach) - 1)
 
         def on_conv(module, args):
             s = args[0].shape[-2] / size
             k = module.kernel_size[0]
-            reach[0] += (k - 1) / 2 * module.dilation[0] / s
+            reach[-1] += (k - 1) / 2 * module.dilation[0] / s
 
+        for block in self.decoder.up_blocks:
+            hooks.append(block.register_forward_pre_hook(on_block))
         tail = [self.decoder.up_blocks, self.decoder.conv_norm_out, self.decoder.conv_out]
         for part in tail:
             for module in part.modules():
@@ -266,7 +305,7 @@ class SeamlessVae:
                 hook.remove()
         if len(set(map(id, norms))) != len(norms):
             raise ValueError("a GroupNorm of this VAE's decoder runs twice; the seamless decode cannot order its statistics")
-        return norms, math.ceil(reach[0] - 1e-9)
+        return norms, TailLayout(tuple(segments), tuple(reach), tuple(channels), tuple(scales))
 
     def head_bytes(self, height: int, width: int) -> int:
         """About the head's peak activation memory for an (height, width) latent, in bytes: the
@@ -281,36 +320,42 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray((unit * 255).round().astype(np.uint8).transpose(1, 2, 0))
 
 
-class WindowedAttention:
-    """A diffusers attention processor for the VAE's mid-block that attends within square windows.
-
-    The attention's GroupNorm still sees the whole latent (its statistics are global, like every
-    other GroupNorm here); only the softmax is local. Each window runs diffusers' own
-    `AttnProcessor2_0` with the norm and the residual taken out, then the residual is added back:
-    `(attention + residual) / rescale`, as the processor itself computes it.
-    """
-
-    def __init__(self, window: int):
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
-        self.window = window
-        self.inner = AttnProcessor2_0()
-
-    def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        import torch
-
-        if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 4:
-            raise ValueError("windowed attention is for the VAE's self-attention on (B, C, H, W) only")
-        normed = attn.group_norm(hidden_states) if attn.group_norm is not None else hidden_states
-        out = torch.empty_like(hidden_states)
-        norm, residual = attn.group_norm, attn.residual_connection
-        attn.group_norm, attn.residual_connection = None, False
-        try:
-            for tile in plan_decode_tiles(*hidden_states.shape[-2:], self.window, 0):
-                rows, cols = tile.core.slices
-                out[:, :, rows, cols] = self.inner(attn, normed[:, :, rows, cols].contiguous())
-        finally:
-            attn.group_norm, attn.residual_connection = norm, residual
-        if residual:
-            out = out + hidden_states / attn.rescale_output_factor
-        return out
+def decode_in_tiles(
+    stages: SeamlessVae,
+    latent: np.ndarray,
+    core: int,
+    known: Sequence[np.ndarray] | None = None,
+    budget: int = CHECKPOINT_BUDGET,
+    side: int | None = None,
+) -> np.ndarray:
+    """(3, H * s, W * s) pixels of a (C, H, W) latent decoded in this process as the cluster
+    decodes it (cluster/decode.py): tiles of `core` latent pixels, the passes of `plan_passes`
+    with exact statistics, or one pass with `known` ones (or the fast mode's, estimated at `side`).
+    For tests and benchmarks."""
+    height, width = latent.shape[1:]
+    layout = stages.layout
+    last = layout.segments - 1
+    head = stages.head(latent)
+    if side is not None:
+        known = stages.estimate(head, side)
+    if len(plan_decode_tiles(height, width, core, 0)) == 1:
+        return stages.tail(head, Window(0, 0, height, width), known)
+    plan = plan_passes(layout, height, width, budget) if known is None else (DecodePass(0, last),)
+    known = [] if known is None else list(known)
+    parts = [(Window(0, 0, height, width), head)]
+    pixels = np.full((3, height * stages.scale, width * stages.scale), np.nan, np.float32)
+    for step in plan:
+        tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end))
+        scale = layout.scales[step.start]
+        got = [
+            stages.run(paste(t.window, parts, scale), t.core_in_window, step.start, step.end, known, step.probe) for t in tiles
+        ]
+        if step.probe is not None:
+            known.append(merge(got))
+        elif step.end < last:
+            parts = [(t.core, values) for t, values in zip(tiles, got)]
+        else:
+            s = stages.scale
+            for t, values in zip(tiles, got):
+                pixels[:, t.core.y * s : (t.core.y + t.core.h) * s, t.core.x * s : (t.core.x + t.core.w) * s] = values
+    return pixels

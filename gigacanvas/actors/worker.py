@@ -91,10 +91,9 @@ class Worker:
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 
-    def decode_layout(self) -> tuple[int, int]:
-        """(halo in latent pixels, GroupNorms past the head): what the driver plans passes with."""
-        stages = self._loaded().decode_stages()
-        return stages.halo, stages.norm_count
+    def decode_layout(self):
+        """The decoder's TailLayout (tiling/decodetiles.py): what the driver plans passes with."""
+        return self._loaded().decode_stages().layout
 
     def decode_head(self, *bands: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         """The head's output for the latent given as row bands (so the driver never holds it
@@ -105,15 +104,25 @@ class Worker:
             head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1))
         return head, head.shape
 
-    def decode_tail(self, head: np.ndarray, window, core, known, probe: int | None = None) -> np.ndarray:
-        """A tile of the tail: its GroupNorm moments with `probe`, else its core as (h, w, 3) uint8."""
+    def decode_run(self, step, window, core, known, part_windows, *parts: np.ndarray):
+        """One tile of a decode pass (tiling/decodetiles.py's DecodePass) on `window` (latent
+        pixels on the canvas), pasted from `parts` (the head's output or the last checkpoint's
+        cores) over `part_windows`: GroupNorm moments with a probe; else its core's checkpoint,
+        returned with its shape (the caller keeps the first in the object store), or its pixels as
+        (h, w, 3) uint8."""
         from gigacanvas.actors.memwatch import watched
         from gigacanvas.actors.vaedecode import to_uint8
+        from gigacanvas.tiling.decodetiles import paste
 
+        stages = self._loaded().decode_stages()
         with watched(self._peaks, "tail"):
-            part = np.array(head[(slice(None), *window.slices)])  # a copy: the object store's is read-only
-            out = self._loaded().decode_stages().tail(part, core, known, probe)
-            return out if probe is not None else to_uint8(out)
+            x = paste(window, list(zip(part_windows, parts)), stages.layout.scales[step.start])
+            out = stages.run(x, core, step.start, step.end, known, step.probe)
+            if step.probe is not None:
+                return out
+            if step.end < stages.layout.segments - 1:
+                return out, out.shape
+            return to_uint8(out)
 
     def decode_peaks(self) -> dict[str, float]:
         """{"head": MiB, "tail": MiB}: this process's own peak memory in each decode stage it ran."""

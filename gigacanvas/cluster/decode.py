@@ -5,7 +5,10 @@ runs the head (conv_in and the mid-block, whose attention is global) on the whol
 it receives as the store's row bands; its output stays in Ray's object store, owned by the driver
 so it outlives the worker that made it. The tail then runs in tiles whose cores partition the
 canvas: one pass per GroupNorm gathers that layer's moments over every core, merged in tile order
-(tiling/groupstats.py), and a last pass decodes every core with all statistics known. Each core's
+(tiling/groupstats.py), and a last pass decodes every core with all statistics known. After each
+up-block's GroupNorms are known, a pass keeps every core's activations at the block's end in the
+object store (a checkpoint, driver-owned like the head, where it fits CHECKPOINT_BUDGET) and the
+next block's passes start from them, pasted into each tile's window on the worker. Each core's
 pixels go into the store's `image` as they arrive: the driver holds one tile at a time, never the
 picture, and the result is the whole decode's to float rounding, with no blending at all.
 
@@ -31,7 +34,8 @@ import numpy as np
 from gigacanvas.actors.vaedecode import to_uint8
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.tiling import TileBlender, plan_tiles
-from gigacanvas.tiling.decodetiles import plan_decode_tiles
+from gigacanvas.tiling.decodetiles import CHECKPOINT_BUDGET, DecodePass, overlapping, plan_decode_tiles, plan_passes
+from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.groupstats import merge
 
 VAE_OVERLAP_FRACTION = 4  # blend: overlap = a quarter of the tile, as diffusers' tiled VAE uses
@@ -60,54 +64,59 @@ def decode_into_store(
         return _blend(pool, store, tile_lat, on_tile, started)
     import ray
 
-    layout: dict = {}
-    pool.map(["layout"], lambda worker, _: worker.decode_layout.remote(), lambda _, got: layout.update(got=got))
-    halo, norm_count = layout["got"]
+    got: dict = {}
+    pool.map(["layout"], lambda worker, _: worker.decode_layout.remote(), lambda _, layout: got.update(layout=layout))
+    layout = got["layout"]
+    last = layout.segments - 1
     lat_h, lat_w = store.latent_shape
-    tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, halo)
+    canvas = Window(0, 0, lat_h, lat_w)
 
-    head = _head(pool, store)
+    held = [(canvas, _head(pool, store))]  # what the next pass reads: (latent window, object ref)
     head_s = time.perf_counter() - started
     known: list[np.ndarray] | None = []
-    passes = 1
-    if len(tiles) == 1:
+    if len(plan_decode_tiles(lat_h, lat_w, tile_lat, 0)) == 1:
         known = None  # the one tile is the canvas: it normalises with its own statistics, in one call
+        plan: tuple[DecodePass, ...] = (DecodePass(0, last),)
     elif mode == "fast":
-        got: dict = {}
+        head = held[0][1]
         pool.map(["estimate"], lambda worker, _: worker.decode_estimate.remote(head, FAST_STATS_SIDE), lambda _, s: got.update(s=s))
-        known = got["s"]
+        known, plan = got["s"], (DecodePass(0, last),)
     else:
-        for probe in range(norm_count):
-            parts: dict[int, np.ndarray] = {}
-
-            def submit(worker: Any, index: int, probe: int = probe, known_ref: Any = ray.put(known)) -> Any:
-                tile = tiles[index]
-                return worker.decode_tail.remote(head, tile.window, tile.core_in_window, known_ref, probe)
-
-            def on_moments(index: int, moments: np.ndarray) -> None:
-                parts[index] = moments
-                on_tile()
-
-            pool.map(range(len(tiles)), submit, on_moments)
-            known.append(merge(parts[i] for i in range(len(tiles))))  # tile order: same bits on any pool
-        passes += norm_count
-
-    known_ref = ray.put(known)
+        plan = plan_passes(layout, lat_h, lat_w, CHECKPOINT_BUDGET)
     scale = store.scale
 
-    def submit_pixels(worker: Any, index: int) -> Any:
-        tile = tiles[index]
-        return worker.decode_tail.remote(head, tile.window, tile.core_in_window, known_ref, None)
+    for step in plan:
+        tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, layout.halo(step.start, step.end))
+        known_ref = ray.put(known)
+        answers: dict[int, Any] = {}
+        windows = [w for w, _ in held]
 
-    def on_pixels(index: int, pixels: np.ndarray) -> None:
-        core = tiles[index].core
-        store.write_image_window(core.y * scale, core.x * scale, pixels)
-        on_tile()
+        def submit(worker: Any, index: int, step: DecodePass = step, tiles=tiles, known_ref=known_ref, windows=windows) -> Any:
+            tile = tiles[index]
+            reads = overlapping(windows, tile.window)
+            args = (step, tile.window, tile.core_in_window, known_ref, [windows[i] for i in reads], *(held[i][1] for i in reads))
+            if step.probe is not None or step.end == last:
+                return worker.decode_run.remote(*args)
+            checkpoint, shape = worker.decode_run.options(num_returns=2).remote(*args)
+            answers[index] = checkpoint  # stays in the object store; the pool fetches only the shape
+            return shape
 
-    pool.map(range(len(tiles)), submit_pixels, on_pixels)
-    del head
+        def on_done(index: int, got: Any, step: DecodePass = step, tiles=tiles) -> None:
+            if step.probe is not None:
+                answers[index] = got
+            elif step.end == last:
+                core = tiles[index].core
+                store.write_image_window(core.y * scale, core.x * scale, got)
+            on_tile()
+
+        pool.map(range(len(tiles)), submit, on_done)
+        if step.probe is not None:
+            known.append(merge(answers[i] for i in range(len(tiles))))  # tile order: same bits on any pool
+        elif step.end < last:
+            held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
+    del held
     seconds = time.perf_counter() - started
-    return DecodeReport(mode, len(tiles), passes, halo, head_s, seconds, _peaks(pool))
+    return DecodeReport(mode, len(tiles), len(plan), layout.halo(0, last), head_s, seconds, _peaks(pool))
 
 
 def _peaks(pool: WorkerPool) -> tuple[dict, ...]:

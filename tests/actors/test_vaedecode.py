@@ -1,13 +1,14 @@
 """The seamless decode's stages on the tiny model's VAE, without Ray: tiles with shared GroupNorm
 statistics give the whole decode's pixels."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from gigacanvas.actors.vaedecode import SeamlessVae, to_uint8
-from gigacanvas.tiling.decodetiles import plan_decode_tiles
-from gigacanvas.tiling.groupstats import merge
+from gigacanvas.actors.vaedecode import SeamlessVae, decode_in_tiles, to_uint8
+from gigacanvas.tiling.decodetiles import CHECKPOINT_BUDGET, plan_decode_tiles, plan_passes
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +24,8 @@ def _whole(vae, latent):
         return vae.decode(z, return_dict=False)[0][0].numpy()
 
 
-def _tiled(stages, latent, core, known=None):
-    head = stages.head(latent)
-    tiles = plan_decode_tiles(*latent.shape[1:], core, stages.halo)
-    if known is None:
-        known = []
-        for probe in range(stages.norm_count):
-            known.append(merge(stages.tail(head[(slice(None), *t.window.slices)], t.core_in_window, known, probe) for t in tiles))
-    s = stages.scale
-    out = np.full((3, latent.shape[1] * s, latent.shape[2] * s), np.nan, np.float32)
-    for t in tiles:
-        c = t.core
-        out[:, c.y * s : (c.y + c.h) * s, c.x * s : (c.x + c.w) * s] = stages.tail(
-            head[(slice(None), *t.window.slices)], t.core_in_window, known
-        )
-    return out, head
+def _tiled(stages, latent, core, known=None, budget=CHECKPOINT_BUDGET):
+    return decode_in_tiles(stages, latent, core, known, budget)
 
 
 def test_exact_tiles_equal_the_whole_decode(vae):
@@ -45,11 +33,16 @@ def test_exact_tiles_equal_the_whole_decode(vae):
     assert stages.halo == 9 and stages.norm_count == 17  # the tiny tail: 4 up-blocks of 2 resnets, norm_out
     latent = np.random.default_rng(3).standard_normal((16, 16, 24)).astype(np.float32)
     whole = _whole(vae, latent)
-    ours, _ = _tiled(stages, latent, 8)  # 2 x 3 tiles whose halos reach past the canvas's middle
-    assert not np.isnan(ours).any()  # every pixel written, by cores that never overlap
-    err = np.abs(to_uint8(ours).astype(int) - to_uint8(whole).astype(int))
-    assert err.max() <= 1 and err.mean() <= 0.05 / 255 * 255  # the issue's bound: mean <= 0.05 of 255
-    assert np.abs(ours - whole).max() < 1e-4
+    # 2 x 3 tiles whose halos reach past the canvas's middle; with a checkpoint after every
+    # up-block (the default here), and with none (every pass from the mid-block's output)
+    assert {p.start for p in plan_passes(stages.layout, 16, 24, CHECKPOINT_BUDGET)} == {0, 1, 2, 3}
+    assert {p.start for p in plan_passes(stages.layout, 16, 24, 0)} == {0}
+    for budget in (CHECKPOINT_BUDGET, 0):
+        ours = _tiled(stages, latent, 8, budget=budget)
+        assert not np.isnan(ours).any()  # every pixel written, by cores that never overlap
+        err = np.abs(to_uint8(ours).astype(int) - to_uint8(whole).astype(int))
+        assert err.max() <= 1 and err.mean() <= 0.05 / 255 * 255  # the issue's bound: mean <= 0.05 of 255
+        assert np.abs(ours - whole).max() < 1e-4
 
 
 def test_without_the_halo_the_tiles_would_differ(vae):
@@ -58,9 +51,22 @@ def test_without_the_halo_the_tiles_would_differ(vae):
     latent = np.random.default_rng(4).standard_normal((16, 32, 32)).astype(np.float32)
     whole = _whole(vae, latent)
     exact_stats = stages.estimate(stages.head(latent), 32)  # the whole canvas's: no probe passes needed
-    stages.halo -= 2
-    short, _ = _tiled(stages, latent, 16, exact_stats)
+    assert np.abs(_tiled(stages, latent, 16, exact_stats) - whole).max() < 1e-4
+    layout = stages.layout
+    stages.layout = dataclasses.replace(layout, reach=(layout.reach[0] - 2, *layout.reach[1:]))
+    short = _tiled(stages, latent, 16, exact_stats)
     assert np.abs(short - whole).max() > 1e-3
+
+
+def test_a_checkpoint_read_with_a_short_halo_would_differ(vae):
+    # the checkpoints' windows have the halo of what is left to run: one latent pixel short of
+    # the second up-block's reach shows, so the planner's halos are not idle
+    stages = SeamlessVae(vae, "cpu", torch.float32)
+    latent = np.random.default_rng(8).standard_normal((16, 32, 32)).astype(np.float32)
+    whole = _whole(vae, latent)
+    layout = stages.layout
+    stages.layout = dataclasses.replace(layout, reach=(layout.reach[0], layout.reach[1] - 1, *layout.reach[2:]))
+    assert np.abs(_tiled(stages, latent, 16) - whole).max() > 1e-3
 
 
 def test_fast_mode_estimates_the_statistics_from_a_small_whole_decode(vae):
@@ -69,7 +75,7 @@ def test_fast_mode_estimates_the_statistics_from_a_small_whole_decode(vae):
     whole = _whole(vae, latent)
     head = stages.head(latent)
     # a statistics decode as large as the canvas is the whole decode's statistics: exact again
-    same, _ = _tiled(stages, latent, 16, stages.estimate(head, 32))
+    same = _tiled(stages, latent, 16, stages.estimate(head, 32))
     assert np.abs(same - whole).max() < 1e-4
     shrunk = stages.estimate(head, 16)
     assert len(shrunk) == stages.norm_count and all(s.shape == (n.num_groups, 3) for s, n in zip(shrunk, stages.norms))

@@ -29,7 +29,7 @@ class _InProcess:
     """A plain `Worker` behind the `.method.remote(...)` calls decode_into_store makes of an actor."""
 
     def __init__(self, worker, calls):
-        for name in ("decode_layout", "decode_head", "decode_tail", "decode_estimate", "decode"):
+        for name in ("decode_layout", "decode_head", "decode_run", "decode_estimate", "decode"):
             fn = getattr(worker, name)
             setattr(self, name, _Method(lambda *a, fn=fn, name=name: (calls.append(name), fn(*a))[1]))
 
@@ -67,7 +67,8 @@ def test_exact_tiles_fill_the_image_and_equal_the_one_piece_decode(worker, ray_c
     assert one.tiles == 1 and one.passes == 1  # the canvas in one tile: its own statistics, one call
     tiled, report, calls = _decode(worker, "tiled", latent, 16, "exact", workers=2)
     assert report.tiles == 6 and report.halo == 9
-    assert calls.count("decode_head") == 1 and calls.count("decode_tail") == 6 * 18
+    # 17 GroupNorms, a checkpoint after each of the first three up-blocks, the pixels
+    assert report.passes == 21 and calls.count("decode_head") == 1 and calls.count("decode_run") == 6 * 21
     assert whole.std() > 5
     diff = np.abs(tiled.astype(int) - whole.astype(int))
     assert diff.max() <= 1 and diff.mean() <= 0.05

@@ -1,10 +1,12 @@
 """The seamless decode's plan: cores partition the canvas; windows are cores plus the halo."""
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gigacanvas.tiling.decodetiles import plan_decode_tiles
+from gigacanvas.tiling.decodetiles import DecodePass, TailLayout, overlapping, paste, plan_decode_tiles, plan_passes
+from gigacanvas.tiling.grid import Window
 
 
 @given(
@@ -31,3 +33,57 @@ def test_cores_cover_every_pixel_once_and_windows_add_the_halo_inside_the_canvas
 def test_core_zero_is_the_whole_canvas_with_nothing_to_read_around_it():
     (tile,) = plan_decode_tiles(24, 40, 0, 9)
     assert tuple(tile.core) == tuple(tile.window) == (0, 0, 24, 40)
+
+
+SD35 = TailLayout(  # SD3.5's VAE as SeamlessVae traces it: 4 up-blocks of 3 resnets, norm_out
+    norm_segments=(0,) * 6 + (1,) * 6 + (2,) * 6 + (3,) * 7,
+    reach=(6.5, 3.25, 1.625, 0.875),
+    channels=(512, 512, 512, 256),
+    scales=(1, 2, 4, 8),
+)
+
+
+def test_halos_shrink_with_what_is_left_to_run():
+    assert SD35.halo(0, 3) == 13 and SD35.halo(3, 3) == 1 and SD35.halo(1, 2) == 5
+    assert SD35.checkpoint_bytes(3, 256, 256) == 4 << 30  # 2048 px: the last checkpoint is 4 GiB
+
+
+@given(budget_gib=st.sampled_from([0, 1, 2, 4, 8, 1 << 20]), side=st.sampled_from([64, 128, 256, 1024, 2048]))
+def test_passes_probe_every_groupnorm_in_order_from_a_checkpoint_taken_before(budget_gib, side):
+    passes = plan_passes(SD35, side, side, budget_gib << 30)
+    probes = [p.probe for p in passes if p.probe is not None]
+    assert probes == list(range(len(SD35.norm_segments)))
+    taken = {0}
+    for p in passes:
+        assert p.start in taken and p.start <= p.end  # a pass reads a boundary some pass produced
+        if p.probe is not None:
+            assert SD35.norm_segments[p.probe] == p.end  # the norm runs in the last segment read
+        elif p.end < SD35.segments - 1:
+            taken.add(p.end + 1)
+            assert SD35.checkpoint_bytes(p.end + 1, side, side) <= budget_gib << 30
+    assert passes[-1] == DecodePass(max(taken), SD35.segments - 1)  # the pixels, from the latest
+    # one extra pass per checkpoint, never more
+    assert len(passes) == len(SD35.norm_segments) + 1 + len(taken) - 1
+
+
+@given(
+    height=st.integers(1, 60), width=st.integers(1, 60), core=st.integers(1, 25), halo=st.integers(0, 12),
+    scale=st.sampled_from([1, 2, 4]),
+)
+def test_a_window_pasted_from_the_cores_is_the_window_cut_from_the_canvas(height, width, core, halo, scale):
+    rng = np.random.default_rng(height * 1000 + width)
+    canvas = rng.standard_normal((2, height * scale, width * scale)).astype(np.float32)
+    cores = [t.core for t in plan_decode_tiles(height, width, core, 0)]
+    parts = [(c, canvas[:, c.y * scale : (c.y + c.h) * scale, c.x * scale : (c.x + c.w) * scale]) for c in cores]
+    for tile in plan_decode_tiles(height, width, core, halo):
+        w = tile.window
+        reads = overlapping(cores, w)
+        assert len(reads) <= 9 or halo > core  # a halo within a core reads at most the 8 neighbours
+        got = paste(w, [parts[i] for i in reads], scale)
+        np.testing.assert_array_equal(got, canvas[:, w.y * scale : (w.y + w.h) * scale, w.x * scale : (w.x + w.w) * scale])
+
+
+def test_a_window_the_parts_do_not_cover_is_refused():
+    part = (Window(0, 0, 4, 4), np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="uncovered"):
+        paste(Window(2, 2, 4, 4), [part], 1)
