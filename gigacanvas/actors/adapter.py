@@ -78,7 +78,7 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def decode_stages(self) -> Any:
-        """The seamless decode's stages for this model (`head`, `run`, `estimate`, `layout`, a
+        """The seamless decode's stages for this model (`head`, `run`, `record`, `layout`, a
         tiling/decodetiles.py TailLayout; actors/vaedecode.py's `SeamlessVae` for a diffusers
         AutoencoderKL)."""
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
 from gigacanvas.errors import UsageError
-from gigacanvas.tiling.decodetiles import TailLayout
+from gigacanvas.tiling.decodepasses import TailLayout
 
 PREFIX = "simulated:"
 MAX_TILE_SECONDS = 3600.0
@@ -175,5 +175,5 @@ class SimulatedStages:
         rgb = window[:, core.y : core.y + core.h, core.x : core.x + core.w]
         return rgb.repeat(f, axis=1).repeat(f, axis=2)
 
-    def estimate(self, head_out: np.ndarray, side: int) -> list[np.ndarray]:
+    def record(self, x: np.ndarray, start: int) -> list[np.ndarray]:
         return []

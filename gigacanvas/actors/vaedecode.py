@@ -19,10 +19,9 @@ passes: pass k runs every tile up to GroupNorm k, with 0..k-1 known, and returns
 the core's pixels there (`probe`); the driver merges them in tile order (tiling/groupstats.py).
 That is exact and holds one tile at a time. So that pass k need not run the tail from the
 mid-block again, `run` starts at any up-block's input (a boundary) from checkpointed cores of it
-(tiling/decodetiles.py's `plan_passes`): each pass runs about one up-block instead of the tail's
-whole front. `estimate` is the fast mode: the statistics of a
-whole decode of the head's output subsampled to at most `side` latent pixels, one cheap decode and one
-pass instead of one per GroupNorm.
+(tiling/decodepasses.py): each pass runs about one up-block instead of the tail's
+whole front. The fast mode (`plan_fast`) gathers only the first up-block's statistics so and
+estimates the rest with `record`, one whole decode of every k-th pixel of that block's end.
 
 The decoder is never forked or copied: its modules, weights and forward order are diffusers'; the
 tail's forward below repeats the four lines of `Decoder.forward` after the mid-block.
@@ -38,7 +37,8 @@ from typing import Any
 import numpy as np
 
 from gigacanvas.actors.windowed import WindowedAttention
-from gigacanvas.tiling.decodetiles import CHECKPOINT_BUDGET, DecodePass, TailLayout, paste, plan_decode_tiles, plan_passes
+from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, TailLayout, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import paste, plan_decode_tiles, strided, strided_shape
 from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge
 
@@ -169,21 +169,16 @@ class SeamlessVae:
         y, x0 = core.y * s, core.x * s
         return out[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
 
-    def estimate(self, head_out: np.ndarray, side: int) -> list[np.ndarray]:
-        """Every tail GroupNorm's moments from one whole decode of `head_out` subsampled to at most
-        `side` latent pixels a side (the fast mode's statistics; `side` >= the canvas: exact)."""
+    def record(self, x: np.ndarray, start: int) -> list[np.ndarray]:
+        """The moments of every GroupNorm from boundary `start` on, over one whole decode of `x`,
+        boundary `start`'s activations (the fast mode's sample of them: every k-th pixel, not an
+        average, which shrinks the variance of noise-like activations by k squared and every
+        statistic after it: SD3.5 VAE, 512 px, 2x, 91 of 255 off on average with area averaging)."""
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(head_out))[None].to(self.device, self.dtype)
-        h, w = x.shape[-2:]
-        factor = max(1, math.ceil(max(h, w) / side))
-        if factor > 1:
-            # every factor-th pixel, not an average: averaging noise-like activations shrinks their
-            # variance by the factor squared and every statistic after it (SD3.5 VAE, 512 px, 2x:
-            # 91 of 255 off on average with area averaging, 4.6 with this)
-            x = x[:, :, ::factor, ::factor].contiguous()
+        first = sum(1 for s in self.layout.norm_segments if s < start)
         recorded: list[np.ndarray] = []
-        with torch.inference_mode(), self._recording(recorded):
-            self._tail(x)
+        with torch.inference_mode(), self._recording(recorded, first):
+            self._tail(torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device, self.dtype), start)
         return recorded
 
     # -- how the GroupNorms are swapped -----------------------------------------------------
@@ -231,7 +226,7 @@ class SeamlessVae:
 
         return self._swapped(forward_for, first)
 
-    def _recording(self, recorded: list[np.ndarray]):
+    def _recording(self, recorded: list[np.ndarray], first: int = 0):
         def forward_for(norm, calls):
             def forward(x):
                 next(calls)
@@ -241,7 +236,7 @@ class SeamlessVae:
 
             return forward
 
-        return self._swapped(forward_for)
+        return self._swapped(forward_for, first)
 
     # -- what the tail is made of -----------------------------------------------------------
 
@@ -321,27 +316,23 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def decode_in_tiles(
-    stages: SeamlessVae,
-    latent: np.ndarray,
-    core: int,
-    known: Sequence[np.ndarray] | None = None,
-    budget: int = CHECKPOINT_BUDGET,
-    side: int | None = None,
+    stages: SeamlessVae, latent: np.ndarray, core: int, side: int | None = None, budget: int = CHECKPOINT_BUDGET
 ) -> np.ndarray:
     """(3, H * s, W * s) pixels of a (C, H, W) latent decoded in this process as the cluster
-    decodes it (cluster/decode.py): tiles of `core` latent pixels, the passes of `plan_passes`
-    with exact statistics, or one pass with `known` ones (or the fast mode's, estimated at `side`).
-    For tests and benchmarks."""
+    decodes it (cluster/decode.py): tiles of `core` latent pixels, the exact passes, or with
+    `side` the fast mode's (statistics estimated at most `side` latent pixels a side). For tests
+    and benchmarks."""
     height, width = latent.shape[1:]
     layout = stages.layout
     last = layout.segments - 1
     head = stages.head(latent)
-    if side is not None:
-        known = stages.estimate(head, side)
     if len(plan_decode_tiles(height, width, core, 0)) == 1:
-        return stages.tail(head, Window(0, 0, height, width), known)
-    plan = plan_passes(layout, height, width, budget) if known is None else (DecodePass(0, last),)
-    known = [] if known is None else list(known)
+        return stages.tail(head, Window(0, 0, height, width), None)
+    if side is None:
+        plan = plan_passes(layout, height, width, budget)
+    else:
+        plan = plan_fast(layout, height, width, budget, max(1, math.ceil(max(height, width) / side)))
+    known: list[np.ndarray] = []
     parts = [(Window(0, 0, height, width), head)]
     pixels = np.full((3, height * stages.scale, width * stages.scale), np.nan, np.float32)
     for step in plan:
@@ -353,7 +344,16 @@ def decode_in_tiles(
         if step.probe is not None:
             known.append(merge(got))
         elif step.end < last:
-            parts = [(t.core, values) for t, values in zip(tiles, got)]
+            if step.sample:
+                at = layout.scales[step.end + 1]
+                sample = paste(
+                    Window(0, 0, *strided_shape(height, width, at, step.sample)),
+                    [strided(t.core, values, at, step.sample) for t, values in zip(tiles, got)],
+                    1,
+                )
+                known += stages.record(sample, step.end + 1)
+            if step.keep:
+                parts = [(t.core, values) for t, values in zip(tiles, got)]
         else:
             s = stages.scale
             for t, values in zip(tiles, got):

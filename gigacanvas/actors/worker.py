@@ -105,32 +105,40 @@ class Worker:
         return head, head.shape
 
     def decode_run(self, step, window, core, known, part_windows, *parts: np.ndarray):
-        """One tile of a decode pass (tiling/decodetiles.py's DecodePass) on `window` (latent
+        """One tile of a decode pass (tiling/decodepasses.py's DecodePass) on `window` (latent
         pixels on the canvas), pasted from `parts` (the head's output or the last checkpoint's
-        cores) over `part_windows`: GroupNorm moments with a probe; else its core's checkpoint,
-        returned with its shape (the caller keeps the first in the object store), or its pixels as
-        (h, w, 3) uint8."""
+        cores) over `part_windows`: GroupNorm moments with a probe; its pixels as (h, w, 3) uint8
+        after the last segment; else (checkpoint or None, (window, strided sample) or None, shape),
+        of which the caller keeps the first two in the object store and fetches the shape."""
         from gigacanvas.actors.memwatch import watched
         from gigacanvas.actors.vaedecode import to_uint8
-        from gigacanvas.tiling.decodetiles import paste
+        from gigacanvas.tiling.decodetiles import paste, strided
+        from gigacanvas.tiling.grid import Window
 
         stages = self._loaded().decode_stages()
+        layout = stages.layout
         with watched(self._peaks, "tail"):
-            x = paste(window, list(zip(part_windows, parts)), stages.layout.scales[step.start])
+            x = paste(window, list(zip(part_windows, parts)), layout.scales[step.start])
             out = stages.run(x, core, step.start, step.end, known, step.probe)
             if step.probe is not None:
                 return out
-            if step.end < stages.layout.segments - 1:
-                return out, out.shape
-            return to_uint8(out)
+            if step.end == layout.segments - 1:
+                return to_uint8(out)
+            on_canvas = Window(window.y + core.y, window.x + core.x, core.h, core.w)
+            sample = strided(on_canvas, out, layout.scales[step.end + 1], step.sample) if step.sample else None
+            return (out if step.keep else None), sample, out.shape
+
+    def decode_record(self, start: int, shape: tuple[int, int], *samples) -> list:
+        """The fast mode's estimate: GroupNorm moments from boundary `start` on, over one whole
+        decode of the cores' strided samples, (window, array) pairs pasted into a (shape) canvas."""
+        from gigacanvas.tiling.decodetiles import paste
+        from gigacanvas.tiling.grid import Window
+
+        return self._loaded().decode_stages().record(paste(Window(0, 0, *shape), list(samples), 1), start)
 
     def decode_peaks(self) -> dict[str, float]:
         """{"head": MiB, "tail": MiB}: this process's own peak memory in each decode stage it ran."""
         return dict(self._peaks)
-
-    def decode_estimate(self, head: np.ndarray, side: int) -> list:
-        """The fast mode's statistics, from one small whole decode."""
-        return self._loaded().decode_stages().estimate(head, side)
 
     def _loaded(self):
         if self.adapter is None:

@@ -36,7 +36,7 @@ RENDER_FLAGS = (
     ("--store", str, "zarr store URL: a path, file://, memory://, s3://, gs:// (default: OUT.zarr)"),
     ("--out", str, "output by suffix: .png (up to 16384 px a side), .tif/.tiff (pyramidal BigTIFF), .ome.zarr (the store as OME-Zarr); a path or a URL such as s3://bucket/poster.png (default gigacanvas.png)"),
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
-    ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (one pass, estimated GroupNorm statistics) or blend (version 1's blended tiles); default exact"),
+    ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (estimated GroupNorm statistics, a few passes) or blend (version 1's blended tiles); default exact"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),

@@ -12,8 +12,10 @@ next block's passes start from them, pasted into each tile's window on the worke
 pixels go into the store's `image` as they arrive: the driver holds one tile at a time, never the
 picture, and the result is the whole decode's to float rounding, with no blending at all.
 
-`fast`: the same tiles and one pass, normalised with statistics estimated by one small whole
-decode of the head's output subsampled (every k-th pixel) to `FAST_STATS_SIDE` latent pixels a side.
+`fast`: the first up-block's statistics exactly (a pass per GroupNorm, cheap at the latent's
+resolution), then the rest estimated by one small whole decode, on one worker, of every k-th pixel
+of the cores at that block's end (at most `FAST_STATS_SIDE` latent pixels a side), and one pass
+for the pixels (tiling/decodepasses.py's `plan_fast`).
 
 `blend` (spec version 1, kept so older pictures render again as they were made): overlapping
 tiles normalised on their own, blended in pixel space on the driver, which holds the picture.
@@ -24,6 +26,7 @@ every tile's input depend only on the canvas and the tile size (spec.VAE_DECODES
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +37,8 @@ import numpy as np
 from gigacanvas.actors.vaedecode import to_uint8
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.tiling import TileBlender, plan_tiles
-from gigacanvas.tiling.decodetiles import CHECKPOINT_BUDGET, DecodePass, overlapping, plan_decode_tiles, plan_passes
+from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, DecodePass, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import overlapping, plan_decode_tiles, strided_shape
 from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.groupstats import merge
 
@@ -78,9 +82,8 @@ def decode_into_store(
         known = None  # the one tile is the canvas: it normalises with its own statistics, in one call
         plan: tuple[DecodePass, ...] = (DecodePass(0, last),)
     elif mode == "fast":
-        head = held[0][1]
-        pool.map(["estimate"], lambda worker, _: worker.decode_estimate.remote(head, FAST_STATS_SIDE), lambda _, s: got.update(s=s))
-        known, plan = got["s"], (DecodePass(0, last),)
+        stride = max(1, math.ceil(max(lat_h, lat_w) / FAST_STATS_SIDE))
+        plan = plan_fast(layout, lat_h, lat_w, CHECKPOINT_BUDGET, stride)
     else:
         plan = plan_passes(layout, lat_h, lat_w, CHECKPOINT_BUDGET)
     scale = store.scale
@@ -89,6 +92,7 @@ def decode_into_store(
         tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, layout.halo(step.start, step.end))
         known_ref = ray.put(known)
         answers: dict[int, Any] = {}
+        samples: dict[int, Any] = {}
         windows = [w for w, _ in held]
 
         def submit(worker: Any, index: int, step: DecodePass = step, tiles=tiles, known_ref=known_ref, windows=windows) -> Any:
@@ -97,9 +101,8 @@ def decode_into_store(
             args = (step, tile.window, tile.core_in_window, known_ref, [windows[i] for i in reads], *(held[i][1] for i in reads))
             if step.probe is not None or step.end == last:
                 return worker.decode_run.remote(*args)
-            checkpoint, shape = worker.decode_run.options(num_returns=2).remote(*args)
-            answers[index] = checkpoint  # stays in the object store; the pool fetches only the shape
-            return shape
+            answers[index], samples[index], shape = worker.decode_run.options(num_returns=3).remote(*args)
+            return shape  # the pool fetches this; the checkpoint and the sample stay in the object store
 
         def on_done(index: int, got: Any, step: DecodePass = step, tiles=tiles) -> None:
             if step.probe is not None:
@@ -113,10 +116,22 @@ def decode_into_store(
         if step.probe is not None:
             known.append(merge(answers[i] for i in range(len(tiles))))  # tile order: same bits on any pool
         elif step.end < last:
-            held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
+            if step.sample:
+                known += _record(pool, step.end + 1, strided_shape(lat_h, lat_w, layout.scales[step.end + 1], step.sample), samples)
+            if step.keep:
+                held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
     del held
     seconds = time.perf_counter() - started
     return DecodeReport(mode, len(tiles), len(plan), layout.halo(0, last), head_s, seconds, _peaks(pool))
+
+
+def _record(pool: WorkerPool, start: int, shape: tuple[int, int], samples: dict[int, Any]) -> list[np.ndarray]:
+    """The fast mode's estimate of the GroupNorms from boundary `start` on, on one worker, from the
+    cores' strided samples (refs: the driver never holds them)."""
+    got: dict = {}
+    refs = [samples[i] for i in range(len(samples))]
+    pool.map(["record"], lambda worker, _: worker.decode_record.remote(start, shape, *refs), lambda _, s: got.update(s=s))
+    return got["s"]
 
 
 def _peaks(pool: WorkerPool) -> tuple[dict, ...]:

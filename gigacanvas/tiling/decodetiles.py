@@ -6,28 +6,14 @@ counted once in the shared GroupNorm statistics. The halo is the decoder's recep
 the mid-block (see actors/vaedecode.py): with it, a tile's core is computed exactly as a decode of
 the whole canvas computes it, so no blending is needed and there is nothing to blend away.
 Cores are a regular grid from the top-left corner; the last row and column take the remainder.
-
-The exact decode gathers each GroupNorm's statistics in a pass of its own, so without help every
-pass would run the decoder from the mid-block's output again. `plan_passes` cuts that: the tail's
-up-blocks are segments, and after the last GroupNorm of a segment one pass keeps every core's
-activations at the segment's end (a checkpoint), from which the next segment's passes start, with
-the smaller halo of what is left. A checkpoint is taken only where its bytes stay within a budget
-fixed by the caller, so the passes (and their bits) follow from the canvas alone, never from the
-cluster's memory.
+Which passes run over these tiles is tiling/decodepasses.py's business.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
-
-# Bytes one checkpoint may take in Ray's object store (spilled to disk past its size): 4 GiB holds
-# every checkpoint of SD3.5's VAE up to a 2048 px canvas (its last, 256 channels at full
-# resolution, is 4 GiB there) and the first up to 8192 px. A constant, so the passes depend on the
-# spec alone.
-CHECKPOINT_BUDGET = 4 << 30
 
 from gigacanvas.tiling.grid import Window
 
@@ -72,64 +58,6 @@ def plan_decode_tiles(height: int, width: int, core: int, halo: int) -> tuple[De
     return tuple(tiles)
 
 
-@dataclass(frozen=True)
-class TailLayout:
-    """The decoder past its mid-block as the planner sees it, traced from the model once.
-
-    Segment b is up-block b (the last one also runs the output norm and conv); boundary b is
-    segment b's input, boundary 0 the mid-block's output. `reach[b]` is segment b's receptive
-    radius in latent pixels (fractional: a 3x3 conv at 4 pixels per latent pixel reaches 1/4),
-    `channels[b]` and `scales[b]` (pixels per latent pixel) describe boundary b, `norm_segments[k]`
-    the segment GroupNorm k runs in (in call order).
-    """
-
-    norm_segments: tuple[int, ...]
-    reach: tuple[float, ...]
-    channels: tuple[int, ...]
-    scales: tuple[int, ...]
-
-    @property
-    def segments(self) -> int:
-        return len(self.reach)
-
-    def halo(self, start: int, end: int) -> int:
-        """Latent pixels a core must be grown by to run segments start..end exactly."""
-        return math.ceil(sum(self.reach[start : end + 1]) - 1e-9)
-
-    def checkpoint_bytes(self, boundary: int, height: int, width: int) -> int:
-        """Float32 bytes of boundary `boundary`'s activations over a (height, width) latent."""
-        s = self.scales[boundary]
-        return 4 * self.channels[boundary] * height * s * width * s
-
-
-@dataclass(frozen=True)
-class DecodePass:
-    """Every tile once: read boundary `start`, run segments start..end, and return GroupNorm
-    `probe`'s moments over the core; with no probe, the core's activations at boundary end + 1
-    (a checkpoint) or, past the last segment, its pixels."""
-
-    start: int
-    end: int
-    probe: int | None = None
-
-
-def plan_passes(layout: TailLayout, height: int, width: int, budget: int) -> tuple[DecodePass, ...]:
-    """The exact decode's passes: one per GroupNorm, each from the latest checkpoint, a checkpoint
-    pass after each segment whose end fits `budget` bytes, and the pixels last."""
-    passes: list[DecodePass] = []
-    start = 0
-    last = layout.segments - 1
-    for segment in range(layout.segments):
-        probes = [k for k, s in enumerate(layout.norm_segments) if s == segment]
-        passes += [DecodePass(start, segment, k) for k in probes]
-        if segment == last:
-            passes.append(DecodePass(start, segment))
-        elif layout.checkpoint_bytes(segment + 1, height, width) <= budget:
-            passes.append(DecodePass(start, segment))
-            start = segment + 1
-    return tuple(passes)
-
-
 def overlapping(parts: list[Window], window: Window) -> list[int]:
     """Indices of the parts that meet `window`: the checkpoints a tile's window is pasted from."""
     return [
@@ -157,3 +85,18 @@ def paste(window: Window, parts: list[tuple[Window, np.ndarray]], scale: int) ->
     if not filled.all():
         raise ValueError(f"the parts leave part of window {tuple(window)} uncovered")
     return out
+
+
+def strided(core: Window, values: np.ndarray, scale: int, stride: int) -> tuple[Window, np.ndarray]:
+    """The pixels of a core's activations (at `scale` pixels per latent pixel) whose canvas
+    coordinates are multiples of `stride`, and the window they fill in the strided canvas: the
+    cores' samples tile `strided_shape` exactly, as slicing the whole canvas `[::stride]` would."""
+    y, x = core.y * scale, core.x * scale
+    oy, ox = -y % stride, -x % stride
+    part = values[:, oy::stride, ox::stride]
+    return Window((y + oy) // stride, (x + ox) // stride, *part.shape[1:]), part
+
+
+def strided_shape(height: int, width: int, scale: int, stride: int) -> tuple[int, int]:
+    """(h, w) of a (height, width) latent canvas's activations at `scale`, every `stride`-th pixel."""
+    return -(-height * scale // stride), -(-width * scale // stride)

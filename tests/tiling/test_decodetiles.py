@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gigacanvas.tiling.decodetiles import DecodePass, TailLayout, overlapping, paste, plan_decode_tiles, plan_passes
+from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_passes
+from gigacanvas.tiling.decodetiles import overlapping, paste, plan_decode_tiles
 from gigacanvas.tiling.grid import Window
 
 
