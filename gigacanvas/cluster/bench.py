@@ -161,7 +161,7 @@ def run_bench(options: BenchOptions, emit: Callable[[str], None] = print) -> lis
     try:
         specs = [options.spec(count, folder, run) for run, count in enumerate(options.actors)]
         the_plan = plan(specs[0])  # every refusal (sizes, memory) before any run starts
-        tiles, spec, grid = len(the_plan.grid), the_plan.spec, the_plan.grid
+        tiles, spec, grid = the_plan.tiles_per_step, the_plan.spec, the_plan.grid
         scale = the_plan.info.vae_scale_factor
         cluster = f"Ray cluster at {specs[0].address}" if specs[0].address else "a new local Ray per actor count"
         emit(

@@ -16,6 +16,15 @@ from typing import Sequence
 
 from gigacanvas.errors import GigacanvasError, UsageError
 
+
+def on_off(text: str) -> bool:
+    """`on` or `off` (also yes/no, true/false), for a flag that turns a behaviour on or off."""
+    value = {"on": True, "yes": True, "true": True, "off": False, "no": False, "false": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is neither on nor off")
+    return value
+
+
 RENDER_FLAGS = (
     # flag, type, help
     ("--prompt", str, "what to draw"),
@@ -37,6 +46,7 @@ RENDER_FLAGS = (
     ("--out", str, "output by suffix: .png (up to 16384 px a side), .tif/.tiff (pyramidal BigTIFF), .ome.zarr (the store as OME-Zarr); a path or a URL such as s3://bucket/poster.png (default gigacanvas.png)"),
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
     ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (estimated GroupNorm statistics, a few passes) or blend (version 1's blended tiles); default exact"),
+    ("--shift-windows", on_off, "on: shift the tile grid every step by an offset from the seed and the step, so seams cannot build up; off: the same grid every step (default on)"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),

@@ -19,7 +19,8 @@ from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
 from gigacanvas.storage.picture import local_path
-from gigacanvas.tiling import TileGrid, plan_tiles
+from gigacanvas.tiling import TileGrid
+from gigacanvas.tiling.shift import StepGrids
 
 
 def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
@@ -33,7 +34,9 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
             raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
     tile = spec.tile_size or info.native_tile_px
     check_tile_size(info, tile)
-    default_overlap = tile // 8 // 8 * 8  # an eighth of the tile, in whole VAE cells
+    shift = _default_shift(spec.spec_version) if spec.shift_windows is None else spec.shift_windows
+    # Shifted windows need no overlap (benchmarks/seams.py); a fixed grid, an eighth of the tile in whole VAE cells
+    default_overlap = 0 if shift else tile // 8 // 8 * 8
     overlap = spec.tile_overlap if spec.tile_overlap is not None else default_overlap
     if overlap % info.vae_scale_factor:
         raise UsageError(f"tile_overlap {overlap} is not a multiple of {info.vae_scale_factor} for this model")
@@ -41,12 +44,28 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
     vae_decode = spec.vae_decode or _default_decode(spec.spec_version)
-    return spec.replace(tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode)
+    return spec.replace(
+        tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode, shift_windows=shift
+    )
 
 
 def _default_decode(version: object) -> str:
     """Version 1 knew only the blended decode: its pictures render again as they were made."""
     return "blend" if version == 1 else "exact"
+
+
+def _default_shift(version: object) -> bool:
+    """Versions 1 and 2 knew only the fixed grid; version 3 shifts it every step (benchmarks/seams.py)."""
+    return isinstance(version, int) and version >= 3
+
+
+def step_grids(spec: RenderSpec, info: ModelInfo) -> StepGrids:
+    """The tile grid of every step, for a resolved spec (sizes from pixels to latent pixels)."""
+    f = info.vae_scale_factor
+    return StepGrids(
+        spec.height // f, spec.width // f, spec.tile_size // f, spec.tile_overlap // f,
+        seed=spec.seed if spec.shift_windows else None,
+    )
 
 
 def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
@@ -66,6 +85,8 @@ def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     theirs = {"spec_version": 1, **found}  # pictures before versions were version 1
     if theirs.get("vae_decode") is None:  # unset: the decode its version meant (as `resolve` fills it)
         theirs["vae_decode"] = _default_decode(theirs["spec_version"])
+    if theirs.get("shift_windows") is None:  # likewise the grid
+        theirs["shift_windows"] = _default_shift(theirs["spec_version"])
     ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
     ours[PICTURE_ONLY] = info.fingerprint
     if not spec.overwrite and not all(theirs.get(k) == v for k, v in ours.items()):
@@ -124,11 +145,30 @@ class Plan:
 
     spec: RenderSpec
     info: ModelInfo
-    grid: TileGrid
+    grids: StepGrids
     lat_h: int
     lat_w: int
     budget: budget.Budget
     store_action: str  # what the render would do with the store: create, resume at step N, replace
+
+    @property
+    def grid(self) -> TileGrid:
+        """The first step's grid (every step's, unless the windows shift)."""
+        return self.grids.grid(0)
+
+    @property
+    def tiles_per_step(self) -> int:
+        """Tiles per step, the mean over the steps where the windows shift (whose counts differ by a row or column)."""
+        if not self.grids.shifted:
+            return len(self.grid)
+        return round(sum(len(self.grids.grid(s)) for s in range(self.spec.steps)) / self.spec.steps)
+
+    def _tiles(self) -> str:
+        """'6 per step of 256 px', or with windows that move '6-8 per step of 256 px, shifted every step'."""
+        grids = [self.grids.grid(s) for s in range(self.spec.steps)] if self.grids.shifted else [self.grid]
+        low, high = min(map(len, grids)), max(map(len, grids))
+        moving = any(g != grids[0] for g in grids)
+        return f"{low}{'' if low == high else f'-{high}'} per step of {self._tile_px()} px" + (", shifted every step" if moving else "")
 
     def _tile_px(self) -> str:
         """The tile as planned: a canvas smaller than the tile gets one tile the canvas's size."""
@@ -143,7 +183,7 @@ class Plan:
             [
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
-                f"  tiles: {len(self.grid)} per step of {self._tile_px()} px, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
+                f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
                 f"  memory: {self.budget.describe()}",
@@ -170,9 +210,8 @@ def plan(spec: RenderSpec) -> Plan:
             f"a {spec.width}x{spec.height} canvas needs about {need.driver_bytes / budget.GIB:.1f} GiB on the driver "
             f"but this machine has {have / budget.GIB:.1f} GiB; render a smaller canvas"
         )
-    grid = plan_tiles(lat_h, lat_w, spec.tile_size // info.vae_scale_factor, spec.tile_overlap // info.vae_scale_factor)
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
-    return Plan(spec, info, grid, lat_h, lat_w, need, action)
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action)
 
 
 def make_scheduler(info: ModelInfo, steps: int, lat_h: int, lat_w: int):

@@ -1,8 +1,9 @@
 """A band reducer: owns rows [y0, y1) of the latent through the denoise, so no process holds it all.
 
 Per step it serves the rows of each tile's window that it owns, folds the tiles' predictions for
-its rows in tile order in float64 (`TileBlender` with `rows`), steps its own copy of the
-scheduler on its band and commits the band to the store (`LatentStore.commit_band`). The
+its rows in tile order in float64 (`TileBlender` with `rows`, on the grid of that step: with
+shifted windows each step has its own, tiling/shift.py), steps its own copy of the scheduler on
+its band and commits the band to the store (`LatentStore.commit_band`). The
 schedulers gigacanvas runs are pointwise, so a band's step is the same rows of a whole-latent step
 bit for bit; a stochastic sampler's step noise comes from the seed and the position
 (actors/stepnoise.py), never from a stream, so that holds for them too. A tile's window is joined
@@ -24,31 +25,43 @@ import numpy as np
 from gigacanvas.actors.stepnoise import keyed_noise
 from gigacanvas.storage.lease import LeaseTicket
 from gigacanvas.storage.store import LatentStore
-from gigacanvas.tiling import TileBlender, TileGrid
+from gigacanvas.tiling import TileBlender
 from gigacanvas.tiling.bands import tile_rows_in_band
 from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.noise import step_noise_window
+from gigacanvas.tiling.shift import StepGrids
 
 
 class Reducer:
     """Band `band` of the store at `store_url`: its rows, its blend, its scheduler, its commits."""
 
     def __init__(
-        self, store_url: str, band: int, grid: TileGrid, scheduler: Any, channels: int, ticket: LeaseTicket | None = None
+        self, store_url: str, band: int, grids: StepGrids, scheduler: Any, channels: int, ticket: LeaseTicket | None = None
     ):
         # With the driver's lease ticket, every commit first checks that the store is still this
         # render's: a reducer never writes into a store another render took over.
         self.store = LatentStore(store_url, ticket=ticket)
         self.band = band
         self.rows = self.store.bands[band]
-        self.grid = grid
-        self.windows = grid.windows
+        self.grids = grids
+        self.channels = channels
         self._scheduler = scheduler  # `load` copies it: each band steps its own copy, from its step
         self.scheduler: Any = None
         self._seed: int | None = None  # the render's, read from the store once a sampler asks for noise
-        self.blender = TileBlender(grid, channels, rows=self.rows)
+        self.blender: TileBlender | None = None
+        self.windows: tuple[Window, ...] = ()
         self.latent: np.ndarray | None = None
         self.step = 0
+
+    def _start_blend(self) -> None:
+        """An empty blend on the grid of the step this band holds (the driver asks for windows and
+        sends predictions of that step only: steploop.py's order). A fixed grid keeps its blender."""
+        grid = self.grids.grid(self.step)
+        if self.blender is not None and self.blender.grid == grid:
+            self.blender.reset()
+        else:
+            self.blender = TileBlender(grid, self.channels, rows=self.rows)
+            self.windows = grid.windows
 
     def load(self, step: int) -> int:
         """Read this band's rows after `step` steps (a state every band can be read at)."""
@@ -58,7 +71,7 @@ class Reducer:
         self.latent, self.step = self.store.read_rows(y0, y1, step)
         self.scheduler = copy.deepcopy(self._scheduler)
         self.scheduler.set_begin_index(self.step)
-        self.blender.reset()
+        self._start_blend()
         return self.step
 
     def window_rows(self, batch: Sequence[int]) -> list[np.ndarray | None]:
@@ -92,7 +105,7 @@ class Reducer:
         self.latent = latent[0].numpy()
         self.step += 1
         self.store.commit_band(self.band, self.latent, self.step)
-        self.blender.reset()
+        self._start_blend()
         return self.step
 
     def _step_noise(self, shape: tuple[int, ...]):

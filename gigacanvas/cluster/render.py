@@ -148,7 +148,7 @@ def render(
         height=spec.height,
         steps=spec.steps,
         steps_run=steps_run,
-        tiles_per_step=len(the_plan.grid),
+        tiles_per_step=the_plan.tiles_per_step,
         actors=count,
         precision=mode,
         seconds=time.perf_counter() - started,
@@ -172,7 +172,7 @@ def _write_finished(the_plan: Plan, claim: Claim, notify, started: float) -> Ren
     write_output(spec.out, store, picture_spec(spec, info), spec.parameters_line(mode))
     return RenderResult(
         out=spec.out, store=spec.store_url, width=spec.width, height=spec.height, steps=spec.steps, steps_run=0,
-        tiles_per_step=len(the_plan.grid), actors=0, precision=mode, seconds=time.perf_counter() - started,
+        tiles_per_step=the_plan.tiles_per_step, actors=0, precision=mode, seconds=time.perf_counter() - started,
         denoise_seconds=0.0, decode_seconds=0.0,
     )
 
@@ -222,7 +222,7 @@ def _run(
     import ray
     from tqdm.auto import tqdm
 
-    spec, info, grid = the_plan.spec, the_plan.info, the_plan.grid
+    spec, info, grids = the_plan.spec, the_plan.info, the_plan.grids
     store = claim.store
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
@@ -245,16 +245,16 @@ def _run(
     if done < spec.steps:
         scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
         # one reducer per band of the latent; they take their bands while the prompt is encoded
-        reducers = start_reducers(store, grid, scheduler, info.latent_channels, spawned)
+        reducers = start_reducers(store, grids, scheduler, info.latent_channels, spawned)
         try:
             pool.set_conditioning(ray.put(_encode(pool, spec)))
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
-            with denoise_progress(spec.steps, done, len(grid), progress) as shown:
+            with denoise_progress(spec.steps, done, the_plan.tiles_per_step, progress) as shown:
                 on_step, previewer = _with_preview(spec, shown.step, notify)
                 try:
                     stats = denoise(
-                        store, pool, reducers, grid, scheduler, spec.steps, spec.tile_batch, spec.guidance,
+                        store, pool, reducers, grids, scheduler, spec.steps, spec.tile_batch, spec.guidance,
                         on_step=on_step, on_tiles=shown.tiles,
                     )
                 finally:

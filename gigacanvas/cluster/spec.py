@@ -24,7 +24,8 @@ MAX_SEED = 2**63 - 1
 # The spec's format. A picture records the version it was made with, so that a later gigacanvas can
 # render an older picture the way it was made (a default or a field's meaning that changed is then
 # chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
-SPEC_VERSION = 2  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles
+SPEC_VERSION = 3  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
+# 3: shifted windows (`shift_windows` on) replaced the fixed tile grid
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -61,6 +62,7 @@ CONTENT_FIELDS = (
     "tile_batch",
     "vae_tile_size",
     "vae_decode",
+    "shift_windows",
     "spec_version",
 )
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
@@ -102,6 +104,7 @@ class RenderSpec:
     tile_batch: int = 2
     vae_tile_size: int | None = None  # None: the model's native size; 0: decode in one piece
     vae_decode: str | None = None  # exact, fast or blend (cluster/decode.py); None: by spec_version
+    shift_windows: bool | None = None  # a tile grid shifted every step (tiling/shift.py); None: by spec_version
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -158,10 +161,12 @@ class RenderSpec:
         """The fields that decide the pixels (plus the model as given), for the store and PNG.
 
         A version-1 spec's `blend` decode is left out: version 1 had no other, and its stores and
-        pictures, which lack the field, must still match."""
+        pictures, which lack the field, must still match; so is a fixed grid before version 3."""
         content = {name: getattr(self, name) for name in CONTENT_FIELDS}
         if self.spec_version == 1 and self.vae_decode in (None, "blend"):
             del content["vae_decode"]
+        if self.spec_version < 3 and not self.shift_windows:
+            del content["shift_windows"]
         return content
 
     def portable(self) -> dict[str, Any]:

@@ -17,6 +17,11 @@ no worker waits for the slowest tile of the whole canvas. One bound is kept: a b
 s + 1 only after every band has committed step s, so the store always holds one step every band
 can be read at (storage/store.py) and the run-ahead is at most one step.
 
+Each step may have its own tile grid (shifted windows, tiling/shift.py): the driver plans a
+step's jobs from that step's grid when the first band reaches it, and each reducer blends by the
+grid of the step it holds. Both are pure functions of the spec and the step, so nothing but the
+step number passes between them.
+
 Why pixels do not depend on arrival order: each reducer folds in tile order whatever the order
 of its `add` calls, and Ray runs one caller's calls to an actor in the order they were sent; the
 driver sends a band's `window_rows` for step s only after its `advance` to s has finished and
@@ -43,8 +48,8 @@ from gigacanvas.cluster.dispatch import WorkerPool, task_failure
 from gigacanvas.cluster.reducer import InProcessReducer, reducer_actor_class
 from gigacanvas.errors import RenderError
 from gigacanvas.storage.store import LatentStore
-from gigacanvas.tiling import TileGrid
 from gigacanvas.tiling.bands import batch_cuts
+from gigacanvas.tiling.shift import StepGrids
 
 # Float64 blend per band. Bands are the wavefront's grain: a band advances once every tile
 # reaching it is in, and the tiles under it step on. Measured at 8192x8192 (a 16 x 1024 x 1024
@@ -103,7 +108,7 @@ def spawn_reducers(store: LatentStore, count: int) -> list:
     return [cls.remote() for _ in range(count)]
 
 
-def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels: int, spawned: Sequence = ()) -> list:
+def start_reducers(store: LatentStore, grids: StepGrids, scheduler: Any, channels: int, spawned: Sequence = ()) -> list:
     """One reducer per band of the store, its scheduler copy shipped with it: the `spawned` ones
     first (more are spawned if the store has more bands; `stop_reducers` ends them all).
 
@@ -112,10 +117,10 @@ def start_reducers(store: LatentStore, grid: TileGrid, scheduler: Any, channels:
     bands = range(len(store.bands))
     ticket = store.lease.ticket() if store.lease is not None else None
     if store.protocol == "memory":
-        return [InProcessReducer(store.url, band, grid, scheduler, channels, ticket) for band in bands]
+        return [InProcessReducer(store.url, band, grids, scheduler, channels, ticket) for band in bands]
     reducers = list(spawned[: len(bands)]) + spawn_reducers(store, len(bands) - len(spawned))
     for band, reducer in zip(bands, reducers):
-        reducer.setup.remote(store.url, band, grid, scheduler, channels, ticket)
+        reducer.setup.remote(store.url, band, grids, scheduler, channels, ticket)
     return reducers
 
 
@@ -137,7 +142,7 @@ class _Band:
     """The driver's view of one band: the step its reducer holds and what it still waits for."""
 
     step: int
-    jobs: tuple[int, ...]  # the jobs reaching it
+    jobs: tuple[int, ...]  # the jobs of its step reaching it
     missing: int = 0  # jobs of this step not yet added
     adding: set = field(default_factory=set)  # add refs in flight
     advancing: Any = None  # the advance ref in flight
@@ -146,21 +151,38 @@ class _Band:
 class _Wavefront:
     """The loop's state; `run` is the whole of it, the rest are its events."""
 
-    def __init__(self, pool, reducers, jobs, steps, start, timesteps, guidance, on_step, on_tiles):
-        self.pool, self.reducers, self.jobs = pool, reducers, jobs
+    def __init__(self, pool, reducers, plan_step, steps, start, timesteps, guidance, on_step, on_tiles):
+        self.pool, self.reducers, self.plan_step = pool, reducers, plan_step
         self.steps, self.timesteps, self.guidance = steps, timesteps, guidance
         self.on_step, self.on_tiles = on_step, on_tiles
-        reach: list[list[int]] = [[] for _ in reducers]
-        for job, (_, cuts) in enumerate(jobs):
-            for band, _ in cuts:
-                reach[band].append(job)
-        self.bands = [_Band(start, tuple(js), missing=len(js)) for js in reach]
-        self.ready: list[tuple[int, int]] = [(start, job) for job in range(len(jobs))]  # a heap: lowest step first
+        self.done_step = start
+        self.plans: dict[int, tuple[list, list[tuple[int, ...]]]] = {}  # step -> its jobs, and per band those reaching it
+        self.bands = [_Band(start, js, missing=len(js)) for js in self._reach(start)]
+        self.ready: list[tuple[int, int]] = [(start, job) for job in range(len(self._jobs(start)))]  # a heap: lowest step first
         self.windows: dict[tuple[int, int], list] = {}  # (step, job) -> its window refs, until added
         self.waiting: dict[tuple[int, int], set[int]] = {}  # (step, job) -> bands still missing it
         self.pieces: dict[tuple[int, int], list] = {}  # (step, job) -> its predictions' refs, per band
         self.events: dict[Any, tuple[str, Any]] = {}  # reducer refs -> what they finish
-        self.done_step = start
+
+    def _plan(self, step: int) -> tuple[list, list[tuple[int, ...]]]:
+        """Step `step`'s jobs (batch, cuts) and, per band, the jobs reaching it; kept while a band
+        may still be at that step (shifted windows give every step its own grid)."""
+        if step not in self.plans:
+            jobs = self.plan_step(step)
+            reach: list[list[int]] = [[] for _ in self.reducers]
+            for job, (_, cuts) in enumerate(jobs):
+                for band, _ in cuts:
+                    reach[band].append(job)
+            self.plans[step] = (jobs, [tuple(js) for js in reach])
+            for old in [s for s in self.plans if s < self.done_step]:
+                del self.plans[old]
+        return self.plans[step]
+
+    def _jobs(self, step: int) -> list:
+        return self._plan(step)[0]
+
+    def _reach(self, step: int) -> list[tuple[int, ...]]:
+        return self._plan(step)[1]
 
     def run(self) -> None:
         import ray
@@ -192,7 +214,7 @@ class _Wavefront:
 
     def _predict(self, worker: Any, key: tuple[int, int]) -> Any:
         step, job = key
-        batch, cuts = self.jobs[job]
+        batch, cuts = self._jobs(step)[job]
         if key not in self.windows:
             # Sent now, after each band's advance to `step` finished and before its next advance.
             self.windows[key] = [self.reducers[band].window_rows.remote(batch) for band, _ in cuts]
@@ -204,7 +226,7 @@ class _Wavefront:
         return refs[-1]  # the tile count: all the driver ever fetches from a worker
 
     def _predicted(self, key: tuple[int, int]) -> None:
-        batch, cuts = self.jobs[key[1]]
+        batch, cuts = self._jobs(key[0])[key[1]]
         for (band, _), piece in zip(cuts, self.pieces.pop(key)):
             if band in self.waiting[key]:
                 ref = self.reducers[band].add.remote(batch, piece)
@@ -244,14 +266,16 @@ class _Wavefront:
     def _try_advance(self, band: int) -> None:
         state = self.bands[band]
         lowest = min(b.step for b in self.bands)
-        if state.missing or state.adding or state.advancing is not None or state.step > lowest:
+        if state.step >= self.steps or state.missing or state.adding or state.advancing is not None or state.step > lowest:
             return  # not every add is in, or it would commit two steps ahead of some band
         state.advancing = self.reducers[band].advance.remote()
         self.events[state.advancing] = ("advance", band)
 
     def _advanced(self, band: int, step: int) -> None:
         state = self.bands[band]
-        state.advancing, state.step, state.missing = None, step, len(state.jobs)
+        state.advancing, state.step = None, step
+        state.jobs = self._reach(step)[band] if step < self.steps else ()
+        state.missing = len(state.jobs)
         lowest = min(b.step for b in self.bands)
         if lowest > self.done_step:
             self.done_step = lowest
@@ -261,7 +285,7 @@ class _Wavefront:
         if step >= self.steps:
             return
         for job in state.jobs:
-            if all(self.bands[b].step == step for b, _ in self.jobs[job][1]):
+            if all(self.bands[b].step == step for b, _ in self._jobs(step)[job][1]):
                 heapq.heappush(self.ready, (step, job))  # every band under it holds `step` now
 
 
@@ -269,7 +293,7 @@ def denoise(
     store: LatentStore,
     pool: WorkerPool,
     reducers: Sequence[Any],
-    grid: TileGrid,
+    grids: StepGrids,
     scheduler: Any,
     steps: int,
     tile_batch: int,
@@ -277,8 +301,15 @@ def denoise(
     on_step: Callable[[int], None] = lambda step: None,
     on_tiles: Callable[[int], None] = lambda n: None,
 ) -> StepStats:
-    """Advance the store's latent from its committed step to `steps`; the reducers are loaded there."""
+    """Advance the store's latent from its committed step to `steps`; the reducers are loaded there.
+
+    Each step's jobs come from that step's grid (`grids.grid(step)`, the same one the reducers
+    blend by), so with shifted windows the batches still depend on the grid alone."""
     start = store.committed_step()
-    jobs = [(batch, batch_cuts(grid.windows, batch, store.bands)) for batch in grid.batches(tile_batch)]
-    _Wavefront(pool, reducers, jobs, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
-    return StepStats(steps_run=steps - start, tiles_run=(steps - start) * len(grid.windows))
+
+    def plan_step(step: int) -> list:
+        grid = grids.grid(step)
+        return [(batch, batch_cuts(grid.windows, batch, store.bands)) for batch in grid.batches(tile_batch)]
+
+    _Wavefront(pool, reducers, plan_step, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
+    return StepStats(steps_run=steps - start, tiles_run=sum(len(grids.grid(s)) for s in range(start, steps)))

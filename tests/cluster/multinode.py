@@ -27,7 +27,7 @@ import psutil
 from tests.cluster.fake_autoscaler import fake_autoscaler
 from tests.helpers import s3_bucket
 
-# Like the session fixture: tiles of 256 px on a 512 x 320 canvas, 6 tiles per step.
+# Like the session fixture: tiles of 256 px on a 512 x 320 canvas, 6 to 8 tiles per step (shifted windows).
 TINY = {"prompt": "a harbour at night", "negative_prompt": "blurry", "width": 512, "height": 320, "steps": 2,
         "guidance": 4.5, "seed": 5, "tile_size": 256, "tile_overlap": 64, "tile_batch": 2, "vae_tile_size": 128,
         "cpus_per_actor": 1.0}

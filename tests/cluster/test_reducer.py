@@ -11,6 +11,7 @@ from gigacanvas.cluster.reducer import Reducer
 from gigacanvas.storage import LatentStore
 from gigacanvas.tiling import TileBlender, initial_noise, plan_tiles
 from gigacanvas.tiling.bands import batch_cuts, cut_rows, join_rows
+from gigacanvas.tiling.shift import StepGrids
 
 CHANNELS = 4
 
@@ -38,9 +39,9 @@ def _model(tiles, step):
     return (np.tanh(tiles) * np.float32(0.7) + tiles.mean(axis=(1, 2, 3), keepdims=True) + np.float32(step)).astype(np.float32)
 
 
-def _whole(noise, grid, steps, batch, make=_flow, seed=None):
-    """The whole latent stepped at once; with `seed`, a stochastic sampler's noise is the whole
-    latent's keyed step noise (what every band split must reproduce)."""
+def _whole(noise, grids, steps, batch, make=_flow, seed=None):
+    """The whole latent stepped at once, each step on its grid; with `seed`, a stochastic
+    sampler's noise is the whole latent's keyed step noise (what every band split must reproduce)."""
     import torch
 
     from gigacanvas.actors.stepnoise import keyed_noise
@@ -50,6 +51,7 @@ def _whole(noise, grid, steps, batch, make=_flow, seed=None):
     scheduler = _scheduler(steps, make)
     latent = noise
     for step in range(steps):
+        grid = grids.grid(step)
         blender = TileBlender(grid, CHANNELS)
         for tiles in grid.batches(batch):
             windows = np.stack([latent[(slice(None), *grid.windows[i].slices)] for i in tiles])
@@ -64,15 +66,19 @@ def _whole(noise, grid, steps, batch, make=_flow, seed=None):
     return latent
 
 
-def _banded(url, noise, grid, steps, batch, bands, order_seed=0, make=_flow):
+def _banded(url, noise, grids, steps, batch, bands, order_seed=0, make=_flow, until=None):
+    """Band reducers from the store's committed step (a new store: from the noise) to `until`."""
     store = LatentStore(url)
-    store.create({"seed": 1}, "fp", channels=CHANNELS, height=grid.height, width=grid.width, scale=8, bands=bands)
-    store.write_noise(noise)
-    reducers = [Reducer(url, b, grid, _scheduler(steps, make), CHANNELS) for b in range(len(store.bands))]
+    if noise is not None:
+        store.create({"seed": 1}, "fp", channels=CHANNELS, height=grids.height, width=grids.width, scale=8, bands=bands)
+        store.write_noise(noise)
+    start = store.committed_step()
+    reducers = [Reducer(url, b, grids, _scheduler(steps, make), CHANNELS) for b in range(len(store.bands))]
     for r in reducers:
-        r.load(0)
+        r.load(start)
     rng = np.random.default_rng(order_seed)
-    for step in range(steps):
+    for step in range(start, steps if until is None else until):
+        grid = grids.grid(step)
         jobs = grid.batches(batch)
         for k in rng.permutation(len(jobs)):  # predictions arrive in any order
             tiles = jobs[k]
@@ -87,7 +93,7 @@ def _banded(url, noise, grid, steps, batch, bands, order_seed=0, make=_flow):
 
 @pytest.mark.parametrize("bands", [1, 2, 3])
 def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
-    grid = plan_tiles(40, 56, 16, 4)
+    grid = StepGrids(40, 56, 16, 4)
     noise = initial_noise(3, CHANNELS, 40, 56)
     store = _banded(str(tmp_path / "s.zarr"), noise, grid, 3, 2, bands, order_seed=bands)
     assert len(store.bands) == bands
@@ -98,7 +104,7 @@ def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
 
 @pytest.mark.parametrize("make", [lambda: _flow(stochastic_sampling=True), _ancestral], ids=["flow-stochastic", "euler-ancestral"])
 def test_a_stochastic_samplers_step_noise_is_keyed_so_any_band_split_is_the_whole_latent(tmp_path, make):
-    grid = plan_tiles(40, 56, 16, 4)
+    grid = StepGrids(40, 56, 16, 4)
     noise = initial_noise(3, CHANNELS, 40, 56)
     want = _whole(noise, grid, 3, 2, make, seed=1)  # the store's seed
     assert not np.array_equal(want, _whole(noise, grid, 3, 2, make, seed=2))  # the step noise counts
@@ -107,13 +113,29 @@ def test_a_stochastic_samplers_step_noise_is_keyed_so_any_band_split_is_the_whol
         np.testing.assert_array_equal(LatentStore(store.url).read_latent()[0], want)
 
 
+@pytest.mark.parametrize("bands", [1, 3])
+def test_shifted_windows_step_the_whole_latent_bit_for_bit_and_resume_exactly(tmp_path, bands):
+    grids = StepGrids(40, 56, 16, 0, seed=9)
+    assert grids.grid(0) != grids.grid(1) != grids.grid(2)
+    noise = initial_noise(3, CHANNELS, 40, 56)
+    want = _whole(noise, grids, 3, 2)
+    assert not np.array_equal(want, _whole(noise, StepGrids(40, 56, 16, 0), 3, 2))  # the grids count
+    url = str(tmp_path / "s.zarr")
+    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, until=1)  # stopped after step 1
+    assert LatentStore(url).committed_step() == 1
+    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1)  # new reducers resume at step 1
+    latent, step = LatentStore(url).read_latent()
+    assert step == 3
+    np.testing.assert_array_equal(latent, want)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     height=st.integers(8, 64), width=st.integers(8, 48), tile=st.integers(8, 24), bands=st.integers(1, 5),
-    batch=st.integers(1, 3), seed=st.integers(0, 99),
+    batch=st.integers(1, 3), seed=st.integers(0, 99), shift=st.booleans(),
 )
-def test_any_band_split_of_any_canvas_is_the_whole_latent(tmp_path_factory, height, width, tile, bands, batch, seed):
-    grid = plan_tiles(height, width, tile, tile // 4)
+def test_any_band_split_of_any_canvas_is_the_whole_latent(tmp_path_factory, height, width, tile, bands, batch, seed, shift):
+    grid = StepGrids(height, width, tile, tile // 4, seed=seed if shift else None)
     noise = initial_noise(seed, CHANNELS, height, width)
     url = str(tmp_path_factory.mktemp("h") / "s.zarr")
     _banded(url, noise, grid, 2, batch, bands, order_seed=seed)

@@ -16,6 +16,7 @@ from gigacanvas.cluster.spec import (
     check_job_outputs,
 )
 from gigacanvas.errors import UsageError
+from gigacanvas.tiling.shift import StepGrids
 
 
 @pytest.mark.parametrize(
@@ -116,7 +117,7 @@ NAN, INF = float("nan"), float("inf")
         ({"prompt": ["a", "b"]}, "prompt must be a single value, not a list"),
         ({"width": {"a": 1}}, "width must be a single value, not a mapping"),
         ({"precision": "p" * 5000}, "precision 'ppppppppppppppppppppppppppppppppppppppp... is not one of"),
-        ({"spec_version": 3}, "spec_version 3 is newer than this gigacanvas knows (up to 2); upgrade gigacanvas"),
+        ({"spec_version": 4}, "spec_version 4 is newer than this gigacanvas knows (up to 3); upgrade gigacanvas"),
         ({"vae_decode": "seamless"}, "vae_decode 'seamless' is not one of exact, fast, blend"),
         ({"spec_version": 0}, "spec_version 0 must be at least 1"),
     ],
@@ -154,9 +155,9 @@ def test_flags_are_checked_like_files():
 
 def test_spec_version_is_a_content_field_carried_by_pictures():
     spec = RenderSpec(prompt="x")
-    assert SPEC_VERSION == 2 and spec.spec_version == SPEC_VERSION
-    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 2
-    assert spec.content()["spec_version"] == 2
+    assert SPEC_VERSION == 3 and spec.spec_version == SPEC_VERSION
+    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 3
+    assert spec.content()["spec_version"] == 3
 
 
 def test_the_decode_follows_the_version_and_version_1_content_keeps_its_old_keys():
@@ -170,6 +171,34 @@ def test_the_decode_follows_the_version_and_version_1_content_keeps_its_old_keys
     assert "vae_decode" not in old.content()  # so its stores and pictures, which lack the key, match
     assert old.replace(vae_decode="exact").content()["vae_decode"] == "exact"
     assert resolve(RenderSpec(prompt="x", vae_decode="fast"), info).content()["vae_decode"] == "fast"
+
+
+def test_shifted_windows_follow_the_version_and_older_content_keeps_its_old_keys():
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.plan import resolve, step_grids
+
+    info = open_model(None)
+    new = resolve(RenderSpec(prompt="x", width=512, height=512, tile_size=256, seed=4), info)
+    assert new.shift_windows is True and new.content()["shift_windows"] is True
+    assert new.tile_overlap == 0  # shifted windows need none (benchmarks/seams.py)
+    assert step_grids(new, info) == StepGrids(64, 64, 32, 0, seed=4)
+    for version in (1, 2):  # their pictures render again on the fixed grid they were made with
+        old = resolve(RenderSpec(prompt="x", spec_version=version), info)
+        assert old.shift_windows is False and "shift_windows" not in old.content()
+        assert not step_grids(old, info).shifted
+        assert old.replace(shift_windows=True).content()["shift_windows"] is True
+    off = resolve(RenderSpec(prompt="x", tile_size=256, shift_windows=False), info)
+    assert off.content()["shift_windows"] is False and not step_grids(off, info).shifted
+    assert off.tile_overlap == 32  # a fixed grid's default: an eighth of the tile
+
+
+def test_shift_windows_flag_takes_on_or_off(capsys):
+    from tests.helpers import run_cli
+
+    code, _, err = run_cli(capsys, "render", "--prompt", "x", "--shift-windows", "sometimes", "--dry-run")
+    assert code == 2 and err.strip() == "gigacanvas: error: argument --shift-windows: 'sometimes' is neither on nor off"
+    with pytest.raises(UsageError, match="shift_windows 'on' is not a valid bool"):
+        RenderSpec(prompt="x", shift_windows="on")
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,15 @@ import numpy as np
 
 from gigacanvas.cluster import steploop
 from gigacanvas.cluster.dispatch import WorkerPool
-from gigacanvas.cluster.steploop import denoise, load_reducers, start_reducers, stop_reducers
+from gigacanvas.cluster.steploop import (
+    denoise,
+    load_reducers,
+    start_reducers,
+    stop_reducers,
+)
 from gigacanvas.storage import LatentStore
-from gigacanvas.tiling import initial_noise, plan_tiles
+from gigacanvas.tiling import initial_noise
+from gigacanvas.tiling.shift import StepGrids
 from tests.cluster.test_reducer import CHANNELS, _model, _scheduler, _whole
 
 SLOW_TILE = 14  # the bottom-right tile: it reaches the bottom band only
@@ -18,7 +24,8 @@ SLOW = -1.0  # the guidance value that marks the slow tile's calls (the model ig
 def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluster, tmp_path, monkeypatch):
     import ray
 
-    grid = plan_tiles(64, 40, 16, 4)  # 5 rows x 3 columns of tiles
+    grids = StepGrids(64, 40, 16, 4)
+    grid = grids.grid(0)  # 5 rows x 3 columns of tiles
     assert len(grid) == 15 and grid.windows[SLOW_TILE].y == 48
     noise = initial_noise(4, CHANNELS, 64, 40)
     store = LatentStore(str(tmp_path / "s.zarr"))
@@ -50,7 +57,7 @@ def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluste
 
     def predict_marking_the_slow_tile(self, worker, key):
         guidance = self.guidance
-        self.guidance = SLOW if SLOW_TILE in self.jobs[key[1]][0] else guidance
+        self.guidance = SLOW if SLOW_TILE in self._jobs(key[0])[key[1]][0] else guidance
         try:
             return predict(self, worker, key)
         finally:
@@ -58,10 +65,10 @@ def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluste
 
     monkeypatch.setattr(steploop._Wavefront, "_predict", predict_marking_the_slow_tile)
     workers = [Worker.remote() for _ in range(3)]
-    reducers = start_reducers(store, grid, scheduler, CHANNELS)
+    reducers = start_reducers(store, grids, scheduler, CHANNELS)
     try:
         load_reducers(reducers, 0)
-        denoise(store, WorkerPool(workers), reducers, grid, scheduler, 3, 1, 1.0)
+        denoise(store, WorkerPool(workers), reducers, grids, scheduler, 3, 1, 1.0)
         log = [entry for w in workers for entry in ray.get(w.log.remote())]
     finally:
         stop_reducers(reducers)
@@ -71,4 +78,4 @@ def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluste
     ahead = [step for step, slow, when in log if step == 1 and when < slow_done]
     assert ahead, "no tile of step 1 ran while the slow tile of step 0 did: a barrier"
     assert len(log) == 45  # each tile once per step
-    np.testing.assert_array_equal(LatentStore(store.url).read_latent()[0], _whole(noise, grid, 3, 1))
+    np.testing.assert_array_equal(LatentStore(store.url).read_latent()[0], _whole(noise, grids, 3, 1))
