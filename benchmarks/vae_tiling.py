@@ -4,8 +4,10 @@ For canvases small enough to decode whole, on the SD3.5 VAE architecture with ra
 (weights change neither speed nor memory; seeded, so every method decodes the same latent):
 
 - `whole`: diffusers' `vae.decode` in one piece, the reference;
-- `exact`: ours (actors/vaedecode.py), tiles with the whole canvas's GroupNorm statistics;
-- `fast`: ours, statistics estimated from a whole decode subsampled to FAST_STATS_SIDE;
+- `exact`: ours (actors/vaedecode.py), tiles with the whole canvas's GroupNorm statistics, the
+  passes of tiling/decodepasses.py (checkpoints at the up-blocks' ends);
+- `fast`: ours, the first up-block's statistics exact, the rest estimated from every k-th pixel
+  of its end (at most FAST_STATS_SIDE latent pixels a side);
 - `diffusers`: `enable_tiling()` at the same tile size (a quarter overlap, its default);
 - `windowed`: the whole decode with the mid-block attending in ATTENTION_WINDOW-sized windows
   scaled down to this canvas (the same number of windows as a 16384 px canvas has), to show
