@@ -16,6 +16,7 @@ from gigacanvas.actors.loading import open_model, quiet_libraries, transformer_s
 from gigacanvas.actors.precision import is_fp8_layer
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.atomic import check_writable_file
+from gigacanvas.version import __version__
 
 
 def convert_transformer(
@@ -30,8 +31,6 @@ def convert_transformer(
     import torch
     from accelerate import init_empty_weights
     from diffusers import SD3Transformer2DModel
-
-    from gigacanvas import __version__
 
     out = check_writable_file(dst, "output")
     if out.suffix != ".safetensors":
