@@ -21,11 +21,11 @@ import sys
 def child(arch: str, mode: str) -> dict:
     import torch
 
-    from gigacanvas.actors.architectures import ARCHITECTURES, random_transformer
+    from gigacanvas.actors.models.architectures import architecture, random_transformer
 
     # bf16 compute, as on a GPU; random normals are written, so every page is resident
     torch.manual_seed(0)
-    model = random_transformer(ARCHITECTURES[arch], mode, "cpu", compute_dtype=torch.bfloat16)
+    model = random_transformer(architecture(arch), mode, "cpu", compute_dtype=torch.bfloat16)
     weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
     fp8 = sum(t.numel() for t in model.parameters() if t.dtype == torch.float8_e4m3fn)
     params = sum(t.numel() for t in model.parameters())

@@ -20,7 +20,7 @@ import time
 def main() -> None:
     import torch
 
-    from gigacanvas.actors.architectures import SD35_LARGE, random_transformer
+    from gigacanvas.actors.models.architectures import architecture, random_transformer
     from gigacanvas.actors.precision import probe, resolve_precision
 
     parser = argparse.ArgumentParser()
@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     caps = probe()
     gpu = caps.device == "cuda"
-    config = dict(SD35_LARGE)
+    config = architecture("sd3.5-large")
     config["num_layers"] = args.layers or (38 if gpu else 2)
     tile_lat = 128 if gpu else 32
     modes = ("bf16", "fp8", "fp8-compute") if gpu else ("fp32", "bf16", "fp8", "fp8-compute")

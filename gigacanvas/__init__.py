@@ -3,7 +3,6 @@
 from gigacanvas.cluster.render import RenderResult, render
 from gigacanvas.cluster.spec import RenderSpec, build_spec
 from gigacanvas.errors import GigacanvasError, RenderError, UsageError
+from gigacanvas.version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["GigacanvasError", "RenderError", "RenderResult", "RenderSpec", "UsageError", "build_spec", "render"]
+__all__ = ["GigacanvasError", "RenderError", "RenderResult", "RenderSpec", "UsageError", "__version__", "build_spec", "render"]

@@ -24,7 +24,7 @@ os.environ["GIGACANVAS_CACHE"] = tempfile.mkdtemp(prefix="gigacanvas-test-cache-
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     from gigacanvas.actors.loading import quiet_libraries
-    from gigacanvas.actors.tiny import build_tiny_model
+    from gigacanvas.actors.models.tiny import build_tiny_model
 
     quiet_libraries()
     return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sd3"))

@@ -3,7 +3,8 @@
 The step loop, the tiling and the store know nothing of SD3: they see latent channels, a VAE scale
 factor, the model's native tile, a scheduler, and three capabilities (encode a prompt once, predict
 guided velocities for a batch of latent tiles, decode latent tiles to pixels). Flux and SDXL become
-new `ModelAdapter` subclasses; nothing in `cluster/` or `tiling/` changes.
+new `ModelAdapter` subclasses, each in its family's home under `actors/models/` and named by its
+`Family`; nothing in `cluster/` or `tiling/` changes.
 """
 
 from __future__ import annotations

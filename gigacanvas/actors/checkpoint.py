@@ -1,9 +1,10 @@
-"""SD3 transformer checkpoints in safetensors: inspect, load (FP8-scaled included), convert.
+"""Transformer checkpoints in safetensors: inspect, load (FP8-scaled included), write.
 
-Files met in the wild, all handled here:
-- diffusers layout (`transformer_blocks.N...`), as in a pipeline folder or written by `convert`;
-- the original SD3 layout (`joint_blocks.N...`, maybe under `model.diffusion_model.`, maybe a
-  whole checkpoint with VAE and text encoders beside it), mapped with diffusers' own converter;
+Files met in the wild, all handled here for every family (its `Family` names the rest):
+- the diffusers layout (`<diffusers_blocks>.N...`), as in a pipeline folder or written by `convert`;
+- the family's original layout (`<original_blocks>.N...`, maybe under `model.diffusion_model.`,
+  maybe a whole checkpoint with VAE and text encoders beside it), mapped with diffusers' own
+  converter for the family (`Family.convert_original`);
 - float8_e4m3fn weights with a per-tensor scale under either spelling, `<module>.scale_weight`
   (ComfyUI's `*_fp8_scaled` files) or `<module>.weight_scale` (diffusers/torchao), and an optional
   `.scale_input`/`.input_scale` activation hint. The real weight is `fp8 * scale`; a loader that
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from gigacanvas.actors import configs, models
+from gigacanvas.actors.configs import read_json
+from gigacanvas.actors.models import Family, load
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.atomic import atomic_path
 
-FORMAT = "gigacanvas-sd3-transformer"
 SCALE_NAMES = ("scale_weight", "weight_scale")
 INPUT_SCALE_NAMES = ("scale_input", "input_scale")
 MARKERS = ("scaled_fp8",)  # ComfyUI's flag tensor: carries no weights
@@ -38,6 +41,7 @@ class CheckpointInfo:
     """What a transformer file holds, read from its header alone."""
 
     path: str
+    family: str  # the Family whose transformer it holds
     layout: str  # "diffusers" or "original"
     precision: str  # "fp8", "fp8-e5m2", "bf16", "fp16", "fp32"
     scale_name: str | None  # which per-tensor scale spelling it uses, if any
@@ -66,17 +70,19 @@ def _is_transformer_key(key: str, layout: str) -> bool:
     )
 
 
-def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
-    """Layout, precision and scale spelling of a transformer file; refuses files that aren't one."""
+def inspect_checkpoint(path: str | Path, family: Family) -> CheckpointInfo:
+    """Layout, precision and scale spelling of a file of `family`'s transformer; refuses files that aren't one."""
     with _open(path) as f:
         keys = list(f.keys())
         metadata = dict(f.metadata() or {})
-        if any(k.startswith("transformer_blocks.") for k in keys):
+        if any(k.startswith(family.diffusers_blocks + ".") for k in keys):
             layout = "diffusers"
-        elif any(k.removeprefix(ORIGINAL_PREFIX).startswith("joint_blocks.") for k in keys):
+        elif any(k.removeprefix(ORIGINAL_PREFIX).startswith(family.original_blocks + ".") for k in keys):
             layout = "original"
         else:
-            raise UsageError(f"model {path} holds no SD3 transformer weights (no transformer_blocks or joint_blocks)")
+            raise UsageError(
+                f"model {path} holds no {family.short} transformer weights (no {family.diffusers_blocks} or {family.original_blocks})"
+            )
         weights = [k for k in keys if k.endswith(".weight") and _is_transformer_key(k, layout)]
         kinds = {_DTYPE_NAMES.get(f.get_slice(k).get_dtype(), "other") for k in weights}
     scale_name = next((s for s in SCALE_NAMES if any(k.endswith("." + s) for k in keys)), None)
@@ -85,11 +91,34 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
             break
     else:
         raise UsageError(f"model {path} has transformer weights of no float type gigacanvas knows")
-    if metadata.get("format") == FORMAT and metadata.get("precision") not in (None, precision):
+    if metadata.get("format") == family.checkpoint_format and metadata.get("precision") not in (None, precision):
         raise UsageError(
             f"model {path} says its precision is {metadata['precision']} but its weights are {precision}; it is damaged"
         )
-    return CheckpointInfo(str(path), layout, precision, scale_name, metadata)
+    return CheckpointInfo(str(path), family.name, layout, precision, scale_name, metadata)
+
+
+def transformer_files(root: Path) -> list[Path]:
+    """The folder's transformer shards, preferring full files over `.fp16.`-style variants."""
+    files = sorted((root / "transformer").glob("*.safetensors"))
+    plain = [f for f in files if f.name.count(".") == 1]
+    return plain or files
+
+
+def transformer_source(root: Path, transformer_file: str | Path | None, family: Family):
+    """(checkpoints, config) of `family`'s transformer: the single file if given, else the folder's shards.
+
+    A file written by `convert` carries its own config; otherwise the folder's config applies.
+    """
+    sources = [transformer_file] if transformer_file else transformer_files(root)
+    checkpoints = [inspect_checkpoint(s, family) for s in sources]
+    try:
+        config = checkpoints[0].config
+    except ValueError:
+        raise UsageError(f"model {sources[0]} carries a transformer config that is not JSON; it is damaged") from None
+    if config is not None:
+        return checkpoints, configs.as_object(config, f"transformer config in {sources[0]}")
+    return checkpoints, read_json(root / "transformer" / "config.json", "config")
 
 
 def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]]:
@@ -124,11 +153,10 @@ def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]
                 if key not in skip:
                     yield key, read(key).to(dtype_for(key))
             return
-        from diffusers.loaders.single_file_utils import convert_sd3_transformer_checkpoint_to_diffusers
-
+        convert = load(models.family(info.family).convert_original)
         fallback = dtype_for("")
         original = {k.removeprefix(ORIGINAL_PREFIX): read(k).to(fallback) for k in keys if k not in skip}
-    for key, tensor in convert_sd3_transformer_checkpoint_to_diffusers(original).items():
+    for key, tensor in convert(original).items():
         yield key, tensor.to(dtype_for(key))
 
 
@@ -148,8 +176,10 @@ def write_checkpoint(
     precision: str,
     scale_name: str,
     metadata: dict[str, str],
+    fmt: str,
 ) -> Path:
-    """Write a transformer file in `precision`, atomically (temp file, then rename).
+    """Write a transformer file in `precision`, atomically (temp file, then rename), its metadata
+    naming `fmt` (the family's `checkpoint_format`) and the precision.
 
     FP8 goes to the weights of `linear_weights` (the Linears outside the precision skip list),
     each with a per-tensor scale; everything else is stored in bf16.
@@ -169,5 +199,5 @@ def write_checkpoint(
         else:
             out[key] = tensor.to(plain).contiguous()
     with atomic_path(dst) as tmp:
-        save_file(out, str(tmp), metadata={**metadata, "format": FORMAT, "precision": precision})
+        save_file(out, str(tmp), metadata={**metadata, "format": fmt, "precision": precision})
     return Path(dst)

@@ -7,6 +7,7 @@ Large costs a few MB and a third of a second) and the scheduler as the render wi
 turns each of those into one line before anything starts. The check is diffusers' own
 `from_config`, not a schema of ours that could drift from it; the sizes the planner uses are
 read back from the built component's config, defaults filled in exactly as the actors will.
+Which class, which keys and which words come from the model's `Family` (actors/models/).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gigacanvas.actors.models import Family
 from gigacanvas.actors.stepnoise import tree_noise
 from gigacanvas.errors import UsageError
 
-TRANSFORMER_KEYS = ("in_channels", "patch_size", "sample_size")  # read by the planner: must be written
 _JSON_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean", type(None): "null"}
 
 
@@ -52,50 +53,52 @@ def _build(cls, config: dict):
         return cls.from_config(config)
 
 
-def _check_class(config: dict, expected: str, what: str) -> None:
+def _check_class(config: dict, expected: str, what: str, family: Family) -> None:
     name = config.get("_class_name")
     if name not in (None, expected):
-        raise UsageError(f"model {what} is for {name}, not {expected}; is it an SD3/SD3.5 model?")
+        raise UsageError(f"model {what} is for {name}, not {expected}; is it an {family.label} model?")
 
 
-def check_transformer(config: dict, source: str) -> dict:
-    """The SD3 transformer's config as diffusers builds it (defaults filled), or a UsageError.
+def check_transformer(config: dict, source: str, family: Family) -> dict:
+    """`family`'s transformer config as diffusers builds it (defaults filled), or a UsageError.
 
     `source` names where the config came from: `<folder>/transformer/config.json` or a file
-    written by `convert`.
+    written by `convert`. The keys the planner reads (`family.planner_keys`) must be written.
     """
-    from diffusers import SD3Transformer2DModel
+    import diffusers
 
-    _check_class(config, "SD3Transformer2DModel", f"transformer config {source}")
-    for key in TRANSFORMER_KEYS:
+    _check_class(config, family.transformer_class, f"transformer config {source}", family)
+    for key in family.planner_keys:
         value = config.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             found = "has no" if key not in config else f"has {json.dumps(value)} for"
             raise UsageError(
                 f"model transformer config {source} {found} {key} (a positive whole number); "
-                "is it an SD3/SD3.5 transformer config?"
+                f"is it an {family.label} transformer config?"
             )
     try:
-        built = _build(SD3Transformer2DModel, config)
+        built = _build(getattr(diffusers, family.transformer_class), config)
     except Exception as exc:  # noqa: BLE001 - whatever from_config raises, the config is at fault
         raise UsageError(
             f"model transformer config {source} cannot be built by diffusers ({_detail(exc)}); "
-            "is it an SD3/SD3.5 transformer config?"
+            f"is it an {family.label} transformer config?"
         ) from None
     return dict(built.config)
 
 
-def check_vae(root: Path) -> dict:
+def check_vae(root: Path, family: Family) -> dict:
     """`root`'s VAE config as diffusers builds it (defaults filled), or a UsageError."""
     from diffusers import AutoencoderKL
 
     path = root / "vae" / "config.json"
     config = read_json(path, "config")
-    _check_class(config, "AutoencoderKL", f"config {path}")
+    _check_class(config, "AutoencoderKL", f"config {path}", family)
     try:
         built = _build(AutoencoderKL, config)
     except Exception as exc:  # noqa: BLE001
-        raise UsageError(f"model config {path} cannot be built by diffusers ({_detail(exc)}); is it an SD3 VAE config?") from None
+        raise UsageError(
+            f"model config {path} cannot be built by diffusers ({_detail(exc)}); is it an {family.short} VAE config?"
+        ) from None
     return dict(built.config)
 
 
@@ -115,7 +118,7 @@ def _band_unsafe(cls: type, config: dict) -> str | None:
     return None
 
 
-def check_scheduler(root: Path) -> None:
+def check_scheduler(root: Path, family: Family) -> None:
     """Refuse a missing scheduler config, a class that is not a diffusers scheduler, or a config
     that cannot be built and set to a few steps (what the driver does once the actors run)."""
     import diffusers
@@ -132,14 +135,13 @@ def check_scheduler(root: Path) -> None:
     if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
         raise UsageError(
             f"model config {path} names {json.dumps(name)}, which is not a diffusers scheduler; "
-            "SD3 uses FlowMatchEulerDiscreteScheduler"
+            f"{family.short} uses {family.scheduler}"
         )
     unsafe = _band_unsafe(cls, config)
     if unsafe:
         raise UsageError(
             f"model config {path}: {name} {unsafe}, and gigacanvas steps the latent in row bands, so the "
-            "pixels would depend on how many there are; set a per-pixel sampler such as "
-            "FlowMatchEulerDiscreteScheduler"
+            f"pixels would depend on how many there are; set a per-pixel sampler such as {family.scheduler}"
         )
     try:
         scheduler = cls.from_config(config)
@@ -149,10 +151,11 @@ def check_scheduler(root: Path) -> None:
         raise UsageError(f"model config {path} cannot be set up as a {name} by diffusers ({_detail(exc)}); is it damaged?") from None
 
 
-def check_pair(transformer: dict, vae: dict, root: Path) -> None:
-    """The transformer must denoise the latents this VAE makes."""
-    if transformer["in_channels"] != vae.get("latent_channels"):
+def check_pair(latent_channels: int, vae: dict, root: Path) -> None:
+    """The transformer (taking `latent_channels`, as its family's `sizes` reads them) must denoise
+    the latents this VAE makes."""
+    if latent_channels != vae.get("latent_channels"):
         raise UsageError(
-            f"model {root}: the transformer takes {transformer['in_channels']} latent channels but the VAE "
+            f"model {root}: the transformer takes {latent_channels} latent channels but the VAE "
             f"makes {vae.get('latent_channels')}; the transformer and vae/ come from different models"
         )

@@ -2,9 +2,11 @@
 
 Everything that can be wrong with `--model` is caught here, in the driver, from configs and
 safetensors headers alone: a missing path or unreachable hub id, a pickle checkpoint (refused:
-unpickling runs code), a folder of another pipeline, components without safetensors weights, a
-damaged or non-transformer single file, configs diffusers cannot build (see `configs.py`).
-Actors then load a model that is known to be usable.
+unpickling runs code), a folder of a pipeline no family serves, components without safetensors
+weights, a damaged or non-transformer single file, configs diffusers cannot build (see
+`configs.py`). Actors then load a model that is known to be usable. What differs between model
+families (pipelines, folders, classes, sizes) comes from the family's `Family` (actors/models/),
+found by the folder's model_index.json `_class_name`; nothing here names a family.
 """
 
 from __future__ import annotations
@@ -14,15 +16,15 @@ import os
 import re
 from pathlib import Path
 
-from gigacanvas.actors import configs
+from gigacanvas.actors import configs, models
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
+from gigacanvas.actors.checkpoint import transformer_source
 from gigacanvas.actors.configs import read_json
 from gigacanvas.actors.fingerprint import cache_dir, fingerprint
+from gigacanvas.actors.models import Family
 from gigacanvas.errors import UsageError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
-SD3_PIPELINES = ("StableDiffusion3Pipeline", "StableDiffusion3Img2ImgPipeline")
-SD3_COMPONENTS = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
@@ -42,11 +44,12 @@ def quiet_libraries() -> None:
 
 
 def tiny_model_path() -> Path:
-    """The built-in tiny model, built once per machine (all or nothing: see `build_tiny_model`)."""
-    path = cache_dir() / "tiny-sd3"
+    """The built-in tiny model (of the default family), built once per machine (all or nothing:
+    see `build_tiny_model`)."""
+    path = cache_dir() / f"tiny-{models.DEFAULT}"
     if (path / "model_index.json").exists():
         return path
-    from gigacanvas.actors.tiny import build_tiny_model
+    from gigacanvas.actors.models.tiny import build_tiny_model
 
     quiet_libraries()
     try:
@@ -61,16 +64,12 @@ def tiny_model_path() -> Path:
     return path
 
 
-def _check_sd3_folder(root: Path, need_transformer: bool = True) -> dict:
-    """The folder's model_index.json, once its pipeline and components are known to be SD3's."""
+def _check_folder(root: Path, need_transformer: bool = True) -> tuple[dict, Family]:
+    """The folder's model_index.json and the family its pipeline belongs to, once the family's
+    components are there with safetensors weights."""
     index = read_json(root / "model_index.json", "index")
-    cls = index.get("_class_name")
-    if cls not in SD3_PIPELINES:
-        raise UsageError(
-            f"model {root} is a {cls or 'unknown'} folder; gigacanvas supports SD3/SD3.5 "
-            f"diffusers folders ({', '.join(SD3_PIPELINES)})"
-        )
-    for name in SD3_COMPONENTS:
+    family = models.for_pipeline(index.get("_class_name"), root)
+    for name in family.components:
         if name == "transformer" and not need_transformer:
             continue
         folder = root / name
@@ -80,7 +79,7 @@ def _check_sd3_folder(root: Path, need_transformer: bool = True) -> dict:
             pickled = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
             hint = f" (it has {pickled[0]}, a pickle file, refused because loading it can run code)"
             raise UsageError(f"model {root} has no safetensors weights in {name}/{hint if pickled else ''}")
-    return index
+    return index, family
 
 
 def model_fingerprint(root: Path, transformer_file: str | Path | None = None, index: dict | None = None) -> str:
@@ -99,33 +98,8 @@ def _component_folders(index: dict) -> list[str]:
     ]
 
 
-def transformer_files(root: Path) -> list[Path]:
-    """The folder's transformer shards, preferring full files over `.fp16.`-style variants."""
-    files = sorted((root / "transformer").glob("*.safetensors"))
-    plain = [f for f in files if f.name.count(".") == 1]
-    return plain or files
-
-
-def transformer_source(root: Path, transformer_file: str | Path | None = None):
-    """(checkpoints, config) of the transformer: the single file if given, else the folder's shards.
-
-    A file written by `convert` carries its own config; otherwise the folder's config applies.
-    """
-    from gigacanvas.actors.checkpoint import inspect_checkpoint
-
-    sources = [transformer_file] if transformer_file else transformer_files(root)
-    checkpoints = [inspect_checkpoint(s) for s in sources]
-    try:
-        config = checkpoints[0].config
-    except ValueError:
-        raise UsageError(f"model {sources[0]} carries a transformer config that is not JSON; it is damaged") from None
-    if config is not None:
-        return checkpoints, configs.as_object(config, f"transformer config in {sources[0]}")
-    return checkpoints, read_json(root / "transformer" / "config.json", "config")
-
-
 def _download(repo: str, what: str) -> Path:
-    """A hub id's SD3 folder (no root single files), or one clear line on why not."""
+    """A hub id's model folder (no root single files), or one clear line on why not."""
     try:
         from huggingface_hub import snapshot_download
 
@@ -168,7 +142,7 @@ def _resolve_folder(model: str, what: str) -> tuple[Path, tuple[str, str] | None
     if HUB_ID.match(model):
         return _download(model, what), None
     raise UsageError(
-        f"{what} {model} does not exist; pass a local diffusers SD3/SD3.5 folder, a hub id or a URL (s3://...)"
+        f"{what} {model} does not exist; pass a local diffusers {models.supported()} folder, a hub id or a URL (s3://...)"
     )
 
 
@@ -191,13 +165,13 @@ def _check_regular_files(root: Path, transformer_file: Path | None) -> None:
 def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     """Check `model` and describe it, reading configs and safetensors headers only.
 
-    `model` is a diffusers SD3/SD3.5 folder, a hub id, None (the tiny model), or a single-file
-    `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`.
+    `model` is a diffusers folder of a known family, a hub id, None (the tiny model), a single-file
+    `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`, or a
+    stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`).
     """
-    if model is not None and model.startswith("simulated:"):  # `gigacanvas bench`'s stand-in
-        from gigacanvas.actors.simulated import simulated_info
-
-        return simulated_info(model, base_model)
+    stand_in = models.for_scheme(model) if model is not None else None
+    if stand_in is not None:
+        return stand_in.describe(model, base_model)
     from gigacanvas.actors.nodemodel import BUILTIN
 
     transformer_file, sources = None, []  # sources: (field, URL or BUILTIN, cache key), for the nodes
@@ -211,7 +185,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
                 raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors file")
             if base_model is None:
                 raise UsageError(
-                    f"model {model} is a single transformer file; pass --base-model with the SD3/SD3.5 "
+                    f"model {model} is a single transformer file; pass --base-model with the {models.supported()} "
                     "diffusers folder (or hub id) that supplies its VAE, text encoders and configs"
                 )
             transformer_file = root
@@ -223,37 +197,33 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
         if not (root / "model_index.json").exists():
             raise UsageError(f"model {root} has no model_index.json; it is not a diffusers pipeline folder")
     _check_regular_files(root, transformer_file)
-    index = _check_sd3_folder(root, need_transformer=transformer_file is None)
-    checkpoints, config = transformer_source(root, transformer_file)
+    index, family = _check_folder(root, need_transformer=transformer_file is None)
+    checkpoints, config = transformer_source(root, transformer_file, family)
     quiet_libraries()  # the checks below import diffusers
     source = transformer_file or root / "transformer" / "config.json"
-    transformer = configs.check_transformer(config, str(source))
-    vae = configs.check_vae(root)
-    configs.check_pair(transformer, vae, root)
-    configs.check_scheduler(root)
-    vae_scale = 2 ** (len(vae["block_out_channels"]) - 1)  # as diffusers' SD3 pipeline computes it
-    table = transformer.get("pos_embed_max_size")  # latent patches per side; None: computed per size
+    transformer = configs.check_transformer(config, str(source), family)
+    vae = configs.check_vae(root, family)
+    sizes = family.sizes(transformer, vae)
+    configs.check_pair(sizes["latent_channels"], vae, root)
+    configs.check_scheduler(root, family)
     return ModelInfo(
-        family="sd3",
+        family=family.name,
         path=str(root.resolve()),
         # last: the only step that reads every weight byte (once; then cached per file)
         fingerprint=model_fingerprint(root, transformer_file, index),
         sources=tuple(sources),
-        latent_channels=transformer["in_channels"],
-        vae_scale_factor=vae_scale,
-        patch_size=transformer["patch_size"],
-        native_tile_px=transformer["sample_size"] * vae_scale,
         transformer_file=str(transformer_file.resolve()) if transformer_file else None,
         weights_precision=checkpoints[0].precision,
-        max_tile_px=table * transformer["patch_size"] * vae_scale if table else None,
+        **sizes,
     )
 
 
 def check_tile_size(info: ModelInfo, tile_px: int) -> None:
     """Refuse a tile side the transformer's positional table cannot cover.
 
-    SD3 crops its table of `pos_embed_max_size` patches per side to each input; a larger tile
-    raises in every actor's first step, after the text encoders have already run.
+    A transformer that crops a positional table to each input (the family's `sizes` sets
+    `max_tile_px`) raises for a larger tile in every actor's first step, after the text encoders
+    have already run.
     """
     if info.max_tile_px is not None and tile_px > info.max_tile_px:
         raise UsageError(
@@ -278,9 +248,5 @@ def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | N
 
 
 def load_adapter(info: ModelInfo, device: str, precision: str = "fp32") -> ModelAdapter:
-    """The adapter of `info`'s family (SD3 today; Flux and SDXL register here later)."""
-    from gigacanvas.actors.sd3 import SD3Adapter
-    from gigacanvas.actors.simulated import SimulatedAdapter
-
-    adapters = {"sd3": SD3Adapter, "simulated": SimulatedAdapter}
-    return adapters[info.family](info, device, precision)
+    """The adapter of `info`'s family (its `Family.adapter`, imported now)."""
+    return models.family(info.family).adapter_class()(info, device, precision)

@@ -26,10 +26,11 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from gigacanvas.actors import models
 from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.errors import GigacanvasError, UsageError
 
-BUILTIN = "builtin:tiny-sd3"
+BUILTIN = f"builtin:tiny-{models.DEFAULT}"
 # What a model folder URL's fetch and a hub id's download copy: the files the pipeline loads.
 MODEL_PATTERNS = ("model_index.json", "*/*.json", "*/*.safetensors", "*/*.txt", "*/*.model")
 
@@ -64,7 +65,7 @@ def localize(info: ModelInfo, node: str = "this machine") -> ModelInfo:
 
     `node` names the node in errors ("node 10.0.0.7 (node id 3f2a...)").
     """
-    if info.family == "simulated":
+    if models.family(info.family).scheme:  # a stand-in (`simulated:...`): no files to get or prove
         return info
     changes = {}
     try:

@@ -2,7 +2,7 @@
 
 For each actor count a fresh driver process (`python -m gigacanvas.cluster.bench`, so one run's
 peak memory does not carry into the next) renders a canvas with the simulated model
-(actors/simulated.py): planning, the store, placement, transfers, dispatch, blending and the
+(actors/models/simulated.py): planning, the store, placement, transfers, dispatch, blending and the
 scheduler are the real ones, only the model's tile call is a sleep of T seconds, and the VAE
 decode and the picture are skipped. The store lives in a temporary folder removed at the end.
 
@@ -50,7 +50,7 @@ class BenchOptions:
     address: str | None = None  # a Ray cluster to join; None: RAY_ADDRESS, else a new local one each run
 
     def __post_init__(self) -> None:
-        from gigacanvas.actors.simulated import MAX_SLOW, MAX_TILE_SECONDS
+        from gigacanvas.actors.models.simulated import MAX_SLOW, MAX_TILE_SECONDS
 
         if not 0 <= self.tile_seconds <= MAX_TILE_SECONDS:  # also refuses nan and inf
             raise UsageError(
@@ -69,7 +69,7 @@ class BenchOptions:
 
     @property
     def model(self) -> str:
-        from gigacanvas.actors.simulated import simulated_model
+        from gigacanvas.actors.models.simulated import simulated_model
 
         return simulated_model(self.tile_seconds, self.slow_actor or 1.0)
 

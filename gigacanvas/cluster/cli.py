@@ -200,7 +200,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _demo_model(args: argparse.Namespace) -> int:
     from gigacanvas.actors.loading import quiet_libraries
-    from gigacanvas.actors.tiny import build_tiny_model
+    from gigacanvas.actors.models.tiny import build_tiny_model
     from gigacanvas.storage.atomic import check_writable_folder
 
     quiet_libraries()

@@ -7,14 +7,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gigacanvas.actors.checkpoint import FORMAT, inspect_checkpoint, iter_tensors
+from gigacanvas.actors.checkpoint import inspect_checkpoint, iter_tensors, transformer_files
 from gigacanvas.actors.convert import convert_transformer
-from gigacanvas.actors.loading import (
-    check_weights_precision,
-    open_model,
-    transformer_files,
-)
+from gigacanvas.actors.loading import check_weights_precision, open_model
+from gigacanvas.actors.models.sd3 import FAMILY as SD3
 from gigacanvas.errors import UsageError
+
+FORMAT = SD3.checkpoint_format
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def reference(tiny_model):
 @pytest.mark.parametrize("scale_name", ["weight_scale", "scale_weight"])
 def test_fp8_file_has_scaled_e4m3_linears_and_loads_back_within_fp8_error(tiny_model, reference, tmp_path, scale_name):
     path = convert_transformer(tiny_model, str(tmp_path / "t.safetensors"), "fp8", scale_name)
-    info = inspect_checkpoint(path)
+    info = inspect_checkpoint(path, SD3)
     assert (info.layout, info.precision, info.scale_name) == ("diffusers", "fp8", scale_name)
     assert info.metadata["format"] == FORMAT and info.metadata["source_fingerprint"] == open_model(tiny_model).fingerprint
     assert info.config["num_layers"] == 2
@@ -49,14 +48,14 @@ def test_dropping_the_scale_is_detectably_wrong(tiny_model, reference, tmp_path)
     tensors = load_file(str(path))
     renamed = {k.replace("scale_weight", "mystery_scale"): v for k, v in tensors.items()}
     save_file(renamed, str(tmp_path / "u.safetensors"))
-    unscaled = dict(iter_tensors(inspect_checkpoint(tmp_path / "u.safetensors"), lambda key: torch.float32))
+    unscaled = dict(iter_tensors(inspect_checkpoint(tmp_path / "u.safetensors", SD3), lambda key: torch.float32))
     key = "transformer_blocks.0.attn.to_q.weight"
     assert unscaled[key].abs().max() > 100 * reference[key].abs().max()
 
 
 def test_other_precisions_and_metadata_checks(tiny_model, tmp_path):
     bf16 = convert_transformer(tiny_model, str(tmp_path / "b.safetensors"), "bf16")
-    assert inspect_checkpoint(bf16).precision == "bf16"
+    assert inspect_checkpoint(bf16, SD3).precision == "bf16"
     info = open_model(str(bf16), tiny_model)
     assert info.transformer_file == str(bf16.resolve()) and info.weights_precision == "bf16"
     with pytest.raises(UsageError, match="stores bf16 weights, not float8_e4m3fn, and --strict-precision is set"):
@@ -66,7 +65,7 @@ def test_other_precisions_and_metadata_checks(tiny_model, tmp_path):
     tensors = load_file(str(bf16))
     save_file(tensors, str(tmp_path / "liar.safetensors"), metadata={"format": FORMAT, "precision": "fp8"})
     with pytest.raises(UsageError, match="says its precision is fp8 but its weights are bf16"):
-        inspect_checkpoint(tmp_path / "liar.safetensors")
+        inspect_checkpoint(tmp_path / "liar.safetensors", SD3)
 
 
 def test_e5m2_is_recognised_and_reported(tiny_model, tmp_path):
@@ -78,7 +77,7 @@ def test_e5m2_is_recognised_and_reported(tiny_model, tmp_path):
     assert "E5M2" in check_weights_precision(info, "fp8", strict=False)
     with pytest.raises(UsageError, match=r"stores E5M2 \(float8_e5m2\) weights, not float8_e4m3fn"):
         check_weights_precision(info, "fp8", strict=True)
-    loaded = dict(iter_tensors(inspect_checkpoint(tmp_path / "e.safetensors"), lambda key: torch.float32))
+    loaded = dict(iter_tensors(inspect_checkpoint(tmp_path / "e.safetensors", SD3), lambda key: torch.float32))
     key = "transformer_blocks.0.attn.to_q.weight"
     assert torch.equal(loaded[key], e5m2[key].to(torch.float32))  # upcast exactly, not read as e4m3
 
@@ -101,7 +100,7 @@ def test_original_sd3_layout_is_mapped_with_diffusers_converter(tiny_model, refe
         tensors["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
     path = tmp_path / "orig.safetensors"
     save_file(tensors, str(path))
-    info = inspect_checkpoint(path)
+    info = inspect_checkpoint(path, SD3)
     assert info.layout == "original" and info.precision == ("fp8" if scaled else "fp32")
     loaded = dict(iter_tensors(info, lambda key: torch.float32))
     assert set(loaded) == set(reference)

@@ -129,9 +129,10 @@ def test_a_brownian_tree_sampler_is_refused():
 )
 def test_per_pixel_and_stochastic_schedulers_are_accepted(copy, change):
     from gigacanvas.actors.configs import check_scheduler
+    from gigacanvas.actors.models.sd3 import FAMILY
 
     _edit(copy / "scheduler" / "scheduler_config.json", **change)
-    check_scheduler(copy)
+    check_scheduler(copy, FAMILY)
 
 
 def test_a_damaged_embedded_config_in_a_single_file_is_refused(tiny_model, tmp_path):
@@ -139,7 +140,7 @@ def test_a_damaged_embedded_config_in_a_single_file_is_refused(tiny_model, tmp_p
     import torch
     from safetensors.torch import load_file, save_file
 
-    from gigacanvas.actors.loading import transformer_files
+    from gigacanvas.actors.checkpoint import transformer_files
 
     tensors = load_file(str(transformer_files(Path(tiny_model))[0]))
     for config, message in (

@@ -5,9 +5,9 @@ import pickle
 import numpy as np
 import pytest
 
-from gigacanvas.actors import simulated
 from gigacanvas.actors.loading import load_adapter, open_model
-from gigacanvas.actors.simulated import (
+from gigacanvas.actors.models import simulated
+from gigacanvas.actors.models.simulated import (
     SimulatedAdapter,
     simulated_info,
     simulated_model,

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from gigacanvas.actors.adapter import ModelAdapter
-from gigacanvas.actors.checkpoint import iter_tensors
-from gigacanvas.actors.loading import transformer_source
+from gigacanvas.actors.checkpoint import iter_tensors, transformer_source
+from gigacanvas.actors.models.sd3 import FAMILY
 from gigacanvas.actors.precision import apply_precision, dtype_rule, dtypes
 from gigacanvas.errors import UsageError
 
@@ -108,7 +108,7 @@ class SD3Adapter(ModelAdapter):
         from accelerate import init_empty_weights
         from diffusers import SD3Transformer2DModel
 
-        checkpoints, config = transformer_source(Path(self.info.path), self.info.transformer_file)
+        checkpoints, config = transformer_source(Path(self.info.path), self.info.transformer_file, FAMILY)
         with init_empty_weights(include_buffers=False):
             model = SD3Transformer2DModel.from_config(config)
         dtype_for = dtype_rule(model, self.precision, self.device)

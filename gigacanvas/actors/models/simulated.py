@@ -11,6 +11,9 @@ Asked for as `--model simulated:SECONDS[,slow=FACTOR]`: SECONDS of sleep per til
 `slow`, one actor FACTOR times slower than the rest (clusters mix GPU kinds). Which actor is slow
 is settled when the workers load: each takes a number from a counter actor named within the Ray
 job, and number 0 is the slow one. An adapter outside Ray is number 0.
+
+It is a family like any other (`FAMILY` below), found by its `simulated:` prefix instead of a
+folder; it has no files, so nodes have nothing to fetch or fingerprint.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
+from gigacanvas.actors.models import Family
 from gigacanvas.errors import UsageError
 from gigacanvas.tiling.decodepasses import TailLayout
 
@@ -177,3 +181,13 @@ class SimulatedStages:
 
     def record(self, x: np.ndarray, start: int) -> list[np.ndarray]:
         return []
+
+
+FAMILY = Family(
+    name="simulated",
+    label="simulated",
+    short="simulated",
+    adapter="gigacanvas.actors.models.simulated:SimulatedAdapter",
+    scheme=PREFIX,
+    describe=simulated_info,
+)

@@ -1,52 +1,37 @@
-"""Transformer configs of the full-size SD3.5 models, for benchmarks and memory checks.
+"""Full-size transformers of every family, by name, built without their weights.
 
-Copied from the `transformer/config.json` of stabilityai/stable-diffusion-3.5-large and -medium
-(no weights needed: the architectures are instantiated with random weights or on the meta device).
+Benchmarks and memory checks need the real architectures (SD3.5 Large: 8 B parameters) but no
+weights can be downloaded: each family lists its configs (`Family.architectures`), and here they
+are built on the meta device (counts and byte plans) or with random weights laid out as the
+loader lays out a precision mode. The class is the config's `_class_name`, as in a model folder.
 """
 
 from __future__ import annotations
 
-SD35_LARGE = {
-    "sample_size": 128,
-    "patch_size": 2,
-    "in_channels": 16,
-    "num_layers": 38,
-    "attention_head_dim": 64,
-    "num_attention_heads": 38,
-    "joint_attention_dim": 4096,
-    "caption_projection_dim": 2432,
-    "pooled_projection_dim": 2048,
-    "out_channels": 16,
-    "pos_embed_max_size": 192,
-    "qk_norm": "rms_norm",
-}
+from gigacanvas.actors.models import families, load
+from gigacanvas.errors import UsageError
 
-SD35_MEDIUM = {
-    "sample_size": 128,
-    "patch_size": 2,
-    "in_channels": 16,
-    "num_layers": 24,
-    "attention_head_dim": 64,
-    "num_attention_heads": 24,
-    "joint_attention_dim": 4096,
-    "caption_projection_dim": 1536,
-    "pooled_projection_dim": 2048,
-    "out_channels": 16,
-    "pos_embed_max_size": 384,
-    "qk_norm": "rms_norm",
-    "dual_attention_layers": list(range(13)),
-}
 
-ARCHITECTURES = {"sd3.5-large": SD35_LARGE, "sd3.5-medium": SD35_MEDIUM}
+def architectures() -> dict[str, dict]:
+    """Every family's full-size transformer configs by name ("sd3.5-large", ...)."""
+    return {name: config for f in families() if f.architectures for name, config in load(f.architectures).items()}
+
+
+def architecture(name: str) -> dict:
+    """The config of the architecture called `name`."""
+    known = architectures()
+    if name not in known:
+        raise UsageError(f"architecture {name!r} is unknown; choose one of {', '.join(known)}")
+    return dict(known[name])
 
 
 def meta_transformer(config: dict):
     """The architecture on the meta device: counts and byte plans, no memory."""
+    import diffusers
     from accelerate import init_empty_weights
-    from diffusers import SD3Transformer2DModel
 
     with init_empty_weights(include_buffers=True):
-        return SD3Transformer2DModel.from_config(config)
+        return getattr(diffusers, config["_class_name"]).from_config(config)
 
 
 def random_transformer(config: dict, mode: str, device: str, std: float = 0.02, compute_dtype=None):

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from gigacanvas.actors.architectures import SD35_LARGE, SD35_MEDIUM, meta_transformer
+from gigacanvas.actors.models.architectures import meta_transformer
+from gigacanvas.actors.models.sd3.architectures import SD35_LARGE, SD35_MEDIUM
 from gigacanvas.actors.precision import weight_bytes
 
 

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from gigacanvas.actors import tiny
+from gigacanvas.actors.models import tiny
+from gigacanvas.actors.models.sd3 import tiny as sd3_tiny
 from gigacanvas.cluster.cli import main
 
 
@@ -56,7 +57,7 @@ def test_a_failed_build_leaves_nothing_and_names_the_folder(tmp_path, monkeypatc
             (path / "model_index.json").write_text("{}")  # a half-written model
             raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")
 
-    monkeypatch.setattr(tiny, "build_tiny_pipeline", lambda seed=0: FullDisk())
+    monkeypatch.setattr(sd3_tiny, "build_tiny_pipeline", lambda seed=0: FullDisk())
     with pytest.raises(OSError) as caught:
         tiny.build_tiny_model(tmp_path / "model")
     assert (caught.value.errno, caught.value.filename) == (errno.ENOSPC, str(tmp_path / "model"))
