@@ -7,7 +7,8 @@ them in tile order only, in float64, so the blend is a pure function of the tile
 A blender may own only rows [y0, y1) of the canvas (a band reducer's): it then takes each tile's
 rows inside the band and folds the tiles that reach it. Every operation is per pixel (the weighted
 sum in tile order, the weight sum, the division), so a band's blend equals the same rows of the
-whole canvas's blend bit for bit.
+whole canvas's blend bit for bit. On a torus (a grid with `wrap_y`/`wrap_x`) a tile crossing the
+joined edges is folded as up to four pieces, each where its pixels land modulo the canvas.
 """
 
 from __future__ import annotations
