@@ -23,6 +23,14 @@ mid-block again, `run` starts at any up-block's input (a boundary) from checkpoi
 whole front. The fast mode (`plan_fast`) gathers only the first up-block's statistics so and
 estimates the rest with `record`, one whole decode of every k-th pixel of that block's end.
 
+On a torus (`--wrap`), every conv of the decoder pads circularly across the joined edges for the
+duration of a call (`_circular`: the same weights, the padding done by hand because a Conv2d's
+own `padding_mode` cannot wrap one axis and zero-pad the other): the head on the whole latent,
+the one-piece decode, and the fast mode's sample decode. Tiles need nothing: their windows carry
+the halo across the edge (tiling/decodetiles.py), so zero padding at a window's edge never
+reaches its core. The mid-block's global attention needs nothing either; its windowed form for
+latents past EXACT_ATTENTION_PIXELS does not wrap its windows (an approximation already).
+
 The decoder is never forked or copied: its modules, weights and forward order are diffusers'; the
 tail's forward below repeats the four lines of `Decoder.forward` after the mid-block.
 """
@@ -79,18 +87,51 @@ class SeamlessVae:
 
     # -- the two stages --------------------------------------------------------------------
 
-    def head(self, latent: np.ndarray) -> np.ndarray:
-        """(C, h, w) latent (as the sampler left it) to the mid-block's (C', h, w) float32 output."""
+    def head(self, latent: np.ndarray, wrap: tuple[bool, bool] = (False, False)) -> np.ndarray:
+        """(C, h, w) latent (as the sampler left it) to the mid-block's (C', h, w) float32 output;
+        `wrap` (rows, columns): pad circularly along those axes."""
         torch = self.torch
         vae = self.vae
         z = torch.from_numpy(np.ascontiguousarray(latent))[None].to(self.device, self.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), self._circular(wrap):
             z = z / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
             if vae.post_quant_conv is not None:
                 z = vae.post_quant_conv(z)
             with self._windowed_attention(z.shape[-2] * z.shape[-1] > EXACT_ATTENTION_PIXELS):
                 x = self.decoder.mid_block(self.decoder.conv_in(z), None)
         return x[0].float().cpu().numpy()
+
+    @contextmanager
+    def _circular(self, wrap: tuple[bool, bool]) -> Iterator[None]:
+        """Every padded conv of the VAE pads circularly along the wrapped axes (rows, columns) and
+        with zeros along the others, as `padding_mode="circular"` would on a torus."""
+        torch = self.torch
+        if not any(wrap):
+            yield
+            return
+        import torch.nn.functional as F
+
+        convs = [m for m in self.vae.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
+
+        def forward_for(conv):
+            ph, pw = conv.padding
+
+            def forward(x):
+                x = F.pad(x, (pw, pw, 0, 0), mode="circular" if wrap[1] else "constant")
+                x = F.pad(x, (0, 0, ph, ph), mode="circular" if wrap[0] else "constant")
+                return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+            return forward
+
+        if any(isinstance(conv.padding, str) or conv.padding_mode != "zeros" for conv in convs):
+            raise ValueError("this VAE has convs with their own padding mode; the wrapped decode expects zero padding")
+        for conv in convs:
+            conv.forward = forward_for(conv)
+        try:
+            yield
+        finally:
+            for conv in convs:
+                del conv.forward
 
     @contextmanager
     def _windowed_attention(self, windowed: bool) -> Iterator[None]:
@@ -120,10 +161,15 @@ class SeamlessVae:
         return decoder.conv_out(x)
 
     def tail(
-        self, window: np.ndarray, core: Window, known: Sequence[np.ndarray] | None, probe: int | None = None
+        self,
+        window: np.ndarray,
+        core: Window,
+        known: Sequence[np.ndarray] | None,
+        probe: int | None = None,
+        wrap: tuple[bool, bool] = (False, False),
     ) -> np.ndarray:
         """Run the whole tail on a (C', h, w) window of the head's output (`run` from boundary 0)."""
-        return self.run(window, core, 0, self.layout.segments - 1, known, probe)
+        return self.run(window, core, 0, self.layout.segments - 1, known, probe, wrap)
 
     def run(
         self,
@@ -133,6 +179,7 @@ class SeamlessVae:
         end: int,
         known: Sequence[np.ndarray] | None,
         probe: int | None = None,
+        wrap: tuple[bool, bool] = (False, False),
     ) -> np.ndarray:
         """Run segments start..end on a window of boundary `start`'s activations.
 
@@ -141,7 +188,8 @@ class SeamlessVae:
         moments over the core; without, the core's float32 activations at boundary end + 1 come
         back, or past the last segment its (3, h*s, w*s) pixels in [-1, 1]. `known` None: the
         window is the whole canvas and normalises with its own statistics (one call for the
-        whole decode instead of a pass per GroupNorm).
+        whole decode instead of a pass per GroupNorm), padded circularly along `wrap`'s axes; a
+        tile's window already holds its halo across a joined edge and pads with zeros.
         """
         torch = self.torch
         layout = self.layout
@@ -153,6 +201,7 @@ class SeamlessVae:
                 raise ValueError("only a tile that is the whole canvas decodes with its own statistics")
             norms = self._recording([])
         else:
+            wrap = (False, False)
             needed = sum(1 for s in layout.norm_segments if s <= end) if probe is None else probe
             if len(known) < needed or (probe is not None and not first <= probe < len(self.norms)):
                 raise ValueError(f"probe {probe} needs statistics for {needed} GroupNorms; got {len(known)}")
@@ -160,7 +209,7 @@ class SeamlessVae:
                 raise ValueError(f"GroupNorm {probe} runs past segment {end}")
             norms = self._shared_norms(window_h, core, known, probe, first)
         x = torch.from_numpy(np.ascontiguousarray(window))[None].to(self.device, self.dtype)
-        with torch.inference_mode(), norms:
+        with torch.inference_mode(), norms, self._circular(wrap):
             try:
                 out = self._tail(x, start, end)
             except _Probed as probed:
@@ -169,7 +218,7 @@ class SeamlessVae:
         y, x0 = core.y * s, core.x * s
         return out[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
 
-    def record(self, x: np.ndarray, start: int) -> list[np.ndarray]:
+    def record(self, x: np.ndarray, start: int, wrap: tuple[bool, bool] = (False, False)) -> list[np.ndarray]:
         """The moments of every GroupNorm from boundary `start` on, over one whole decode of `x`,
         boundary `start`'s activations (the fast mode's sample of them: every k-th pixel, not an
         average, which shrinks the variance of noise-like activations by k squared and every
@@ -177,7 +226,7 @@ class SeamlessVae:
         torch = self.torch
         first = sum(1 for s in self.layout.norm_segments if s < start)
         recorded: list[np.ndarray] = []
-        with torch.inference_mode(), self._recording(recorded, first):
+        with torch.inference_mode(), self._recording(recorded, first), self._circular(wrap):
             self._tail(torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device, self.dtype), start)
         return recorded
 
@@ -316,18 +365,24 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def decode_in_tiles(
-    stages: SeamlessVae, latent: np.ndarray, core: int, side: int | None = None, budget: int = CHECKPOINT_BUDGET
+    stages: SeamlessVae,
+    latent: np.ndarray,
+    core: int,
+    side: int | None = None,
+    budget: int = CHECKPOINT_BUDGET,
+    wrap: tuple[bool, bool] = (False, False),
 ) -> np.ndarray:
     """(3, H * s, W * s) pixels of a (C, H, W) latent decoded in this process as the cluster
     decodes it (cluster/decode.py): tiles of `core` latent pixels, the exact passes, or with
-    `side` the fast mode's (statistics estimated at most `side` latent pixels a side). For tests
-    and benchmarks."""
+    `side` the fast mode's (statistics estimated at most `side` latent pixels a side), on a torus
+    along `wrap`'s axes (rows, columns). For tests and benchmarks."""
     height, width = latent.shape[1:]
     layout = stages.layout
     last = layout.segments - 1
-    head = stages.head(latent)
+    torus = (height if wrap[0] else None, width if wrap[1] else None)
+    head = stages.head(latent, wrap)
     if len(plan_decode_tiles(height, width, core, 0)) == 1:
-        return stages.tail(head, Window(0, 0, height, width), None)
+        return stages.tail(head, Window(0, 0, height, width), None, wrap=wrap)
     if side is None:
         plan = plan_passes(layout, height, width, budget)
     else:
@@ -336,10 +391,11 @@ def decode_in_tiles(
     parts = [(Window(0, 0, height, width), head)]
     pixels = np.full((3, height * stages.scale, width * stages.scale), np.nan, np.float32)
     for step in plan:
-        tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end))
+        tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end), *wrap)
         scale = layout.scales[step.start]
         got = [
-            stages.run(paste(t.window, parts, scale), t.core_in_window, step.start, step.end, known, step.probe) for t in tiles
+            stages.run(paste(t.window, parts, scale, *torus), t.core_in_window, step.start, step.end, known, step.probe)
+            for t in tiles
         ]
         if step.probe is not None:
             known.append(merge(got))
@@ -351,7 +407,7 @@ def decode_in_tiles(
                     [strided(t.core, values, at, step.sample) for t, values in zip(tiles, got)],
                     1,
                 )
-                known += stages.record(sample, step.end + 1)
+                known += stages.record(sample, step.end + 1, wrap)
             if step.keep:
                 parts = [(t.core, values) for t, values in zip(tiles, got)]
         else:

@@ -83,7 +83,7 @@ class Worker:
         """
         from gigacanvas.tiling.bands import cut_rows, join_rows
 
-        preds = self.predict(join_rows(parts), timestep, guidance)
+        preds = self.predict(join_rows(parts, cuts), timestep, guidance)
         return (*cut_rows(preds, cuts), len(preds))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
@@ -95,19 +95,21 @@ class Worker:
         """The decoder's TailLayout (tiling/decodetiles.py): what the driver plans passes with."""
         return self._loaded().decode_stages().layout
 
-    def decode_head(self, *bands: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    def decode_head(self, *bands: np.ndarray, wrap: tuple[bool, bool] = (False, False)) -> tuple[np.ndarray, tuple[int, ...]]:
         """The head's output for the latent given as row bands (so the driver never holds it
-        whole), and its shape: the caller keeps the first in the object store, fetches the second."""
+        whole), and its shape: the caller keeps the first in the object store, fetches the second.
+        `wrap` (rows, columns): the canvas is a torus along those axes."""
         from gigacanvas.actors.memwatch import watched
 
         with watched(self._peaks, "head"):
-            head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1))
+            head = self._loaded().decode_stages().head(np.concatenate(bands, axis=1), wrap)
         return head, head.shape
 
-    def decode_run(self, step, window, core, known, part_windows, *parts: np.ndarray):
+    def decode_run(self, step, window, core, known, part_windows, *parts: np.ndarray, torus=(None, None)):
         """One tile of a decode pass (tiling/decodepasses.py's DecodePass) on `window` (latent
         pixels on the canvas), pasted from `parts` (the head's output or the last checkpoint's
-        cores) over `part_windows`: GroupNorm moments with a probe; its pixels as (h, w, 3) uint8
+        cores) over `part_windows`, with `torus` = (height or None, width or None) the latent
+        lengths of the wrapped axes: GroupNorm moments with a probe; its pixels as (h, w, 3) uint8
         after the last segment; else (checkpoint or None, (window, strided sample) or None, shape),
         of which the caller keeps the first two in the object store and fetches the shape."""
         from gigacanvas.actors.memwatch import watched
@@ -118,8 +120,9 @@ class Worker:
         stages = self._loaded().decode_stages()
         layout = stages.layout
         with watched(self._peaks, "tail"):
-            x = paste(window, list(zip(part_windows, parts)), layout.scales[step.start])
-            out = stages.run(x, core, step.start, step.end, known, step.probe)
+            x = paste(window, list(zip(part_windows, parts)), layout.scales[step.start], *torus)
+            wrap = (torus[0] is not None, torus[1] is not None)
+            out = stages.run(x, core, step.start, step.end, known, step.probe, wrap)
             if step.probe is not None:
                 return out
             if step.end == layout.segments - 1:
@@ -128,13 +131,13 @@ class Worker:
             sample = strided(on_canvas, out, layout.scales[step.end + 1], step.sample) if step.sample else None
             return (out if step.keep else None), sample, out.shape
 
-    def decode_record(self, start: int, shape: tuple[int, int], *samples) -> list:
+    def decode_record(self, start: int, shape: tuple[int, int], *samples, wrap: tuple[bool, bool] = (False, False)) -> list:
         """The fast mode's estimate: GroupNorm moments from boundary `start` on, over one whole
         decode of the cores' strided samples, (window, array) pairs pasted into a (shape) canvas."""
         from gigacanvas.tiling.decodetiles import paste
         from gigacanvas.tiling.grid import Window
 
-        return self._loaded().decode_stages().record(paste(Window(0, 0, *shape), list(samples), 1), start)
+        return self._loaded().decode_stages().record(paste(Window(0, 0, *shape), list(samples), 1), start, wrap)
 
     def decode_peaks(self) -> dict[str, float]:
         """{"head": MiB, "tail": MiB}: this process's own peak memory in each decode stage it ran."""

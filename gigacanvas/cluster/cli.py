@@ -47,6 +47,7 @@ RENDER_FLAGS = (
     ("--vae-tile-size", int, "VAE decode tile in pixels; 0 decodes in one piece (default: native)"),
     ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (estimated GroupNorm statistics, a few passes) or blend (version 1's blended tiles); default exact"),
     ("--shift-windows", on_off, "on: shift the tile grid every step by an offset from the seed and the step, so seams cannot build up; off: the same grid every step (default on)"),
+    ("--wrap", str, "x, y or xy: join the canvas's opposite edges along those axes (a torus), so the picture tiles seamlessly as a texture or a 360-degree panorama; none: plain edges (default none)"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),

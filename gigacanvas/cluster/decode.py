@@ -20,6 +20,11 @@ for the pixels (tiling/decodepasses.py's `plan_fast`).
 `blend` (spec version 1, kept so older pictures render again as they were made): overlapping
 tiles normalised on their own, blended in pixel space on the driver, which holds the picture.
 
+On a torus (`--wrap`, exact and fast) the head and a one-piece decode pad their convs circularly
+across the joined edges, and each tile's window takes its halo across them (tiling/decodetiles.py),
+so the picture has no seam there either; `blend` refuses wrap (spec.py), its tiles being decoded
+apart.
+
 Every mode gives the same pixels whatever the number of actors: the plan, the merge order and
 every tile's input depend only on the canvas and the tile size (spec.VAE_DECODES names the modes).
 """
@@ -60,11 +65,19 @@ class DecodeReport:
 
 
 def decode_into_store(
-    pool: WorkerPool, store: Any, tile_lat: int, mode: str, on_tile: Callable[[], None] = lambda: None
+    pool: WorkerPool,
+    store: Any,
+    tile_lat: int,
+    mode: str,
+    on_tile: Callable[[], None] = lambda: None,
+    wrap: tuple[bool, bool] = (False, False),
 ) -> DecodeReport:
-    """Decode the store's final latent into its `image`; `tile_lat` 0 decodes in one tile."""
+    """Decode the store's final latent into its `image`; `tile_lat` 0 decodes in one tile; `wrap`
+    (rows, columns): the canvas is a torus along those axes."""
     started = time.perf_counter()
     if mode == "blend":
+        if any(wrap):
+            raise ValueError("the blend decode cannot wrap (spec.py refuses it)")
         return _blend(pool, store, tile_lat, on_tile, started)
     import ray
 
@@ -74,8 +87,9 @@ def decode_into_store(
     last = layout.segments - 1
     lat_h, lat_w = store.latent_shape
     canvas = Window(0, 0, lat_h, lat_w)
+    torus = (lat_h if wrap[0] else None, lat_w if wrap[1] else None)
 
-    held = [(canvas, _head(pool, store))]  # what the next pass reads: (latent window, object ref)
+    held = [(canvas, _head(pool, store, wrap))]  # what the next pass reads: (latent window, object ref)
     head_s = time.perf_counter() - started
     known: list[np.ndarray] | None = []
     if len(plan_decode_tiles(lat_h, lat_w, tile_lat, 0)) == 1:
@@ -89,7 +103,7 @@ def decode_into_store(
     scale = store.scale
 
     for step in plan:
-        tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, layout.halo(step.start, step.end))
+        tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, layout.halo(step.start, step.end), *wrap)
         known_ref = ray.put(known)
         answers: dict[int, Any] = {}
         samples: dict[int, Any] = {}
@@ -97,11 +111,11 @@ def decode_into_store(
 
         def submit(worker: Any, index: int, step: DecodePass = step, tiles=tiles, known_ref=known_ref, windows=windows) -> Any:
             tile = tiles[index]
-            reads = overlapping(windows, tile.window)
+            reads = overlapping(windows, tile.window, *torus)
             args = (step, tile.window, tile.core_in_window, known_ref, [windows[i] for i in reads], *(held[i][1] for i in reads))
             if step.probe is not None or step.end == last:
-                return worker.decode_run.remote(*args)
-            answers[index], samples[index], shape = worker.decode_run.options(num_returns=3).remote(*args)
+                return worker.decode_run.remote(*args, torus=torus)
+            answers[index], samples[index], shape = worker.decode_run.options(num_returns=3).remote(*args, torus=torus)
             return shape  # the pool fetches this; the checkpoint and the sample stay in the object store
 
         def on_done(index: int, got: Any, step: DecodePass = step, tiles=tiles) -> None:
@@ -117,7 +131,8 @@ def decode_into_store(
             known.append(merge(answers[i] for i in range(len(tiles))))  # tile order: same bits on any pool
         elif step.end < last:
             if step.sample:
-                known += _record(pool, step.end + 1, strided_shape(lat_h, lat_w, layout.scales[step.end + 1], step.sample), samples)
+                at = strided_shape(lat_h, lat_w, layout.scales[step.end + 1], step.sample)
+                known += _record(pool, step.end + 1, at, samples, wrap)
             if step.keep:
                 held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
     del held
@@ -125,12 +140,14 @@ def decode_into_store(
     return DecodeReport(mode, len(tiles), len(plan), layout.halo(0, last), head_s, seconds, _peaks(pool))
 
 
-def _record(pool: WorkerPool, start: int, shape: tuple[int, int], samples: dict[int, Any]) -> list[np.ndarray]:
+def _record(
+    pool: WorkerPool, start: int, shape: tuple[int, int], samples: dict[int, Any], wrap: tuple[bool, bool]
+) -> list[np.ndarray]:
     """The fast mode's estimate of the GroupNorms from boundary `start` on, on one worker, from the
     cores' strided samples (refs: the driver never holds them)."""
     got: dict = {}
     refs = [samples[i] for i in range(len(samples))]
-    pool.map(["record"], lambda worker, _: worker.decode_record.remote(start, shape, *refs), lambda _, s: got.update(s=s))
+    pool.map(["record"], lambda worker, _: worker.decode_record.remote(start, shape, *refs, wrap=wrap), lambda _, s: got.update(s=s))
     return got["s"]
 
 
@@ -149,7 +166,7 @@ def _peaks(pool: WorkerPool) -> tuple[dict, ...]:
     return tuple(out)
 
 
-def _head(pool: WorkerPool, store: Any) -> Any:
+def _head(pool: WorkerPool, store: Any, wrap: tuple[bool, bool]) -> Any:
     """The head's output as a driver-owned object ref; the latent goes to the worker band by band
     (each band put in the object store and dropped here before the next is read)."""
     import ray
@@ -162,7 +179,7 @@ def _head(pool: WorkerPool, store: Any) -> Any:
     refs: dict = {}
 
     def submit(worker: Any, _: str) -> Any:
-        head, shape = worker.decode_head.options(num_returns=2).remote(*bands)
+        head, shape = worker.decode_head.options(num_returns=2).remote(*bands, wrap=wrap)
         refs["head"] = head
         return shape  # the pool fetches this small answer; the head itself stays in the object store
 

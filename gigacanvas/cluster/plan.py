@@ -44,6 +44,17 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         raise UsageError(f"tile_overlap {overlap} must be smaller than tile_size {tile}; try {default_overlap}")
     vae_tile = info.native_tile_px if spec.vae_tile_size is None else spec.vae_tile_size
     vae_decode = spec.vae_decode or _default_decode(spec.spec_version)
+    if spec.wrap and vae_decode == "blend":
+        raise UsageError(
+            f"wrap {spec.wrap} needs vae_decode exact or fast (spec version 1 decodes with blend); pass --vae-decode exact"
+        )
+    for axis, size, wrapped in (("width", spec.width, spec.wrap_x), ("height", spec.height, spec.wrap_y)):
+        if wrapped and size <= tile and not shift:
+            # One fixed tile spans the axis with its edges at the canvas's: the model never sees across the join.
+            raise UsageError(
+                f"wrap {spec.wrap} with {axis} {size} no larger than tile_size {tile} needs shifted windows; "
+                "drop --shift-windows off"
+            )
     return spec.replace(
         tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode, shift_windows=shift
     )
@@ -65,6 +76,8 @@ def step_grids(spec: RenderSpec, info: ModelInfo) -> StepGrids:
     return StepGrids(
         spec.height // f, spec.width // f, spec.tile_size // f, spec.tile_overlap // f,
         seed=spec.seed if spec.shift_windows else None,
+        wrap_y=spec.wrap_y,
+        wrap_x=spec.wrap_x,
     )
 
 
@@ -168,7 +181,8 @@ class Plan:
         grids = [self.grids.grid(s) for s in range(self.spec.steps)] if self.grids.shifted else [self.grid]
         low, high = min(map(len, grids)), max(map(len, grids))
         moving = any(g != grids[0] for g in grids)
-        return f"{low}{'' if low == high else f'-{high}'} per step of {self._tile_px()} px" + (", shifted every step" if moving else "")
+        wrap = f", wrapping around {self.spec.wrap}" if self.spec.wrap else ""
+        return f"{low}{'' if low == high else f'-{high}'} per step of {self._tile_px()} px" + (", shifted every step" if moving else "") + wrap
 
     def _tile_px(self) -> str:
         """The tile as planned: a canvas smaller than the tile gets one tile the canvas's size."""

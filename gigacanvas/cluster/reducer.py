@@ -7,7 +7,10 @@ its band and commits the band to the store (`LatentStore.commit_band`). The
 schedulers gigacanvas runs are pointwise, so a band's step is the same rows of a whole-latent step
 bit for bit; a stochastic sampler's step noise comes from the seed and the position
 (actors/stepnoise.py), never from a stream, so that holds for them too. A tile's window is joined
-from the bands under it, so a reducer needs no halo.
+from the bands under it, so a reducer needs no halo. On a torus (`--wrap`) nothing changes but
+indices: a tile crossing the joined top and bottom edges takes rows from the first and the last
+band (tiling/bands.py's cuts place them), one crossing the left and right edges takes its
+columns modulo the width, and the blend folds each piece where it lands (tiling/blend.py).
 
 `Reducer` is a plain object that tests drive without Ray; `ReducerActor` is its Ray shell, started
 bare while the workers load and given its band (rows, store URL) by `setup`: it opens the store
@@ -27,7 +30,7 @@ from gigacanvas.storage.lease import LeaseTicket
 from gigacanvas.storage.store import LatentStore
 from gigacanvas.tiling import TileBlender
 from gigacanvas.tiling.bands import tile_rows_in_band
-from gigacanvas.tiling.grid import Window
+from gigacanvas.tiling.grid import TileGrid, Window
 from gigacanvas.tiling.noise import step_noise_window
 from gigacanvas.tiling.shift import StepGrids
 
@@ -50,6 +53,7 @@ class Reducer:
         self._seed: int | None = None  # the render's, read from the store once a sampler asks for noise
         self.blender: TileBlender | None = None
         self.windows: tuple[Window, ...] = ()
+        self.grid: TileGrid | None = None
         self.latent: np.ndarray | None = None
         self.step = 0
 
@@ -62,6 +66,7 @@ class Reducer:
         else:
             self.blender = TileBlender(grid, self.channels, rows=self.rows)
             self.windows = grid.windows
+            self.grid = grid
 
     def load(self, step: int) -> int:
         """Read this band's rows after `step` steps (a state every band can be read at)."""
@@ -75,17 +80,27 @@ class Reducer:
         return self.step
 
     def window_rows(self, batch: Sequence[int]) -> list[np.ndarray | None]:
-        """Per tile of `batch`: the rows of its window this band owns (None if it owns none)."""
+        """Per tile of `batch`: the rows of its window this band owns, its runs in tile order (None
+        if it owns none). On a torus the rows and columns are taken modulo the canvas."""
         y0, y1 = self.rows
+        grid = self.grid
+        height = grid.height if grid.wrap_y else None
         out: list[np.ndarray | None] = []
         for index in batch:
             window = self.windows[index]
-            cut = tile_rows_in_band(window, y0, y1)
+            cut = tile_rows_in_band(window, y0, y1, height)
             if cut is None:
                 out.append(None)
                 continue
-            a, b = window.y + cut[0] - y0, window.y + cut[1] - y0
-            out.append(np.ascontiguousarray(self.latent[:, a:b, window.x : window.x + window.w]))
+            pieces = []
+            for a, b in cut:
+                y = (window.y + a) % grid.height - y0
+                rows = self.latent[:, y : y + b - a]
+                if window.x + window.w <= grid.width:
+                    pieces.append(rows[:, :, window.x : window.x + window.w])
+                else:  # crossing the joined left and right edges
+                    pieces.append(np.take(rows, np.arange(window.x, window.x + window.w) % grid.width, axis=2))
+            out.append(np.ascontiguousarray(pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)))
         return out
 
     def add(self, batch: Sequence[int], preds: Sequence[np.ndarray | None]) -> None:

@@ -269,7 +269,8 @@ def _run(
     if not store.decoded and not denoise_only:
         with tqdm(desc="decode", unit="tile", disable=disable) as bar:
             report = decode_into_store(
-                pool, store, spec.vae_tile_size // info.vae_scale_factor, spec.vae_decode, on_tile=lambda: bar.update(1)
+                pool, store, spec.vae_tile_size // info.vae_scale_factor, spec.vae_decode, on_tile=lambda: bar.update(1),
+                wrap=(spec.wrap_y, spec.wrap_x),
             )
         store.mark_decoded()
     return steps_run, t1 - t0, time.perf_counter() - t1, reducers_peak, report

@@ -42,6 +42,7 @@ MAX_INT = {
     "preview_every": 10_000,
 }
 VAE_DECODES = ("exact", "fast", "blend")  # cluster/decode.py
+WRAPS = ("x", "y", "xy", "none")  # the axes along which the canvas is a torus (tiling/grid.py)
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
 MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
 GUIDANCE = (0.0, 100.0)
@@ -63,6 +64,7 @@ CONTENT_FIELDS = (
     "vae_tile_size",
     "vae_decode",
     "shift_windows",
+    "wrap",
     "spec_version",
 )
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
@@ -105,6 +107,7 @@ class RenderSpec:
     vae_tile_size: int | None = None  # None: the model's native size; 0: decode in one piece
     vae_decode: str | None = None  # exact, fast or blend (cluster/decode.py); None: by spec_version
     shift_windows: bool | None = None  # a tile grid shifted every step (tiling/shift.py); None: by spec_version
+    wrap: str | None = None  # x, y or xy: a torus along those axes (a seamless texture or panorama); None: none
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -142,6 +145,12 @@ class RenderSpec:
             _check_multiple("vae_tile_size", self.vae_tile_size, ALIGN_PX)
         if self.vae_decode is not None and self.vae_decode not in VAE_DECODES:
             raise UsageError(f"vae_decode {_quote(self.vae_decode)} is not one of {', '.join(VAE_DECODES)}")
+        if self.wrap is not None and self.wrap not in WRAPS:
+            raise UsageError(f"wrap {_quote(self.wrap)} is not one of {', '.join(WRAPS)}")
+        if self.wrap == "none":
+            object.__setattr__(self, "wrap", None)  # one spelling of no wrap, so stores and pictures match
+        if self.wrap and self.vae_decode == "blend":
+            raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -151,6 +160,14 @@ class RenderSpec:
             raise UsageError(f"preview_every {_quote(self.preview_every)} must be at least 1")
         if self.preview is not None and not self.preview.lower().endswith(".png"):
             raise UsageError(f"preview {_quote(self.preview)} must end in .png (a preview is a small PNG)")
+
+    @property
+    def wrap_y(self) -> bool:
+        return self.wrap is not None and "y" in self.wrap
+
+    @property
+    def wrap_x(self) -> bool:
+        return self.wrap is not None and "x" in self.wrap
 
     @property
     def store_url(self) -> str:
@@ -167,6 +184,8 @@ class RenderSpec:
             del content["vae_decode"]
         if self.spec_version < 3 and not self.shift_windows:
             del content["shift_windows"]
+        if self.wrap is None:
+            del content["wrap"]
         return content
 
     def portable(self) -> dict[str, Any]:

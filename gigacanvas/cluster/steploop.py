@@ -309,7 +309,8 @@ def denoise(
 
     def plan_step(step: int) -> list:
         grid = grids.grid(step)
-        return [(batch, batch_cuts(grid.windows, batch, store.bands)) for batch in grid.batches(tile_batch)]
+        height = grid.height if grid.wrap_y else None  # a torus: a tile's rows are modulo the height
+        return [(batch, batch_cuts(grid.windows, batch, store.bands, height)) for batch in grid.batches(tile_batch)]
 
     _Wavefront(pool, reducers, plan_step, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
     return StepStats(steps_run=steps - start, tiles_run=sum(len(grids.grid(s)) for s in range(start, steps)))

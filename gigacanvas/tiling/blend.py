@@ -7,13 +7,15 @@ them in tile order only, in float64, so the blend is a pure function of the tile
 A blender may own only rows [y0, y1) of the canvas (a band reducer's): it then takes each tile's
 rows inside the band and folds the tiles that reach it. Every operation is per pixel (the weighted
 sum in tile order, the weight sum, the division), so a band's blend equals the same rows of the
-whole canvas's blend bit for bit.
+whole canvas's blend bit for bit. On a torus (a grid with `wrap_y`/`wrap_x`) a tile crossing the
+joined edges is folded as up to four pieces, each where its pixels land modulo the canvas.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from gigacanvas.tiling.bands import tile_rows_in_band
 from gigacanvas.tiling.grid import TileGrid
 from gigacanvas.tiling.weights import gaussian_weights
 
@@ -37,20 +39,37 @@ class TileBlender:
         self.rows = (y0 * scale, y1 * scale)
         kwargs = {} if sigma is None else {"sigma": sigma}
         self.weights = gaussian_weights(grid.tile_h * scale, grid.tile_w * scale, **kwargs)
-        # per tile reaching the band: (canvas rows, canvas columns, weight rows), in canvas units
-        self._place: dict[int, tuple[slice, slice, np.ndarray]] = {}
+        # per tile reaching the band, its pieces: (canvas rows, canvas columns, weights, rows of the
+        # tile, rows of the band's cut of it, columns of the tile), all in canvas units. One piece for a tile inside the
+        # canvas; up to four for one crossing a torus's joined edge (tiling/grid.py).
+        self._place: dict[int, list[tuple[slice, slice, np.ndarray, slice, slice, slice]]] = {}
+        self._cut_rows: dict[int, int] = {}  # per tile, the rows of its band cut, in canvas units
+        height = grid.height if grid.wrap_y else None
         for index, w in enumerate(grid.windows):
-            a, b = max(w.y, y0), min(w.y + w.h, y1)
-            if a < b:
-                ys = slice((a - y0) * scale, (b - y0) * scale)
-                xs = slice(w.x * scale, (w.x + w.w) * scale)
-                self._place[index] = (ys, xs, self.weights[(a - w.y) * scale : (b - w.y) * scale])
+            cut = tile_rows_in_band(w, y0, y1, height)
+            if cut is None:
+                continue
+            pieces, at = [], 0
+            for a, b in cut:
+                y = (w.y + a) % grid.height if grid.wrap_y else w.y + a
+                for x, c, d in _columns(w.x, w.w, grid.width if grid.wrap_x else None):
+                    pieces.append((
+                        slice((y - y0) * scale, (y + b - a - y0) * scale),
+                        slice(x * scale, (x + d - c) * scale),
+                        self.weights[a * scale : b * scale, c * scale : d * scale],
+                        slice(a * scale, b * scale),
+                        slice(at * scale, (at + b - a) * scale),
+                        slice(c * scale, d * scale),
+                    ))
+                at += b - a
+            self._place[index] = pieces
+            self._cut_rows[index] = at * scale
         self.tiles = tuple(sorted(self._place))  # the tiles this blender folds, in tile order
         shape = ((y1 - y0) * scale, grid.width * scale)
         weight_sum = np.zeros(shape, dtype=np.float64)
         for index in self.tiles:
-            ys, xs, weights = self._place[index]
-            weight_sum[ys, xs] += weights
+            for ys, xs, weights, *_ in self._place[index]:
+                weight_sum[ys, xs] += weights
         self._inv_weight_sum = 1.0 / weight_sum
         self._acc = np.zeros((channels, *shape), dtype=np.float64)
         self.reset()
@@ -68,13 +87,11 @@ class TileBlender:
         self._pending[index] = pred
         while self._next < len(self.tiles) and self.tiles[self._next] in self._pending:
             index = self.tiles[self._next]
-            ys, xs, weights = self._place[index]
             pred = self._pending.pop(index)
-            if pred.shape[-2] != ys.stop - ys.start:  # a whole tile: keep the band's rows
-                y = self.grid.windows[index].y * self.scale
-                pred = pred[..., ys.start + self.rows[0] - y : ys.stop + self.rows[0] - y, :]
-            # float64 and tile order: the sum is the same whichever actor finished first
-            self._acc[:, ys, xs] += weights * pred
+            whole = pred.shape[-2] != self._cut_rows[index]  # a whole tile, not just the band's cut of it
+            for ys, xs, weights, in_tile, in_cut, columns in self._place[index]:
+                # float64 and tile order: the sum is the same whichever actor finished first
+                self._acc[:, ys, xs] += weights * pred[..., in_tile if whole else in_cut, columns]
             self._next += 1
 
     @property
@@ -86,3 +103,13 @@ class TileBlender:
         if not self.complete:
             raise ValueError(f"blend incomplete: {self._next} of {len(self.tiles)} tiles added")
         return (self._acc * self._inv_weight_sum).astype(np.float32)
+
+
+def _columns(x: int, w: int, width: int | None) -> tuple[tuple[int, int, int], ...]:
+    """(canvas column, first and end column in the tile) of the one or two runs of a window's
+    columns; with `width` (a torus) taken modulo it."""
+    if width is None or x + w <= width:
+        return ((x, 0, w),)
+    x %= width
+    first = min(w, width - x)
+    return ((x, 0, first),) if first == w else ((x, 0, first), (0, first, w))

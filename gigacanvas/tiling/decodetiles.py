@@ -7,6 +7,11 @@ the mid-block (see actors/vaedecode.py): with it, a tile's core is computed exac
 the whole canvas computes it, so no blending is needed and there is nothing to blend away.
 Cores are a regular grid from the top-left corner; the last row and column take the remainder.
 Which passes run over these tiles is tiling/decodepasses.py's business.
+
+On a torus (`--wrap`) the whole decode pads its convs circularly across the joined edges, so a
+tile's halo there is not clipped: its window reaches past the canvas (it may start below 0 or be
+longer than the axis) and means the rows or columns modulo the canvas, which `paste` gathers. A
+tile's own convs then pad with zeros only inside the halo, which never reaches its core.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from gigacanvas.tiling.grid import Window
 @dataclass(frozen=True)
 class DecodeTile:
     """One tile of the decode: the `core` it owns and the `window` it reads (core plus halo,
-    clipped to the canvas), both in latent pixels on the whole canvas."""
+    clipped to the canvas but along a wrapped axis), both in latent pixels on the whole canvas."""
 
     core: Window
     window: Window
@@ -36,12 +41,15 @@ def _starts(length: int, core: int) -> tuple[tuple[int, int], ...]:
     return tuple((y, min(core, length - y)) for y in range(0, length, core))
 
 
-def plan_decode_tiles(height: int, width: int, core: int, halo: int) -> tuple[DecodeTile, ...]:
+def plan_decode_tiles(
+    height: int, width: int, core: int, halo: int, wrap_y: bool = False, wrap_x: bool = False
+) -> tuple[DecodeTile, ...]:
     """Tiles of at most `core` x `core` latent pixels covering `height` x `width`, row-major.
 
     The order is part of the contract: statistics are merged in it, so the decode does not depend
     on which actor answered first. `core` 0 (or one at least the canvas) is one tile: the whole
-    decode, with no halo to read.
+    decode, with no halo to read (on a torus it pads circularly itself). Along a wrapped axis a
+    window is its core grown by the whole halo on both sides, never clipped.
     """
     if height < 1 or width < 1:
         raise ValueError(f"canvas {height}x{width} must be positive")
@@ -52,24 +60,47 @@ def plan_decode_tiles(height: int, width: int, core: int, halo: int) -> tuple[De
     tiles = []
     for y, h in _starts(height, core_h):
         for x, w in _starts(width, core_w):
-            y0, x0 = max(0, y - halo), max(0, x - halo)
-            y1, x1 = min(height, y + h + halo), min(width, x + w + halo)
+            one = core == 0 or (core_h == height and core_w == width)  # the whole decode: no halo
+            y0 = y - halo if wrap_y and not one else max(0, y - halo)
+            x0 = x - halo if wrap_x and not one else max(0, x - halo)
+            y1 = y + h + halo if wrap_y and not one else min(height, y + h + halo)
+            x1 = x + w + halo if wrap_x and not one else min(width, x + w + halo)
             tiles.append(DecodeTile(Window(y, x, h, w), Window(y0, x0, y1 - y0, x1 - x0)))
     return tuple(tiles)
 
 
-def overlapping(parts: list[Window], window: Window) -> list[int]:
-    """Indices of the parts that meet `window`: the checkpoints a tile's window is pasted from."""
+def overlapping(parts: list[Window], window: Window, height: int | None = None, width: int | None = None) -> list[int]:
+    """Indices of the parts that meet `window`: the checkpoints a tile's window is pasted from
+    (with `height` and/or `width`, the window's rows and/or columns modulo them: a torus)."""
+    ys, xs = _arcs(window.y, window.h, height), _arcs(window.x, window.w, width)
     return [
         i
         for i, p in enumerate(parts)
-        if p.y < window.y + window.h and window.y < p.y + p.h and p.x < window.x + window.w and window.x < p.x + p.w
+        if any(p.y < b and a < p.y + p.h for a, b in ys) and any(p.x < b and a < p.x + p.w for a, b in xs)
     ]
 
 
-def paste(window: Window, parts: list[tuple[Window, np.ndarray]], scale: int) -> np.ndarray:
+def _arcs(start: int, size: int, length: int | None) -> list[tuple[int, int]]:
+    """The canvas intervals [a, b) that `size` pixels from `start` cover, modulo `length` if given."""
+    if length is None:
+        return [(start, start + size)]
+    if size >= length:
+        return [(0, length)]
+    start %= length
+    return [(start, start + size)] if start + size <= length else [(start, length), (0, start + size - length)]
+
+
+def paste(
+    window: Window, parts: list[tuple[Window, np.ndarray]], scale: int, height: int | None = None, width: int | None = None
+) -> np.ndarray:
     """`window`'s activations (C, h * scale, w * scale) from parts that cover it, each a (C, ...)
-    array over its own latent window at `scale` pixels per latent pixel; uncovered pixels raise."""
+    array over its own latent window at `scale` pixels per latent pixel; uncovered pixels raise.
+
+    With `height` and/or `width` (a torus), the window's rows and/or columns are taken modulo
+    them: a window that crosses the joined edges, or is longer than the canvas, is gathered from
+    the parts (inside the canvas) wherever its pixels fall."""
+    if height is not None or width is not None:
+        return _paste_wrapped(window, parts, scale, height, width)
     channels = parts[0][1].shape[0]
     out = np.empty((channels, window.h * scale, window.w * scale), parts[0][1].dtype)
     filled = np.zeros((window.h, window.w), bool)
@@ -82,6 +113,33 @@ def paste(window: Window, parts: list[tuple[Window, np.ndarray]], scale: int) ->
             :, (y0 - part.y) * scale : (y1 - part.y) * scale, (x0 - part.x) * scale : (x1 - part.x) * scale
         ]
         filled[y0 - window.y : y1 - window.y, x0 - window.x : x1 - window.x] = True
+    if not filled.all():
+        raise ValueError(f"the parts leave part of window {tuple(window)} uncovered")
+    return out
+
+
+def _paste_wrapped(
+    window: Window, parts: list[tuple[Window, np.ndarray]], scale: int, height: int | None, width: int | None
+) -> np.ndarray:
+    """`paste` along joined edges: each axis of the window maps to canvas indices modulo its length."""
+    ys = np.arange(window.y, window.y + window.h)
+    xs = np.arange(window.x, window.x + window.w)
+    ys = ys % height if height is not None else ys
+    xs = xs % width if width is not None else xs
+    channels = parts[0][1].shape[0]
+    out = np.empty((channels, window.h * scale, window.w * scale), parts[0][1].dtype)
+    filled = np.zeros((window.h, window.w), bool)
+    sub = np.arange(scale)
+    for part, values in parts:
+        ry = np.nonzero((ys >= part.y) & (ys < part.y + part.h))[0]
+        rx = np.nonzero((xs >= part.x) & (xs < part.x + part.w))[0]
+        if not len(ry) or not len(rx):
+            continue
+        to_y, to_x = (ry[:, None] * scale + sub).ravel(), (rx[:, None] * scale + sub).ravel()
+        from_y = ((ys[ry] - part.y)[:, None] * scale + sub).ravel()
+        from_x = ((xs[rx] - part.x)[:, None] * scale + sub).ravel()
+        out[:, to_y[:, None], to_x] = values[:, from_y[:, None], from_x]
+        filled[np.ix_(ry, rx)] = True
     if not filled.all():
         raise ValueError(f"the parts leave part of window {tuple(window)} uncovered")
     return out

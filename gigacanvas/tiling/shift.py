@@ -13,6 +13,11 @@ unlike a clipped layout: the model always sees the one tile size it was planned 
 stacks, one weight map serves every tile (tiling/blend.py), and nothing predicts a sliver a few
 pixels wide. The price is at most one extra tile per axis and step, where the flush edge tile
 overlaps the first shifted one by more than `overlap` (docs/benchmarks.md, benchmarks/seams.py).
+
+A wrapped axis (`--wrap`, tiling/grid.py's `torus_axis`) has no edge to be flush with: its tiles,
+all full size, are evenly spaced around the torus from the phase, so the grid shifts freely and
+costs no extra tile. An axis no longer than a tile keeps its one tile, rolled by a phase in
+`[0, length)`, so the model sees across the joined edge.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from gigacanvas.tiling.grid import TileGrid, plan_tiles
+from gigacanvas.tiling.grid import TileGrid, plan_tiles, torus_axis
 
 # Per-axis step multipliers as fractions of the stride: the R2 sequence's (1/rho, 1/rho^2, with
 # rho the plastic number), whose 2-D points spread more evenly than two golden-ratio walks.
@@ -73,17 +78,28 @@ def shifted_axis(length: int, tile: int, overlap: int, phase: int) -> tuple[int,
     return (0, *(s for s in range(phase, span, stride) if s > 0), span)
 
 
-@lru_cache(maxsize=256)
-def shifted_tiles(height: int, width: int, tile: int, overlap: int, seed: int, step: int) -> TileGrid:
-    """Step `step`'s grid of square `tile` tiles over a latent canvas, shifted by `seed` and `step`."""
+def _axis(length: int, tile: int, overlap: int, seed: int, step: int, axis: int, wrap: bool) -> tuple[int, ...]:
     stride = tile - overlap
+    if not wrap:
+        return shifted_axis(length, tile, overlap, shift_phase(seed, step, axis, stride))
+    return torus_axis(length, tile, overlap, shift_phase(seed, step, axis, stride if length > tile else length))
+
+
+@lru_cache(maxsize=256)
+def shifted_tiles(
+    height: int, width: int, tile: int, overlap: int, seed: int, step: int, wrap_y: bool = False, wrap_x: bool = False
+) -> TileGrid:
+    """Step `step`'s grid of square `tile` tiles over a latent canvas, shifted by `seed` and `step`
+    (around the torus along a wrapped axis)."""
     return TileGrid(
         height=height,
         width=width,
         tile_h=min(tile, height),
         tile_w=min(tile, width),
-        ys=shifted_axis(height, tile, overlap, shift_phase(seed, step, 0, stride)),
-        xs=shifted_axis(width, tile, overlap, shift_phase(seed, step, 1, stride)),
+        ys=_axis(height, tile, overlap, seed, step, 0, wrap_y),
+        xs=_axis(width, tile, overlap, seed, step, 1, wrap_x),
+        wrap_y=wrap_y,
+        wrap_x=wrap_x,
     )
 
 
@@ -100,6 +116,8 @@ class StepGrids:
     tile: int
     overlap: int
     seed: int | None = None  # the render's seed, to shift by; None: the same grid at every step
+    wrap_y: bool = False  # the canvas is a torus along rows (top and bottom joined)
+    wrap_x: bool = False  # and/or along columns
 
     @property
     def shifted(self) -> bool:
@@ -107,8 +125,8 @@ class StepGrids:
 
     def grid(self, step: int) -> TileGrid:
         if self.seed is None:
-            return plan_tiles(self.height, self.width, self.tile, self.overlap)
-        return shifted_tiles(self.height, self.width, self.tile, self.overlap, self.seed, step)
+            return plan_tiles(self.height, self.width, self.tile, self.overlap, self.wrap_y, self.wrap_x)
+        return shifted_tiles(self.height, self.width, self.tile, self.overlap, self.seed, step, self.wrap_y, self.wrap_x)
 
     def tokens(self, step: int) -> float:
         """Latent pixels the model sees at `step`, per latent pixel of the canvas (1.0: no overlap)."""

@@ -82,6 +82,9 @@ BAD_INPUTS = {
     "spec file not YAML": (lambda t: _spec_file(t, "prompt: [\n"), "not valid YAML"),
     "unknown flag": (lambda t: ["--colour", "red"], "unrecognized arguments: --colour"),
     "non-integer flag": (lambda t: ["--width", "wide"], "invalid int value"),
+    "wrap not an axis": (lambda t: ["--wrap", "z"], "wrap 'z' is not one of x, y, xy, none"),
+    "wrap with the blend decode": (lambda t: ["--wrap", "x", "--vae-decode", "blend"], "wrap x needs vae_decode exact or fast"),
+    "wrap on a fixed grid no wider than a tile": (lambda t: ["--wrap", "x", "--shift-windows", "off"], "needs shifted windows"),
 }
 
 

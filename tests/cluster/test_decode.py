@@ -17,11 +17,11 @@ class _Method:
     def options(self, num_returns=1):
         return _Method(self.fn, num_returns)
 
-    def remote(self, *args):
+    def remote(self, *args, **kwargs):
         import ray
 
         args = [ray.get(a) if isinstance(a, ray.ObjectRef) else a for a in args]
-        out = self.fn(*args)
+        out = self.fn(*args, **kwargs)
         return ray.put(out) if self.returns == 1 else [ray.put(o) for o in out]
 
 
@@ -31,7 +31,7 @@ class _InProcess:
     def __init__(self, worker, calls):
         for name in ("decode_layout", "decode_head", "decode_run", "decode_record", "decode"):
             fn = getattr(worker, name)
-            setattr(self, name, _Method(lambda *a, fn=fn, name=name: (calls.append(name), fn(*a))[1]))
+            setattr(self, name, _Method(lambda *a, fn=fn, name=name, **k: (calls.append(name), fn(*a, **k))[1]))
 
 
 @pytest.fixture(scope="module")

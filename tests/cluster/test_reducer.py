@@ -39,6 +39,15 @@ def _model(tiles, step):
     return (np.tanh(tiles) * np.float32(0.7) + tiles.mean(axis=(1, 2, 3), keepdims=True) + np.float32(step)).astype(np.float32)
 
 
+def _gather(latent, window):
+    """A tile's window of the whole latent, its rows and columns modulo the canvas (a torus's
+    wrapped window; the plain slice for one inside the canvas). C order: the stand-in model's
+    float32 mean sums in memory order."""
+    _, height, width = latent.shape
+    rows = (window.y + np.arange(window.h)) % height
+    return np.ascontiguousarray(latent[:, rows][:, :, (window.x + np.arange(window.w)) % width])
+
+
 def _whole(noise, grids, steps, batch, make=_flow, seed=None):
     """The whole latent stepped at once, each step on its grid; with `seed`, a stochastic
     sampler's noise is the whole latent's keyed step noise (what every band split must reproduce)."""
@@ -54,7 +63,7 @@ def _whole(noise, grids, steps, batch, make=_flow, seed=None):
         grid = grids.grid(step)
         blender = TileBlender(grid, CHANNELS)
         for tiles in grid.batches(batch):
-            windows = np.stack([latent[(slice(None), *grid.windows[i].slices)] for i in tiles])
+            windows = np.stack([_gather(latent, grid.windows[i]) for i in tiles])
             for i, pred in zip(tiles, _model(windows, step)):
                 blender.add(i, pred)
         velocity = torch.from_numpy(blender.result())[None]
@@ -82,8 +91,8 @@ def _banded(url, noise, grids, steps, batch, bands, order_seed=0, make=_flow, un
         jobs = grid.batches(batch)
         for k in rng.permutation(len(jobs)):  # predictions arrive in any order
             tiles = jobs[k]
-            cuts = batch_cuts(grid.windows, tiles, store.bands)
-            windows = join_rows([reducers[b].window_rows(tiles) for b, _ in cuts])
+            cuts = batch_cuts(grid.windows, tiles, store.bands, grid.height if grid.wrap_y else None)
+            windows = join_rows([reducers[b].window_rows(tiles) for b, _ in cuts], cuts)
             for (b, _), preds in zip(cuts, cut_rows(_model(windows, step), cuts)):
                 reducers[b].add(tiles, preds)
         for r in reducers:
@@ -155,3 +164,38 @@ def test_a_band_blender_folds_whole_tiles_or_their_rows_alike():
     np.testing.assert_array_equal(band.result(), whole.result()[:, 9:21])
     with pytest.raises(ValueError, match="does not reach"):
         TileBlender(grid, 2, rows=(0, 3)).add(len(grid) - 1, preds[-1])
+
+
+TORUS = StepGrids(48, 64, 16, 4, seed=9, wrap_y=True, wrap_x=True)
+
+
+@pytest.mark.parametrize("bands", [1, 2, 3])
+def test_on_a_torus_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
+    """Tiles cross the joined edges (rows from the first and the last band, columns modulo the
+    width) and every band split is still the whole latent's step: the actor count cannot show."""
+    assert any(w.y + w.h > 48 for w in TORUS.grid(0).windows) and any(w.x + w.w > 64 for w in TORUS.grid(1).windows)
+    noise = initial_noise(3, CHANNELS, 48, 64)
+    store = _banded(str(tmp_path / "s.zarr"), noise, TORUS, 3, 2, bands, order_seed=bands)
+    latent, step = LatentStore(store.url).read_latent()
+    assert step == 3
+    np.testing.assert_array_equal(latent, _whole(noise, TORUS, 3, 2))
+
+
+@pytest.mark.parametrize("overlap", [0, 4])
+def test_a_torus_render_rolled_is_the_render_of_the_rolled_noise(tmp_path, overlap):
+    """What pins the torus down: rolling the noise by a multiple of the grid's spacing rolls the
+    render, shifted windows and all; a canvas with edges has no such symmetry (the last check)."""
+    grids = StepGrids(48, 48, 16, overlap, seed=4, wrap_y=True, wrap_x=True)
+    spacing = 48 // len(grids.grid(0).xs)  # 16 without overlap (3 tiles), 12 with 4 (4 tiles)
+    noise = initial_noise(2, CHANNELS, 48, 48)
+    rolled = np.roll(noise, (spacing, 2 * spacing), axis=(1, 2))
+    one = _banded(str(tmp_path / "a.zarr"), noise, grids, 3, 2, 2).read_latent()[0]
+    two = _banded(str(tmp_path / "b.zarr"), rolled, grids, 3, 2, 2).read_latent()[0]
+    want = np.roll(one, (spacing, 2 * spacing), axis=(1, 2))
+    if overlap == 0:  # one tile per pixel: the same sums, bit for bit
+        np.testing.assert_array_equal(two, want)
+    else:  # several tiles per pixel, folded in another order: float64 sums, equal to rounding
+        np.testing.assert_allclose(two, want, rtol=0, atol=1e-6)
+    flat = StepGrids(48, 48, 16, overlap, seed=4)
+    edged = _whole(noise, flat, 3, 2)
+    assert np.abs(_whole(rolled, flat, 3, 2) - np.roll(edged, (spacing, 2 * spacing), axis=(1, 2))).max() > 1e-2

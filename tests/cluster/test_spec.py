@@ -292,3 +292,27 @@ def test_an_empty_store_is_one_line_exit_2_not_this_folder(command, capsys, tmp_
     code, stdout, err = run_cli(capsys, *command, "--store", "")
     assert code == 2 and "is empty" in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_wrap_is_content_only_when_on_and_refused_where_it_cannot_hold():
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.plan import resolve, step_grids
+
+    info = open_model(None)  # the tiny model: 256 px tiles
+    assert "wrap" in CONTENT_FIELDS and "wrap" not in RenderSpec(prompt="x").content()  # older stores match
+    assert RenderSpec(prompt="x", wrap="none").wrap is None  # one spelling of no wrap
+    xy = resolve(RenderSpec(prompt="x", width=512, height=512, tile_size=256, seed=4, wrap="xy"), info)
+    assert xy.content()["wrap"] == "xy" and xy.wrap_y and xy.wrap_x
+    assert step_grids(xy, info) == StepGrids(64, 64, 32, 0, seed=4, wrap_y=True, wrap_x=True)
+    with pytest.raises(UsageError, match=r"^wrap 'z' is not one of x, y, xy, none$"):
+        RenderSpec(prompt="x", wrap="z")
+    with pytest.raises(UsageError, match="wrap x needs vae_decode exact or fast"):
+        RenderSpec(prompt="x", wrap="x", vae_decode="blend")
+    with pytest.raises(UsageError, match="wrap y needs vae_decode exact or fast"):
+        resolve(RenderSpec(prompt="x", wrap="y", spec_version=1), info)  # version 1 decodes with blend
+    # a canvas no wider than a tile: one tile spans it, rolled every step so the model sees across
+    # the join; a fixed grid's tile would never, so that is refused
+    assert resolve(RenderSpec(prompt="x", width=256, height=512, wrap="x"), info).wrap == "x"
+    with pytest.raises(UsageError, match="with width 256 no larger than tile_size 256 needs shifted windows"):
+        resolve(RenderSpec(prompt="x", width=256, height=512, wrap="x", shift_windows=False), info)
+    assert resolve(RenderSpec(prompt="x", width=512, wrap="x", shift_windows=False), info).wrap == "x"

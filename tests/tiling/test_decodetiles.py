@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_passes
@@ -88,3 +88,26 @@ def test_a_window_the_parts_do_not_cover_is_refused():
     part = (Window(0, 0, 4, 4), np.zeros((1, 4, 4), np.float32))
     with pytest.raises(ValueError, match="uncovered"):
         paste(Window(2, 2, 4, 4), [part], 1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    height=st.integers(1, 40), width=st.integers(1, 40), core=st.integers(1, 25), halo=st.integers(0, 50),
+    scale=st.sampled_from([1, 2]), wrap=st.sampled_from([(True, False), (False, True), (True, True)]),
+)
+def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width, core, halo, scale, wrap):
+    rng = np.random.default_rng(height * 1000 + width)
+    canvas = rng.standard_normal((2, height * scale, width * scale)).astype(np.float32)
+    cores = [t.core for t in plan_decode_tiles(height, width, core, 0)]
+    parts = [(c, canvas[:, c.y * scale : (c.y + c.h) * scale, c.x * scale : (c.x + c.w) * scale]) for c in cores]
+    torus = (height if wrap[0] else None, width if wrap[1] else None)
+    for tile in plan_decode_tiles(height, width, core, halo, *wrap):
+        w, c = tile.window, tile.core_in_window
+        if len(cores) > 1:  # the whole decode pads circularly itself; tiles carry the full halo
+            assert (c.y == halo) == wrap[0] or tile.core.y >= halo
+            assert (c.x == halo) == wrap[1] or tile.core.x >= halo
+        ys = np.arange(w.y * scale, (w.y + w.h) * scale) % (height * scale) if wrap[0] else np.arange(w.y * scale, (w.y + w.h) * scale)
+        xs = np.arange(w.x * scale, (w.x + w.w) * scale) % (width * scale) if wrap[1] else np.arange(w.x * scale, (w.x + w.w) * scale)
+        reads = overlapping(cores, w, *torus)
+        got = paste(w, [parts[i] for i in reads], scale, *torus)
+        np.testing.assert_array_equal(got, canvas[:, ys[:, None], xs])

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gigacanvas.tiling import TileBlender, plan_tiles
@@ -84,3 +84,32 @@ def test_shifted_axis_refuses_a_phase_outside_the_stride(bad):
     args = {"length": 100, "tile": 32, "overlap": 8, "phase": 0} | bad
     with pytest.raises(ValueError):
         shifted_axis(**args)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 120), st.integers(1, 120), st.integers(2, 48), seeds, st.integers(0, 500), st.data())
+def test_a_shifted_torus_grid_covers_every_pixel_with_full_tiles_and_a_positive_weight_sum(height, width, tile, seed, step, data):
+    overlap = data.draw(st.integers(0, tile - 1))
+    wrap_y, wrap_x = data.draw(st.sampled_from([(True, False), (False, True), (True, True)]))
+    grid = shifted_tiles(height, width, tile, overlap, seed, step, wrap_y, wrap_x)
+    seen = np.zeros((height, width), dtype=int)
+    for window in grid.windows:
+        assert window.h == min(tile, height) and window.w == min(tile, width)  # never clipped
+        assert (window.y + window.h <= height or wrap_y) and (window.x + window.w <= width or wrap_x)
+        seen[np.ix_(np.arange(window.y, window.y + window.h) % height, np.arange(window.x, window.x + window.w) % width)] += 1
+    assert seen.min() >= 1
+    blender = TileBlender(grid, 1)
+    assert (1.0 / blender._inv_weight_sum).min() > 0  # the blend divides by a positive sum
+    for index, window in enumerate(grid.windows):  # a constant prediction blends to that constant
+        blender.add(index, np.full((1, window.h, window.w), 2.5, np.float32))
+    np.testing.assert_allclose(blender.result(), 2.5, rtol=1e-6)
+
+
+def test_a_torus_grid_moves_freely_and_costs_no_extra_tile():
+    grids = StepGrids(96, 64, 32, 0, seed=7, wrap_y=True, wrap_x=True)
+    assert {grids.tokens(s) for s in range(20)} == {1.0}  # a partition at every step: 1.00x the canvas
+    assert len({grids.grid(s).xs for s in range(20)}) > 10  # and it shifts every step
+    flat = StepGrids(96, 64, 32, 0, seed=7)
+    assert max(flat.tokens(s) for s in range(20)) > 1.0  # flush edge tiles cost one more per axis
+    short = StepGrids(16, 64, 32, 0, seed=7, wrap_y=True)  # an axis no longer than a tile: rolled
+    assert {g.ys for g in map(short.grid, range(16))} == {(p,) for p in range(16)}

@@ -166,20 +166,20 @@ class SimulatedStages:
     def __init__(self, scale: int):
         self.scale = scale
 
-    def head(self, latent: np.ndarray) -> np.ndarray:
+    def head(self, latent: np.ndarray, wrap=(False, False)) -> np.ndarray:
         return np.tanh(latent[:3].astype(np.float32))
 
-    def run(self, window: np.ndarray, core, start: int, end: int, known, probe=None) -> np.ndarray:
+    def run(self, window: np.ndarray, core, start: int, end: int, known, probe=None, wrap=(False, False)) -> np.ndarray:
         return self.tail(window, core, known, probe)
 
-    def tail(self, window: np.ndarray, core, known, probe=None) -> np.ndarray:
+    def tail(self, window: np.ndarray, core, known, probe=None, wrap=(False, False)) -> np.ndarray:
         if probe is not None:
             raise ValueError("the simulated model has no GroupNorm to probe")
         f = self.scale
         rgb = window[:, core.y : core.y + core.h, core.x : core.x + core.w]
         return rgb.repeat(f, axis=1).repeat(f, axis=2)
 
-    def record(self, x: np.ndarray, start: int) -> list[np.ndarray]:
+    def record(self, x: np.ndarray, start: int, wrap=(False, False)) -> list[np.ndarray]:
         return []
 
 
