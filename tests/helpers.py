@@ -23,6 +23,22 @@ import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
+# The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 tiles per
+# step in 3 batches. conftest's `one_actor_render` renders it once for every test comparing with it.
+MULTI_TILE = dict(
+    prompt="a harbour at night",
+    negative_prompt="blurry",
+    width=512,
+    height=320,
+    steps=2,
+    guidance=4.5,
+    seed=5,
+    tile_size=256,
+    tile_overlap=64,
+    tile_batch=2,
+    vae_tile_size=128,
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:
