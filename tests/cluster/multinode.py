@@ -232,5 +232,4 @@ def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("GIGACANVAS_ACTOR_START_TIMEOUT", "120")
     main(Path(sys.argv[1]), sys.argv[2])

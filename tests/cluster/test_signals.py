@@ -52,7 +52,9 @@ class Render:
         for stream, lines in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
             threading.Thread(target=lambda s=stream, ls=lines: ls.extend(iter(s.readline, "")), daemon=True).start()
 
-    def wait_for(self, ready, what: str, timeout: float = 120) -> None:
+    def wait_for(self, ready, what: str, timeout: float = 300) -> None:
+        """Until `ready()`; `timeout` only tells a stalled render from a slow one (a loaded 2-core
+        machine took over 120 s to start a render's actor and commit its first step)."""
         deadline = time.monotonic() + timeout
         while not ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -63,7 +65,7 @@ class Render:
         """`kill PID` reaches the driver alone; a terminal's Ctrl-C reaches its whole process group."""
         os.killpg(self.proc.pid, signum) if group else self.proc.send_signal(signum)
 
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
+    def finish(self, timeout: float = 120) -> tuple[int, str]:
         code = self.proc.wait(timeout=timeout)
         time.sleep(0.2)  # let the reader threads drain
         return code, "".join(self.stderr)
