@@ -23,10 +23,10 @@ import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
-# The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 tiles per
-# step in 3 batches, and 2 x 2 decode tiles (enough to spread the exact decode's passes over the
-# actors; each tile costs a pass per GroupNorm, 18 calls). conftest's `one_actor_render` renders
-# it once for every test comparing with it.
+# The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 to 8 tiles
+# per step (shifted windows) in batches of 2, and 2 x 2 decode tiles (enough to spread the exact
+# decode's passes over the actors; each tile costs calls per up-block). conftest's
+# `one_actor_render` renders it once for every test comparing with it.
 MULTI_TILE = dict(
     prompt="a harbour at night",
     negative_prompt="blurry",
