@@ -24,8 +24,12 @@ demo: install
 		--out $(DEMO_OUT) --overwrite
 	@echo "demo picture: $(DEMO_OUT) (the tiny model's random weights make it look like noise)"
 
+# Two xdist workers, a test file to each at a time, in collection order (tests/conftest.py puts the
+# minutes-long multinode file first): a render's actors import torch and diffusers one after the
+# other, so one run alone leaves much of CI's two cores idle. Each worker has its own Ray session.
+TEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -1,7 +1,9 @@
-"""Shared fixtures: one tiny model and one Ray cluster for the whole session.
+"""Shared fixtures: one tiny model and one Ray cluster for the whole session (per xdist worker).
 
 `ray.init` costs seconds and most of a GiB, so every test that needs Ray shares one local
-cluster; renders connect to it because `render` reuses an initialised Ray.
+cluster; renders connect to it because `render` reuses an initialised Ray. A render's actors
+spend seconds of CPU importing torch and diffusers, so a render that several modules compare
+with is made once (`one_actor_render`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from hypothesis import settings
 # Shared 2-core machines: a property's examples must not fail on wall-clock deadlines.
 settings.register_profile("gigacanvas", deadline=None)
 settings.load_profile("gigacanvas")
+# Actor start-ups keep the product's bound (GIGACANVAS_ACTOR_START_TIMEOUT, 300 s): a tighter one
+# turns a loaded machine into failures; a render that fails for real fails sooner than that.
 
-os.environ.setdefault("GIGACANVAS_ACTOR_START_TIMEOUT", "120")
 # The built-in model's cache goes to a temp folder: tests never write to the user's home.
 os.environ["GIGACANVAS_CACHE"] = tempfile.mkdtemp(prefix="gigacanvas-test-cache-")
 
@@ -40,3 +43,31 @@ def ray_cluster():
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def one_actor_render(tiny_model, ray_cluster, tmp_path_factory):
+    """MULTI_TILE (tests/helpers.py) on one actor of this one-node cluster: (result, its pixels).
+
+    One band, its reducer in this process (memory://, no reducer actor to start). The renders
+    compared with it (other actor counts, a resume, three nodes) keep their bands in reducer
+    actors: the bits depend on neither.
+    """
+    import numpy as np
+    from PIL import Image
+
+    from gigacanvas import RenderSpec, render
+    from tests.helpers import MULTI_TILE
+
+    out = tmp_path_factory.mktemp("one-actor") / "one.png"
+    spec = RenderSpec(model=tiny_model, actors=1, store="memory://gc-session/one-actor.zarr", out=str(out), **MULTI_TILE)
+    result = render(spec, progress=False)
+    with Image.open(out) as im:
+        return result, np.asarray(im.convert("RGB"))
+
+
+def pytest_collection_modifyitems(items):
+    """test_multinode.py's checks first: `make test` runs the tests on two xdist workers, a file
+    to each at a time (Makefile), and the one that takes this file's minutes-long renders leaves
+    the rest to the other; scheduled last, they would be the whole run's tail."""
+    items.sort(key=lambda item: item.path.name != "test_multinode.py")  # stable: the rest keep their order

@@ -23,6 +23,24 @@ import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
 
+# The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 to 8 tiles
+# per step (shifted windows) in batches of 2, and 2 x 2 decode tiles (enough to spread the exact
+# decode's passes over the actors; each tile costs calls per up-block). conftest's
+# `one_actor_render` renders it once for every test comparing with it.
+MULTI_TILE = dict(
+    prompt="a harbour at night",
+    negative_prompt="blurry",
+    width=512,
+    height=320,
+    steps=2,
+    guidance=4.5,
+    seed=5,
+    tile_size=256,
+    tile_overlap=64,
+    tile_batch=2,
+    vae_tile_size=256,
+)
+
 
 def free_port() -> int:
     with socket.socket() as s:

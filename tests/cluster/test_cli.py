@@ -15,14 +15,14 @@ from tests.helpers import run_cli
 def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_model, ray_cluster, tmp_path, capsys):
     out = tmp_path / "poster.png"
     code, stdout, err = run_cli(
-        capsys, "render", "--prompt", "a poster of a city", "--negative-prompt", "text", "--width", "1024",
-        "--height", "512", "--steps", "2", "--seed", "3", "--model", tiny_model, "--out", str(out),
+        capsys, "render", "--prompt", "a poster of a city", "--negative-prompt", "text", "--width", "512",
+        "--height", "256", "--steps", "2", "--seed", "3", "--model", tiny_model, "--out", str(out),
         "--actors", "2", "--no-progress",
     )
     assert code == 0, err
     assert "s/step" in stdout and "tiles/s" in stdout and str(out) in stdout
     with Image.open(out) as im:
-        assert im.size == (1024, 512)
+        assert im.size == (512, 256)
         first = np.asarray(im.convert("RGB"))
         spec = json.loads(im.text["gigacanvas"])
         assert "Steps: 2" in im.text["parameters"] and "Seed: 3" in im.text["parameters"]

@@ -5,21 +5,12 @@ one fact of what came out. Fault scenarios are compared with an undisturbed rend
 spec on the same cluster (the one that waited for an autoscaler's node).
 """
 
-import json
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from gigacanvas import RenderSpec, render
-from tests.cluster.multinode import TINY
-
-ROOT = Path(__file__).resolve().parents[2]
+from gigacanvas.storage import LatentStore
+from tests.cluster.multinode import TINY_ACTORS, Renders
 
 
 def _pixels(path) -> np.ndarray:
@@ -28,28 +19,29 @@ def _pixels(path) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def scenarios(tiny_model, tmp_path_factory):
-    out = tmp_path_factory.mktemp("multinode")
-    argv = [sys.executable, "-m", "tests.cluster.multinode", str(out), tiny_model]
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=900)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the cluster's raylets are in its session
-        log, _ = proc.communicate()
-    assert proc.returncode == 0, log[-4000:]
-    return json.loads((out / "results.json").read_text())
+def renders(tiny_model, tmp_path_factory):
+    renders = Renders(tmp_path_factory.mktemp("multinode"), tiny_model)
+    yield renders
+    renders.stop()  # only if a failure left it running
 
 
-def test_pixels_are_identical_on_one_node_and_on_three_for_1_3_or_8_actors(scenarios, tiny_model, ray_cluster, tmp_path):
-    one_node = render(RenderSpec(model=tiny_model, actors=1, out=str(tmp_path / "one.png"), **TINY), progress=False)
-    expected = _pixels(one_node.out)
-    assert expected.std() > 5  # a real picture
-    for actors in (3, 8):  # and 1 actor: `one_node`
-        run = scenarios[f"tiny-{actors}"]
-        assert "error" not in run, run
-        np.testing.assert_array_equal(_pixels(run["out"]), expected, err_msg=f"{actors} actors")
-    assert scenarios["tiny-8"]["nodes"] >= 2  # 8 one-CPU actors cannot fit one 4-CPU node
+@pytest.fixture(scope="module")
+def scenarios(renders, one_actor_render):
+    """The renders' results; the one-node render they are compared with is made while they run."""
+    return renders.results()
+
+
+def test_pixels_and_latent_are_identical_for_1_actor_on_one_node_and_3_over_the_nodes(scenarios, one_actor_render):
+    """Also the single-node tests' other actor count: each of the 3 bands in a reducer of its own."""
+    one, expected = one_actor_render  # one actor, one band, on the session's one-node cluster
+    assert one.tiles_per_step == 7 and expected.shape == (320, 512, 3)  # 6 tiles, then 8: the windows shift
+    assert expected.std() > 5  # a real picture, not a constant
+    run = scenarios["tiny"]
+    assert "error" not in run, run
+    assert run["actors"] == TINY_ACTORS and len(LatentStore(run["store"]).bands) == TINY_ACTORS
+    assert run["nodes"] >= 2  # 3 one-CPU actors cannot fit one 2-CPU node
+    np.testing.assert_array_equal(_pixels(run["out"]), expected)
+    np.testing.assert_array_equal(LatentStore(run["store"]).read_latent()[0], LatentStore(one.store).read_latent()[0])
 
 
 def _undisturbed(scenarios) -> np.ndarray:
@@ -63,9 +55,18 @@ def _died_notices(run) -> list[str]:
     return [n for n in run["notes"] if "worker actor died" in n]
 
 
+def _fault_hit_mid_render(run, committed: int = 1) -> None:
+    """The fault was injected, with the store at `committed` and steps still to run: so the
+    scenario tested what it names, and could not have finished before the fault."""
+    hit = run["fault"]
+    assert hit is not None, f"the fault never hit: {run}"
+    assert hit["committed"] == committed < hit["steps"], hit
+
+
 def test_a_worker_killed_while_it_holds_tiles_costs_nothing_but_time(scenarios):
-    run = scenarios["sim-worker-killed"]
-    assert "error" not in run and run["steps_run"] == 3
+    run = scenarios["sim-resumed-worker-killed"]  # the resume of the reducer-killed render below
+    assert "error" not in run and run["steps_run"] == 2, run
+    _fault_hit_mid_render(run)
     assert len(_died_notices(run)) == 1  # said once, though it held two jobs
     assert "run again on the other 2" in _died_notices(run)[0]
     np.testing.assert_array_equal(_pixels(run["out"]), _undisturbed(scenarios))
@@ -73,16 +74,19 @@ def test_a_worker_killed_while_it_holds_tiles_costs_nothing_but_time(scenarios):
 
 def test_a_node_removed_mid_step_costs_nothing_but_time(scenarios):
     run = scenarios["sim-node-removed"]
-    assert "error" not in run and run["steps_run"] == 3
+    assert "error" not in run and run["steps_run"] == 3, run
+    _fault_hit_mid_render(run)
     assert len(_died_notices(run)) == scenarios["removed-node-had-workers"]["count"] >= 1
     np.testing.assert_array_equal(_pixels(run["out"]), _undisturbed(scenarios))
 
 
 def test_a_killed_reducer_ends_the_render_and_its_s3_store_resumes_to_the_same_pixels(scenarios):
-    killed, resumed = scenarios["sim-reducer-killed"], scenarios["sim-reducer-resumed"]
+    killed, resumed = scenarios["sim-reducer-killed"], scenarios["sim-resumed-worker-killed"]
     assert killed["store"].startswith("s3://")
-    assert "band reducer died" in killed["error"] and "last committed step" in killed["error"]
-    assert "error" not in resumed and 0 < resumed["steps_run"] < 3  # it kept committed steps
+    _fault_hit_mid_render(killed)  # killed at the first prediction of step 2
+    assert "band reducer died" in killed.get("error", ""), killed
+    assert "last committed step" in killed["error"]
+    assert "error" not in resumed and resumed["steps_run"] == 2, resumed  # it kept the committed step 1
     assert any("resuming" in n for n in resumed["notes"])
     np.testing.assert_array_equal(_pixels(resumed["out"]), _undisturbed(scenarios))
 
@@ -90,5 +94,5 @@ def test_a_killed_reducer_ends_the_render_and_its_s3_store_resumes_to_the_same_p
 def test_a_render_waits_for_the_node_an_autoscaler_adds_and_renders_the_same_pixels(scenarios):
     run = scenarios["sim-autoscaled"]
     assert "error" not in run and run["steps_run"] == 3, run
-    assert any("holds 5 of 6 actor(s) of 1 CPU now; waiting up to" in n for n in run["notes"]), run["notes"]
+    assert any("holds 3 of 4 actor(s) of 1 CPU now; waiting up to" in n for n in run["notes"]), run["notes"]
     np.testing.assert_array_equal(_pixels(run["out"]), _undisturbed(scenarios))

@@ -9,21 +9,7 @@ from PIL import Image
 from gigacanvas import RenderSpec, render
 from gigacanvas.errors import RenderError
 from gigacanvas.storage import LatentStore
-from tests.helpers import fail_after_step
-
-MULTI_TILE = dict(
-    prompt="a harbour at night",
-    negative_prompt="blurry",
-    width=512,
-    height=320,
-    steps=2,
-    guidance=4.5,
-    seed=5,
-    tile_size=256,
-    tile_overlap=64,
-    tile_batch=2,
-    vae_tile_size=128,
-)
+from tests.helpers import MULTI_TILE, fail_after_step
 
 
 def _pixels(path) -> np.ndarray:
@@ -38,18 +24,6 @@ class _InProcess:
         import ray
 
         self.decode = SimpleNamespace(remote=lambda latents: ray.put(worker.decode(latents)))
-
-
-@pytest.fixture(scope="module")
-def baseline(tiny_model, ray_cluster, tmp_path_factory):
-    """One actor, one band, its reducer in this process (memory://, no reducer actor to start).
-
-    The renders compared with it also keep their bands in reducer actors: the bits depend on neither.
-    """
-    out = tmp_path_factory.mktemp("baseline") / "one.png"
-    spec = RenderSpec(model=tiny_model, actors=1, store="memory://gc-render/baseline.zarr", out=str(out), **MULTI_TILE)
-    result = render(spec, progress=False)
-    return result, _pixels(out)
 
 
 def test_one_tile_render_matches_the_diffusers_pipeline(tiny_model, ray_cluster, tmp_path):
@@ -111,26 +85,16 @@ def one_band_per_actor(monkeypatch):
     monkeypatch.setattr(steploop, "BAND_BYTES", 1)  # a small canvas gets several reducers too
 
 
-def _same_as_one_actor(again, actors: int, baseline) -> None:
-    result, one = baseline
+def _same_as_one_actor(again, actors: int, one_actor_render) -> None:
+    result, one = one_actor_render
     assert again.actors == actors and len(LatentStore(again.store).bands) == actors
     np.testing.assert_array_equal(_pixels(again.out), one)
     np.testing.assert_array_equal(LatentStore(again.store).read_latent()[0], LatentStore(result.store).read_latent()[0])
 
 
-def test_multi_tile_pixels_are_identical_for_any_actor_count(baseline, tiny_model, tmp_path, one_band_per_actor):
-    """One actor against three, each band its own reducer; two actors: the resume test below.
-
-    With shifted windows (the default), so each step's grid is its own and the same on any count."""
-    result, one = baseline
-    assert result.tiles_per_step == 7 and one.shape == (320, 512, 3)  # 6 tiles, then 8: the windows shift
-    assert one.std() > 5  # a real picture, not a constant
-    again = render(RenderSpec(model=tiny_model, actors=3, out=str(tmp_path / "3.png"), **MULTI_TILE), progress=False)
-    _same_as_one_actor(again, 3, baseline)
-
-
-def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp_path, monkeypatch, one_band_per_actor):
-    """Two actors, stopped after step 1 and resumed: one actor's pixels and latent (the two-actor case above)."""
+def test_interrupted_render_resumes_to_the_same_pixels(one_actor_render, tiny_model, tmp_path, monkeypatch, one_band_per_actor):
+    """Two actors, each band its own reducer, stopped after step 1 and resumed: one actor's pixels and
+    latent (conftest's render; three actors: test_multinode.py, on three nodes)."""
     spec = RenderSpec(model=tiny_model, actors=2, out=str(tmp_path / "r.png"), **MULTI_TILE)
     fail_after_step(monkeypatch, 1, "simulated node loss")
     with pytest.raises(RenderError, match="simulated"):
@@ -143,7 +107,7 @@ def test_interrupted_render_resumes_to_the_same_pixels(baseline, tiny_model, tmp
     result = render(spec, progress=False, notify=notes.append)
     assert any("resuming" in n and "at step 1 of 2" in n for n in notes)
     assert result.steps_run == 1
-    _same_as_one_actor(result, 2, baseline)  # the store keeps the two bands it was made with
+    _same_as_one_actor(result, 2, one_actor_render)  # the store keeps the two bands it was made with
 
 
 def test_tiles_smaller_than_native_and_memory_store(tiny_model, ray_cluster, tmp_path):

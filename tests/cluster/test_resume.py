@@ -2,6 +2,7 @@
 
 import shlex
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,11 +32,18 @@ def _assert_one_error_line(code: int, stdout: str, err: str, message: str) -> No
     assert "Traceback" not in err + stdout
 
 
-def test_an_interrupted_render_resumes_from_its_store_alone(tiny_model, ray_cluster, tmp_path, monkeypatch, capsys):
-    baseline = tmp_path / "baseline.png"
-    code, _, err = run_cli(capsys, "render", *SMALL_FLAGS, "--model", tiny_model, "--out", str(baseline), "--no-progress")
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def finished(tiny_model, ray_cluster, tmp_path_factory) -> Path:
+    """SMALL rendered through the console, undisturbed: its picture, beside its finished store."""
+    from gigacanvas.cluster.cli import main
 
+    out = tmp_path_factory.mktemp("finished") / "p.png"
+    assert main(["render", *SMALL_FLAGS, "--model", tiny_model, "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_an_interrupted_render_resumes_from_its_store_alone(tiny_model, finished, tmp_path, monkeypatch, capsys):
+    baseline = finished
     ran, elsewhere = tmp_path / "ran here", tmp_path / "elsewhere"  # a space: the command must be quoted
     ran.mkdir()
     elsewhere.mkdir()
@@ -216,11 +224,9 @@ def test_resume_flags_are_the_overrides_resume_takes():
     assert set(RESUME_OVERRIDES) <= set(RESUME_FIELDS) and not set(RESUME_OVERRIDES) & set(CONTENT_FIELDS)
 
 
-def test_exporting_a_finished_store_elsewhere_keeps_the_output_it_records(tmp_path, tiny_model, ray_cluster, capsys):
-    out = tmp_path / "p.png"
-    code, _, err = run_cli(capsys, "render", *SMALL_FLAGS, "--model", tiny_model, "--out", str(out), "--no-progress")
-    assert code == 0, err
-    store = str(tmp_path / "p.zarr")
+def test_exporting_a_finished_store_elsewhere_keeps_the_output_it_records(finished, tmp_path, capsys):
+    out = finished
+    store = str(out.with_suffix(".zarr"))
     code, _, err = run_cli(capsys, "resume", "--store", store, "--out", str(tmp_path / "copy.png"), "--no-progress")
     assert code == 0 and (tmp_path / "copy.png").exists(), err
     assert LatentStore(store).attrs()["local"]["out"] == str(out)  # a one-off export, not the render's output

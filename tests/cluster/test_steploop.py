@@ -19,6 +19,7 @@ from tests.cluster.test_reducer import CHANNELS, _model, _scheduler, _whole
 
 SLOW_TILE = 14  # the bottom-right tile: it reaches the bottom band only
 SLOW = -1.0  # the guidance value that marks the slow tile's calls (the model ignores guidance)
+HOLD_S = 60  # the longest the slow tile waits for a tile of step 1: with a barrier, it waits this long
 
 
 def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluster, tmp_path, monkeypatch):
@@ -35,9 +36,12 @@ def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluste
     scheduler = _scheduler(3)
     steps = {float(t): i for i, t in enumerate(scheduler.timesteps)}
 
+    step_1_ran = tmp_path / "a tile of step 1 ran"
+
     @ray.remote(num_cpus=0)
     class Worker:
-        """`_model` on its windows; the slow tile's call sleeps 1.5 s, the others 0.02 s."""
+        """`_model` on its windows; the slow tile's call of step 0 holds its band until a tile of
+        step 1 has run (an event, not a duration: a loaded machine cannot make it pass or fail)."""
 
         def __init__(self):
             self.finished = []  # (step, slow, when)
@@ -46,7 +50,12 @@ def test_the_top_band_steps_on_while_a_slow_tile_holds_the_bottom_one(ray_cluste
             from gigacanvas.tiling.bands import cut_rows, join_rows
 
             tiles = join_rows(parts)
-            time.sleep(1.5 if guidance == SLOW else 0.02)
+            if guidance == SLOW and steps[timestep] == 0:
+                deadline = time.monotonic() + HOLD_S
+                while not step_1_ran.exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            elif steps[timestep] == 1:
+                step_1_ran.touch()
             self.finished.append((steps[timestep], guidance == SLOW, time.time()))
             return (*cut_rows(_model(tiles, steps[timestep]), cuts), len(tiles))
 
