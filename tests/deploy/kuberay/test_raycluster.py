@@ -2,10 +2,10 @@
 the actors go, nothing exposed, the token everywhere, credentials only from Secrets."""
 
 import re
-import tomllib
 
 import pytest
 
+from gigacanvas.version import __version__
 from tests.deploy.kuberay.crd import ROOT, dicts, manifest, schema_errors, strings
 
 # Names of environment variables that hold secrets: they may only come from a Secret.
@@ -104,7 +104,7 @@ def test_credentials_come_only_from_secrets(doc, cluster):
 def test_every_container_runs_the_image_deploy_dockerfile_builds(doc):
     base = re.search(r"^FROM rayproject/ray:(\S+)-py(\d+)-gpu$", (ROOT / "deploy/Dockerfile").read_text(), re.M)
     ray_version, python = base.groups()
-    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    version = __version__  # what pyproject.toml's version reads (gigacanvas/version.py)
     images = {node["image"] for node in dicts(doc) if "image" in node}
     assert len(images) == 1, images
     assert images.pop().endswith(f"/gigacanvas:{version}-ray{ray_version}-py{python}-gpu")
