@@ -18,6 +18,7 @@ from typing import Any
 
 from gigacanvas.cluster.spec import (
     CONTENT_FIELDS,
+    OMITTABLE_FIELDS,
     RESUME_FIELDS,
     RenderSpec,
     _normalise_keys,
@@ -60,7 +61,7 @@ def resume_spec(url: str, **overrides: Any) -> RenderSpec:
         )
     source = f"store {url}"
     content = _fields(content, CONTENT_FIELDS, source, "spec")
-    missing = [name for name in CONTENT_FIELDS if name not in content]
+    missing = [name for name in CONTENT_FIELDS if name not in content and name not in OMITTABLE_FIELDS]
     if missing:  # defaults would render another picture, which the claim would refuse less clearly
         raise UsageError(f"{source} records no '{missing[0]}' in its spec; it cannot be resumed")
     recorded = _fields({k: v for k, v in local.items() if k != "cwd"}, RESUME_FIELDS, source, "local fields")

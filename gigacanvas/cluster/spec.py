@@ -67,6 +67,10 @@ CONTENT_FIELDS = (
     "wrap",
     "spec_version",
 )
+# Content fields `content()` leaves out where their absence means what they hold (a version-1
+# blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
+# field existed still match: a record without them is whole.
+OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap")
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
