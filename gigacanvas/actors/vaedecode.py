@@ -195,7 +195,7 @@ class SeamlessVae:
         layout = self.layout
         last = layout.segments - 1
         window_h = window.shape[-2] // layout.scales[start]
-        first = sum(1 for s in layout.norm_segments if s < start)
+        first = layout.first_norm(start)
         if known is None:  # one tile, the whole canvas: its own statistics are the canvas's
             if probe is not None or (start, end) != (0, last) or tuple(core) != (0, 0, *window.shape[-2:]):
                 raise ValueError("only a tile that is the whole canvas decodes with its own statistics")
@@ -224,7 +224,7 @@ class SeamlessVae:
         average, which shrinks the variance of noise-like activations by k squared and every
         statistic after it: SD3.5 VAE, 512 px, 2x, 91 of 255 off on average with area averaging)."""
         torch = self.torch
-        first = sum(1 for s in self.layout.norm_segments if s < start)
+        first = self.layout.first_norm(start)
         recorded: list[np.ndarray] = []
         with torch.inference_mode(), self._recording(recorded, first), self._circular(wrap):
             self._tail(torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device, self.dtype), start)

@@ -47,6 +47,10 @@ class TailLayout:
     def segments(self) -> int:
         return len(self.reach)
 
+    def first_norm(self, boundary: int) -> int:
+        """Index of the first GroupNorm a run from `boundary` calls (those before it never run)."""
+        return sum(1 for s in self.norm_segments if s < boundary)
+
     def halo(self, start: int, end: int) -> int:
         """Latent pixels a core must be grown by to run segments start..end exactly."""
         return math.ceil(sum(self.reach[start : end + 1]) - 1e-9)
