@@ -5,7 +5,9 @@ Each canvas renders in its own driver process (its peak resident memory, `ru_max
 driver's figure) on a fresh local Ray cluster. Each worker reports its own peak anonymous memory
 per decode stage (actors/memwatch.py; mapped object-store pages are not its own): `head` (the
 mid-block on the whole latent, the one stage that grows with the canvas; one worker runs it) and
-`tail` (the tiles). Target (issue 11): the tail's peak at 16384 px within 1.2x of 2048 px; the
+`tail` (the tiles), and the memory each worker held when its tail stage began (`tail start`:
+what the denoising and the head left in its allocators; the peak less it is the tail's own
+working set). Target (issue 11): the tail's peak at 16384 px within 1.2x of 2048 px; the
 driver's absolute MiB, holding nothing canvas-sized.
 
     .venv/bin/python benchmarks/decode_memory.py [--sizes 2048 8192 16384] [--decode fast] [--vae-tile 1024]
@@ -57,7 +59,10 @@ def main() -> None:
         print(json.dumps(_one(args.one, args.decode, args.vae_tile, args.folder)))
         return
     print(f"tiny model, 1 step, 2 actors, fp32, decode {args.decode}, {args.vae_tile} px tiles; {os.cpu_count()} cores")
-    print(f"{'size':>6} {'tiles':>6} {'driver MiB':>11} {'head MiB':>9} {'tail MiB (per worker)':>24} {'decode s':>9} {'total s':>8}")
+    print(
+        f"{'size':>6} {'tiles':>6} {'driver MiB':>11} {'head MiB':>9} {'tail MiB (per worker)':>24} "
+        f"{'tail start MiB':>16} {'decode s':>9} {'total s':>8}"
+    )
     rows = {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as folder:
@@ -71,10 +76,12 @@ def main() -> None:
         got = json.loads(done.stdout.strip().splitlines()[-1])
         heads = [p["head"] for p in got["peaks"] if "head" in p]
         tails = [p.get("tail", 0.0) for p in got["peaks"]]
+        starts = [p.get("tail start", 0.0) for p in got["peaks"]]
         rows[size] = max(tails) if tails else None
         print(
             f"{size:>6} {got['tiles']:>6} {got['driver_mib']:>11.0f} {max(heads) if heads else 0:>9.0f} "
-            f"{', '.join(f'{t:.0f}' for t in tails):>24} {got['decode_s']:>9.1f} {got['total_s']:>8.1f}"
+            f"{', '.join(f'{t:.0f}' for t in tails):>24} {', '.join(f'{t:.0f}' for t in starts):>16} "
+            f"{got['decode_s']:>9.1f} {got['total_s']:>8.1f}"
         )
     small, large = min(rows, default=None), max(rows, default=None)
     if small and large and small != large and rows[small] and rows[large]:

@@ -30,11 +30,14 @@ def anon_rss_mib() -> float | None:
 
 @contextmanager
 def watched(peaks: dict, stage: str) -> Iterator[None]:
-    """Run the body while sampling; `peaks[stage]` keeps the largest sample seen over all calls."""
+    """Run the body while sampling; `peaks[stage]` keeps the largest sample seen over all calls and
+    `peaks[stage + " start"]` the memory the first call found (what earlier work left behind: the
+    stage's own working set is the difference)."""
     first = anon_rss_mib()
     if first is None:
         yield
         return
+    peaks.setdefault(f"{stage} start", first)
     top = [first]
     done = threading.Event()
 
