@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from gigacanvas.errors import UsageError
 
-HOMES = ("gigacanvas.actors.models.sd3", "gigacanvas.actors.models.simulated")  # each defines FAMILY
+HOMES = ("gigacanvas.actors.models.sd3", "gigacanvas.actors.models.flux", "gigacanvas.actors.models.simulated")  # each defines FAMILY
 DEFAULT = "sd3"  # the family of the built-in tiny model (`--model` unset, `demo-model`)
 
 
