@@ -123,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--size", type=int, default=None, help="longer side at most this many px (default 512)")
     demo = sub.add_parser("demo-model", help="build a tiny random-weight model folder (SD3.5 layout, or --family's)")
     demo.add_argument("path", help="folder to create")
-    demo.add_argument("--family", default=None, help="the model family's layout: sd3 (default) or flux")
+    from gigacanvas.actors import models  # light: the families' descriptions, no torch
+
+    tiny = [f.name for f in models.families() if f.tiny_pipeline]
+    demo.add_argument("--family", default=None, help=f"the layout: {', '.join(tiny)} (default {models.DEFAULT})")
     convert = sub.add_parser("convert", help="write a model's transformer as one safetensors file (FP8 with scales)")
     convert.add_argument("src", help="SD3/SD3.5 or Flux.1 diffusers folder, hub id, or transformer .safetensors")
     convert.add_argument("dst", help="output .safetensors file")

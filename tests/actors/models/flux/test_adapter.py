@@ -100,3 +100,20 @@ def test_fp8_keeps_flux_s_input_and_output_layers_in_the_compute_dtype(tiny_flux
         assert kept not in stored
     for cast in ("transformer_blocks.0.norm1.linear", "transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.proj_out"):
         assert cast in stored
+
+
+def test_a_converted_fp8_file_loads_as_the_transformer(tiny_flux_model, tmp_path):
+    """`gigacanvas convert` writes Flux's transformer as one FP8 file that loads with --base-model
+    and predicts what the folder predicts, to FP8's rounding."""
+    from gigacanvas.actors.convert import convert_transformer
+
+    out = convert_transformer(tiny_flux_model, str(tmp_path / "flux-fp8.safetensors"), "fp8")
+    info = open_model(str(out), tiny_flux_model)
+    assert (info.family, info.weights_precision) == ("flux", "fp8")
+    folder = load_adapter(open_model(tiny_flux_model), "cpu", "fp32")
+    single = load_adapter(info, "cpu", "fp8")
+    x = initial_noise(1, 16, 16, 16)[None]
+    cond = folder.encode_prompt("a fox", "", 3.5)
+    want = folder.predict(x, 500.0, cond, 3.5)
+    got = single.predict(x, 500.0, cond, 3.5)
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
