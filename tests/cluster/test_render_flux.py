@@ -108,8 +108,10 @@ def test_the_defaults_used_are_recorded_in_the_picture(tiny_schnell_model, ray_c
     [
         (
             ["--negative-prompt", "blurry"],
-            "negative_prompt 'blurry' is not taken by this model: Flux.1 is guidance-distilled and runs no negative "
-            "pass (use the prompt alone); leave --negative-prompt out",
+            (
+                "negative_prompt 'blurry' is not taken by this model: Flux.1 is guidance-distilled and runs no "
+                "negative pass (use the prompt alone); leave --negative-prompt out"
+            ),
         ),
     ],
 )

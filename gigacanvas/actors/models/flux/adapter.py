@@ -102,7 +102,10 @@ class FluxAdapter(ModelAdapter):
         what it sees; the canvas size does not enter it, so a poster is the same tiles at any size.
         """
         import diffusers
-        from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+        from diffusers.pipelines.flux.pipeline_flux import (
+            calculate_shift,
+            retrieve_timesteps,
+        )
 
         config = json.loads(Path(self._path("scheduler/scheduler_config.json")).read_text())
         scheduler = getattr(diffusers, config["_class_name"]).from_config(config)

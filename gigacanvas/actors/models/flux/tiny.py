@@ -20,7 +20,12 @@ T5_DIM = 32
 
 def build_tiny_pipeline(seed: int = 0, schnell: bool = False):
     """The tiny `FluxPipeline`, weights drawn from `seed` so a rebuild is identical."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxPipeline,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
