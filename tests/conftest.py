@@ -34,6 +34,28 @@ def tiny_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_flux_model(tmp_path_factory) -> str:
+    """The tiny Flux.1 [dev]-layout model, as `demo-model --family flux` writes it."""
+    from gigacanvas.actors.loading import quiet_libraries
+    from gigacanvas.actors.models.tiny import build_tiny_model
+
+    quiet_libraries()
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-flux", name="flux"))
+
+
+@pytest.fixture(scope="session")
+def tiny_schnell_model(tmp_path_factory) -> str:
+    """The tiny Flux.1 [schnell]-layout model: no guidance embedding, no dynamic shifting."""
+    from gigacanvas.actors.loading import quiet_libraries
+    from gigacanvas.actors.models.flux.tiny import build_tiny_schnell_pipeline
+
+    quiet_libraries()
+    path = tmp_path_factory.mktemp("models") / "tiny-schnell"
+    build_tiny_schnell_pipeline().save_pretrained(path, safe_serialization=True)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     import logging
 

@@ -1,10 +1,11 @@
 """The small interface between gigacanvas and one model family.
 
-The step loop, the tiling and the store know nothing of SD3: they see latent channels, a VAE scale
-factor, the model's native tile, a scheduler, and three capabilities (encode a prompt once, predict
-guided velocities for a batch of latent tiles, decode latent tiles to pixels). Flux and SDXL become
-new `ModelAdapter` subclasses, each in its family's home under `actors/models/` and named by its
-`Family`; nothing in `cluster/` or `tiling/` changes.
+The step loop, the tiling and the store know no family: they see latent channels, a VAE scale
+factor, the model's native tile and defaults, a scheduler, and three capabilities (encode a
+prompt once, predict guided velocities for a batch of latent tiles, decode latent tiles to
+pixels). Each family is a `ModelAdapter` subclass in its home under `actors/models/`, named by its
+`Family`. Latents cross the interface unpacked, (B, C, h, w): a family that packs patches into
+tokens (Flux) packs and unpacks inside `predict`, and nothing in `cluster/` or `tiling/` knows.
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ class ModelInfo:
     # (field, source, cache key), source a URL each node fetches into its cache under that key
     # (actors/nodemodel.py) or the built-in tiny model, built on each node. Empty: plain paths.
     sources: tuple[tuple[str, str, str], ...] = ()
+    # The model's own render defaults, as sorted (spec field, value) pairs, used where the user
+    # gives none (steps, guidance) and then recorded in the picture; unlisted fields take the spec's
+    # generic defaults. Filled by the family's `sizes` from the configs.
+    defaults: tuple[tuple[str, Any], ...] = ()
+    # Spec fields this model takes no value for but its default (a negative prompt for a
+    # guidance-distilled model), as (field, why): planning refuses another value in one line.
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def align_px(self) -> int:
@@ -62,7 +70,10 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def make_scheduler(self, steps: int, latent_h: int, latent_w: int) -> Any:
-        """A diffusers scheduler with timesteps set for a `latent_h` x `latent_w` canvas."""
+        """A diffusers scheduler with timesteps set for `latent_h` x `latent_w` inputs: the tile
+        the model sees (the tile size, clipped to the canvas), not the canvas. A schedule that
+        depends on the picture's size (resolution-dependent shifting) is for what the model
+        denoises at once; one tile of the plan equals the whole canvas only when it covers it."""
 
     @abstractmethod
     def encode_prompt(self, prompt: str, negative_prompt: str, guidance: float) -> Any:

@@ -16,7 +16,7 @@ from pathlib import Path
 from gigacanvas.actors import models
 from gigacanvas.actors.checkpoint import iter_tensors, transformer_source, write_checkpoint
 from gigacanvas.actors.loading import open_model, quiet_libraries
-from gigacanvas.actors.precision import is_fp8_layer
+from gigacanvas.actors.precision import is_fp8_layer, skip_patterns
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.atomic import check_writable_file
 from gigacanvas.version import __version__
@@ -47,10 +47,11 @@ def convert_transformer(
     checkpoints, config = transformer_source(Path(info.path), info.transformer_file, family)
     with init_empty_weights():
         model = getattr(diffusers, family.transformer_class).from_config(config)
+    patterns = skip_patterns(model)
     linear = {
         f"{name}.weight"
         for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and is_fp8_layer(name)
+        if isinstance(module, torch.nn.Linear) and is_fp8_layer(name, patterns)
     }
     tensors = chain.from_iterable(iter_tensors(c, lambda key: torch.float32) for c in checkpoints)
     metadata = {

@@ -17,7 +17,8 @@ text input projection (`context_embedder`), the last modulation and projection (
 averaged away by later blocks. The RMS/LayerNorms are not Linears, so they are never cast. Unlike
 diffusers' default patterns, which skip every module whose name contains "norm", the adaLN
 modulation Linears (`norm1.linear`, `norm1_context.linear`, about a third of the weights) are
-cast: they are plain matrix multiplies.
+cast: they are plain matrix multiplies. A family adds its own names for the same kinds of layer
+(`Family.fp8_skip`, found by the transformer's class: `skip_patterns`).
 """
 
 from __future__ import annotations
@@ -134,11 +135,19 @@ def dtypes(mode: str, device: str):
     }[mode]
 
 
-def is_fp8_layer(name: str) -> bool:
+def skip_patterns(model) -> tuple[str, ...]:
+    """The module-name patterns kept out of FP8 in `model`: ours and its family's (`fp8_skip`)."""
+    from gigacanvas.actors.models import for_transformer
+
+    family = for_transformer(model)
+    return FP8_SKIP_PATTERNS + (family.fp8_skip if family else ())
+
+
+def is_fp8_layer(name: str, patterns: tuple[str, ...] = FP8_SKIP_PATTERNS) -> bool:
     """Whether module `name` of the transformer is stored in FP8 (a Linear outside the skips)."""
     import re
 
-    return not any(re.search(p, name) for p in FP8_SKIP_PATTERNS)
+    return not any(re.search(p, name) for p in patterns)
 
 
 def fp8_modules(model) -> set[str]:
@@ -150,7 +159,8 @@ def fp8_modules(model) -> set[str]:
         from diffusers.hooks._common import _GO_LC_SUPPORTED_PYTORCH_LAYERS as castable
     except ImportError:  # older diffusers: the same kinds, spelled out
         castable = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.Embedding)
-    return {name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name)}
+    patterns = skip_patterns(model)
+    return {name for name, m in model.named_modules() if isinstance(m, castable) and is_fp8_layer(name, patterns)}
 
 
 def dtype_rule(model, mode: str, device: str, compute=None):
@@ -187,13 +197,15 @@ def apply_precision(model, mode: str, device: str, compute=None) -> None:
 
         # Our own patterns, through the hook function: the model method would add diffusers'
         # "norm" pattern back and leave the adaLN Linears in bf16.
-        apply_layerwise_casting(model, storage, compute, skip_modules_pattern=FP8_SKIP_PATTERNS)
+        apply_layerwise_casting(model, storage, compute, skip_modules_pattern=skip_patterns(model))
     elif mode == "fp8-compute":
         from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, quantize_
 
         import torch
 
+        patterns = skip_patterns(model)
+
         def wanted(module, name: str) -> bool:
-            return isinstance(module, torch.nn.Linear) and is_fp8_layer(name)
+            return isinstance(module, torch.nn.Linear) and is_fp8_layer(name, patterns)
 
         quantize_(model, Float8DynamicActivationFloat8WeightConfig(), filter_fn=wanted)

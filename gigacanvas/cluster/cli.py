@@ -28,16 +28,16 @@ def on_off(text: str) -> bool:
 RENDER_FLAGS = (
     # flag, type, help
     ("--prompt", str, "what to draw"),
-    ("--negative-prompt", str, "what to avoid (default: empty)"),
+    ("--negative-prompt", str, "what to avoid (default: empty; Flux.1 takes none: it is guidance-distilled)"),
     ("--width", int, "picture width in pixels, a multiple of 16 (default 1024)"),
     ("--height", int, "picture height in pixels, a multiple of 16 (default 1024)"),
-    ("--steps", int, "denoising steps (default 28)"),
-    ("--guidance", float, "classifier-free guidance scale; 1 turns it off (default 7.0)"),
+    ("--steps", int, "denoising steps (default: the model's; 28, Flux.1 [schnell] 4)"),
+    ("--guidance", float, "classifier-free guidance scale, 1 turns it off; Flux.1 [dev]'s distilled guidance input ([schnell] has none) (default: the model's; 7.0, Flux.1 [dev] 3.5)"),
     ("--seed", int, "noise seed (default 0)"),
-    ("--model", str, "SD3/SD3.5 diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
-    ("--base-model", str, "with a .safetensors --model: the SD3/SD3.5 folder with its VAE, encoders, configs"),
+    ("--model", str, "SD3/SD3.5 or Flux.1 diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
+    ("--base-model", str, "with a .safetensors --model: the diffusers folder with its VAE, encoders, configs"),
     ("--precision", str, "auto, fp8, fp8-compute, bf16, fp16 or fp32 (default auto: the device's fastest)"),
-    ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5)"),
+    ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5 and Flux.1)"),
     ("--tile-overlap", int, "overlap between tiles in pixels (default: an eighth of the tile)"),
     ("--tile-batch", int, "tiles per model call (default 2)"),
     ("--actors", int, "worker actors (default: one per GPU, or 2 on a CPU-only cluster)"),
@@ -121,10 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--store", required=True, help="the render's zarr store URL")
     preview.add_argument("--out", required=True, help="the preview PNG (replaced only if it is an earlier preview)")
     preview.add_argument("--size", type=int, default=None, help="longer side at most this many px (default 512)")
-    demo = sub.add_parser("demo-model", help="build the tiny random-weight SD3.5-layout model folder")
+    demo = sub.add_parser("demo-model", help="build a tiny random-weight model folder (SD3.5 layout, or --family's)")
     demo.add_argument("path", help="folder to create")
-    convert = sub.add_parser("convert", help="write an SD3 transformer as one safetensors file (FP8 with scales)")
-    convert.add_argument("src", help="SD3/SD3.5 diffusers folder, hub id, or transformer .safetensors")
+    from gigacanvas.actors import models  # light: the families' descriptions, no torch
+
+    tiny = [f.name for f in models.families() if f.tiny_pipeline]
+    demo.add_argument("--family", default=None, help=f"the layout: {', '.join(tiny)} (default {models.DEFAULT})")
+    convert = sub.add_parser("convert", help="write a model's transformer as one safetensors file (FP8 with scales)")
+    convert.add_argument("src", help="SD3/SD3.5 or Flux.1 diffusers folder, hub id, or transformer .safetensors")
     convert.add_argument("dst", help="output .safetensors file")
     convert.add_argument("--precision", default="fp8", help="fp8 (float8_e4m3fn + per-tensor scales), bf16, fp16, fp32")
     convert.add_argument("--scale-name", default="weight_scale", help="scale key spelling: weight_scale or scale_weight")
@@ -200,16 +204,21 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _demo_model(args: argparse.Namespace) -> int:
+    from gigacanvas.actors import models
     from gigacanvas.actors.loading import quiet_libraries
     from gigacanvas.actors.models.tiny import build_tiny_model
     from gigacanvas.storage.atomic import check_writable_folder
 
     quiet_libraries()
+    family = models.family(args.family or models.DEFAULT)
+    if not family.tiny_pipeline:
+        builds = ", ".join(f.name for f in models.families() if f.tiny_pipeline)
+        raise UsageError(f"demo-model --family {family.name} has no tiny model; choose one of {builds}")
     path = check_writable_folder(args.path, "demo-model")  # a file in the way, no write access
     if path.is_dir() and any(path.iterdir()):
         raise UsageError(f"demo-model {path} exists and is not empty; choose a new folder")
-    build_tiny_model(path)  # all or nothing; a full disk is an OSError naming `path`
-    print(f"gigacanvas: tiny SD3.5-layout model written to {path} (random weights: pictures are noise)")
+    build_tiny_model(path, name=family.name)  # all or nothing; a full disk is an OSError naming `path`
+    print(f"gigacanvas: tiny {family.label}-layout model written to {path} (random weights: pictures are noise)")
     return 0
 
 

@@ -14,7 +14,7 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
-from gigacanvas.cluster.spec import PICTURE_ONLY, RenderSpec, check_job_outputs
+from gigacanvas.cluster.spec import DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
@@ -24,7 +24,8 @@ from gigacanvas.tiling.shift import StepGrids
 
 
 def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
-    """Fill the model-dependent defaults and check sizes against the model's alignment."""
+    """Fill the model-dependent defaults (steps, guidance, tiles), refuse what the model takes no
+    value for, and check sizes against the model's alignment."""
     from gigacanvas.actors.loading import check_tile_size
 
     align = info.align_px
@@ -32,6 +33,14 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         value = getattr(spec, name)
         if value and value % align:
             raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
+    defaults = dict(info.defaults)
+    for name, why in info.refused:
+        value = getattr(spec, name)
+        if value not in (None, "", defaults.get(name)):
+            flag = name.replace("_", "-")
+            raise UsageError(f"{name} {_quote(value)} is not taken by this model: {why}; leave --{flag} out")
+    steps = spec.steps if spec.steps is not None else defaults.get("steps", DEFAULT_STEPS)
+    guidance = spec.guidance if spec.guidance is not None else defaults.get("guidance", DEFAULT_GUIDANCE)
     tile = spec.tile_size or info.native_tile_px
     check_tile_size(info, tile)
     shift = _default_shift(spec.spec_version) if spec.shift_windows is None else spec.shift_windows
@@ -56,7 +65,8 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 "drop --shift-windows off"
             )
     return spec.replace(
-        tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile, vae_decode=vae_decode, shift_windows=shift
+        steps=steps, guidance=guidance, tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile,
+        vae_decode=vae_decode, shift_windows=shift,
     )
 
 
@@ -228,8 +238,9 @@ def plan(spec: RenderSpec) -> Plan:
     return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action)
 
 
-def make_scheduler(info: ModelInfo, steps: int, lat_h: int, lat_w: int):
+def make_scheduler(info: ModelInfo, steps: int, tile_h: int, tile_w: int):
+    """The render's scheduler, for the `tile_h` x `tile_w` (latent pixels) tiles the model sees."""
     from gigacanvas.actors.loading import load_adapter
 
     # The driver builds the scheduler from config only; no weights are loaded here.
-    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, lat_h, lat_w)
+    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, tile_h, tile_w)

@@ -243,7 +243,8 @@ def _run(
     done = store.committed_step()
     steps_run, reducers_peak = 0, None
     if done < spec.steps:
-        scheduler = make_scheduler(info, spec.steps, the_plan.lat_h, the_plan.lat_w)
+        # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the tile's
+        scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
         # one reducer per band of the latent; they take their bands while the prompt is encoded
         reducers = start_reducers(store, grids, scheduler, info.latent_channels, spawned)
         try:

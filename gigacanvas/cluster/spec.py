@@ -46,6 +46,10 @@ WRAPS = ("x", "y", "xy", "none")  # the axes along which the canvas is a torus (
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
 MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
 GUIDANCE = (0.0, 100.0)
+# What `steps` and `guidance` become when neither the user nor the model's family gives a value
+# (plan.py's `resolve` fills them; a picture records the value used).
+DEFAULT_STEPS = 28
+DEFAULT_GUIDANCE = 7.0
 CPUS_PER_ACTOR = (0.01, 1024.0)  # Ray rounds resources to 1e-4 and wants whole numbers above 1
 SCALARS = (str, int, float, bool, type(None))  # what a spec value may be; nothing with contents
 
@@ -98,10 +102,10 @@ class RenderSpec:
     negative_prompt: str = ""
     width: int = 1024
     height: int = 1024
-    steps: int = 28
-    guidance: float = 7.0
+    steps: int | None = None  # None: the model's default (DEFAULT_STEPS unless its family has one)
+    guidance: float | None = None  # None: likewise (DEFAULT_GUIDANCE)
     seed: int = 0
-    model: str | None = None  # SD3/SD3.5 folder, hub id or .safetensors file; None: the tiny model
+    model: str | None = None  # a diffusers folder, hub id or .safetensors file; None: the tiny model
     base_model: str | None = None  # with a single-file model: the folder with VAE, encoders, configs
     precision: str = "auto"  # see actors/precision.py
     strict_precision: bool = False  # fail instead of falling back to another precision
@@ -127,7 +131,7 @@ class RenderSpec:
         _check_ranges(self)
         for name in ("width", "height"):
             _check_multiple(name, getattr(self, name), ALIGN_PX)
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise UsageError(f"steps {_quote(self.steps)} must be at least 1")
         if not 0 <= self.seed <= MAX_SEED:
             raise UsageError(f"seed {_quote(self.seed)} must be between 0 and {MAX_SEED}")
@@ -297,7 +301,7 @@ def _check_ranges(spec: RenderSpec) -> None:
         ("cpus_per_actor", CPUS_PER_ACTOR, ", e.g. 0.5"),
     ):
         value = getattr(spec, name)
-        if not low <= value <= high:  # also refuses nan, which compares false with everything
+        if value is not None and not low <= value <= high:  # also refuses nan, which compares false with everything
             raise UsageError(f"{name} {value!r} must be a finite number from {low:g} to {high:g}{hint}")
     cpus = spec.cpus_per_actor
     if cpus > 1 and not cpus.is_integer():

@@ -146,8 +146,9 @@ def test_a_picture_of_another_precision_or_model_is_not_replaced(tiny_model, tmp
     from gigacanvas.storage import write_png
 
     out = tmp_path / "pic.png"
-    base = RenderSpec(prompt="x", width=256, height=256, steps=1, model=tiny_model, tile_size=256, tile_overlap=32,
-                      vae_tile_size=256, out=str(out))
+    # guidance as planning fills it (the model's default): a picture records the resolved spec
+    base = RenderSpec(prompt="x", width=256, height=256, steps=1, guidance=7.0, model=tiny_model, tile_size=256,
+                      tile_overlap=32, vae_tile_size=256, out=str(out))
     from gigacanvas.actors.loading import open_model
     from gigacanvas.cluster.plan import picture_spec
 

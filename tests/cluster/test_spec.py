@@ -141,7 +141,8 @@ def test_out_of_range_values_are_refused_in_one_short_line(changes, message):
 )
 def test_values_at_the_bounds_are_accepted(changes):
     spec = RenderSpec(**{"prompt": "x", **changes})
-    assert spec.guidance == float(changes.get("guidance", 7.0))
+    # unset: None until planning fills the model's default (tests/cluster/test_plan_defaults.py)
+    assert spec.guidance == (float(changes["guidance"]) if "guidance" in changes else None)
 
 
 def test_flags_are_checked_like_files():

@@ -1,7 +1,7 @@
 """The model families gigacanvas knows, and the one place the generic code finds them.
 
-Each family has one home (`models/sd3/`, `models/simulated.py`; Flux and SDXL come as
-`models/flux/`, `models/sdxl/`) that describes it with one `Family`: the pipelines it serves, its
+Each family has one home (`models/sd3/`, `models/flux/`, `models/simulated.py`; SDXL comes as
+`models/sdxl/`) that describes it with one `Family`: the pipelines it serves, its
 folders, its transformer class and config keys, its single-file layouts, its full-size
 architectures, its tiny model and its adapter. Loading, checkpoints, convert, the worker and the
 precision code read these fields and name no family, so a family is added by writing its home
@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from gigacanvas.errors import UsageError
 
-HOMES = ("gigacanvas.actors.models.sd3", "gigacanvas.actors.models.simulated")  # each defines FAMILY
+HOMES = ("gigacanvas.actors.models.sd3", "gigacanvas.actors.models.flux", "gigacanvas.actors.models.simulated")  # each defines FAMILY
 DEFAULT = "sd3"  # the family of the built-in tiny model (`--model` unset, `demo-model`)
 
 
@@ -53,6 +53,9 @@ class Family:
     checkpoint_format: str = ""  # the `format` metadata of the transformer files `convert` writes
     architectures: str = ""  # "module:ATTR", a dict of full-size transformer configs by name
     tiny_pipeline: str = ""  # "module:function", seed -> a tiny random-weight diffusers pipeline
+    # Module-name patterns (re.search) kept out of FP8 besides precision.py's FP8_SKIP_PATTERNS:
+    # the family's own names for its input and output layers.
+    fp8_skip: tuple[str, ...] = ()
     scheme: str = ""  # a `--model` prefix it answers with no files ("simulated:")
     describe: Callable[[str, str | None], Any] | None = None  # with scheme: (model, base_model) -> ModelInfo
 
@@ -97,6 +100,11 @@ def for_pipeline(class_name: Any, root: Any) -> Family:
         f"model {root} is a {class_name or 'unknown'} folder; gigacanvas supports {supported()} "
         f"diffusers folders ({', '.join(names)})"
     )
+
+
+def for_transformer(model: Any) -> Family | None:
+    """The family whose transformer class `model` (a built transformer) is, if any."""
+    return next((f for f in families() if f.transformer_class and f.transformer_class == type(model).__name__), None)
 
 
 def for_scheme(model: str) -> Family | None:
