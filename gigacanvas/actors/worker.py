@@ -20,6 +20,7 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import load_adapter, quiet_libraries
 from gigacanvas.actors.nodemodel import localize
 from gigacanvas.actors.precision import Capabilities, probe
+from gigacanvas.tiling.grid import Window
 
 
 class Worker:
@@ -88,6 +89,17 @@ class Worker:
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return self._loaded().decode(latents)
+
+    def encode_tile(self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int) -> np.ndarray:
+        """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w pixels) and
+        encoded with a `halo` of latent pixels around it (actors/vaeencode.py): (C, h, w) float32."""
+        from gigacanvas.actors.vaeencode import halo_window, upscale_window
+
+        f = self.info.vae_scale_factor
+        grown, inner = halo_window(window, halo, canvas[0] // f, canvas[1] // f)
+        pixels = upscale_window(image, *canvas, Window(grown.y * f, grown.x * f, grown.h * f, grown.w * f))
+        latent = self._loaded().encode(pixels[None])[0]
+        return np.ascontiguousarray(latent[(slice(None), *inner.slices)])
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 

@@ -75,11 +75,12 @@ from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
 from gigacanvas.storage.lease import LeaseTicket, StoreLease
 from gigacanvas.storage.location import Location
 
-LAYOUT = 4
-RESUMABLE_LAYOUTS = (3, 4)  # 3: no multiscale levels yet (see the module docstring)
+LAYOUT = 5
+RESUMABLE_LAYOUTS = (3, 4, 5)  # 3: no multiscale levels yet; 4: no start step, no stages (see the module docstring)
+STAGES = "stages"  # the folder of a composed render's earlier stages, each a store of this layout
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
-OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-4)
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-5), stages (5)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 RECORD_PREFIX = "band-"
 
@@ -100,19 +101,20 @@ def is_level(name: str) -> bool:
     return name.isdigit() and name == str(int(name)) and int(name) < MAX_LEVELS
 
 
-def _valid_record(record: Any, prev: bool = False) -> bool:
-    """A commit record's shape: whole-number step from 0, a known slot, an optional time, a prev."""
+def _valid_record(record: Any, prev: bool = False, start: int = 0) -> bool:
+    """A commit record's shape: whole-number step from the store's start step, a known slot (`noise`
+    exactly at the start), an optional time, a prev."""
     if not isinstance(record, dict):
         return False
     step, slot = record.get("step"), record.get("slot")
-    if type(step) is not int or not 0 <= step <= 10**6 or slot not in ("noise", "a", "b"):
+    if type(step) is not int or not start <= step <= 10**6 or slot not in ("noise", "a", "b"):
         return False
-    if (slot == "noise") != (step == 0):
+    if (slot == "noise") != (step == start):
         return False
     if prev:
         return True
     before = record.get("prev")
-    return before is None if step == 0 else _valid_record(before, prev=True) and before["step"] == step - 1
+    return before is None if step == start else _valid_record(before, True, start) and before["step"] == step - 1
 
 
 def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int, tuple[tuple[int, int], ...]]:
@@ -196,6 +198,7 @@ class LatentStore:
         self.protocol = self.location.protocol
         self._group = None
         self._bands: tuple[tuple[int, int], ...] | None = None  # checked once, then kept (never change)
+        self._start: int | None = None  # likewise the start step
         self.lease: StoreLease | None = None  # the driver's, set by the claim
         self.ticket = ticket
 
@@ -231,6 +234,11 @@ class LatentStore:
         if found.is_file:
             return StoreState("file")
         names = tuple(n for n in found.names if not n.startswith(LEASE_PREFIX) and not _is_temp(n))
+        if STAGES in names:  # a composed render's earlier stages: ours only if every entry is a store of ours
+            strays = self._stage_strays()
+            if strays:
+                return StoreState("foreign", None, strays)
+            names = tuple(n for n in names if n != STAGES)
         if not names:
             return StoreState("empty")
         group = self._open("r") if "zarr.json" in names else None
@@ -241,7 +249,7 @@ class LatentStore:
             if layout > LAYOUT:
                 return StoreState("newer", layout)
             resumable = layout in RESUMABLE_LAYOUTS
-            extra = (n for n in names if _is_record(n) or (layout == LAYOUT and is_level(n)))
+            extra = (n for n in names if _is_record(n) or (layout >= 4 and is_level(n)))
             own = (*OWN_NAMES, *extra) if resumable else OWN_NAMES
             others = tuple(n for n in names if n not in own) or self._not_zarr(names)
             if others:
@@ -255,6 +263,26 @@ class LatentStore:
             others = tuple(n for n in names if n not in OLD_NAMES) or self._not_zarr(names)
             return StoreState("foreign", 1, others) if others else StoreState("old", 1)
         return StoreState("foreign", None, names)
+
+    def stage(self, name: str) -> LatentStore:
+        """The earlier stage `name` of a composed render (`stages/NAME`, a store of its own)."""
+        return LatentStore(f"{self.url.rstrip('/')}/{STAGES}/{name}", ticket=self.ticket)
+
+    def stage_names(self) -> list[str]:
+        return Location(f"{self.url.rstrip('/')}/{STAGES}", self._options(self.url)).names("")
+
+    def _stage_strays(self) -> tuple[str, ...]:
+        """Entries of `stages/` that are not gigacanvas stores of this layout (a stage holds no stages)."""
+        if self.location.kind(STAGES) != "dir":
+            return (STAGES,)
+        strays = []
+        for name in self.stage_names():
+            state = self.stage(name).inspect()
+            if state.kind not in ("ours", "ours-unfinished", "empty") or state.layout not in (None, LAYOUT):
+                strays.append(f"{STAGES}/{name}")
+            elif any(n == STAGES for n in self.stage(name).location.names(STAGES)):
+                strays.append(f"{STAGES}/{name}/{STAGES}")
+        return tuple(strays)
 
     def _not_zarr(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """Entries below our own names that zarr did not write (a user's file in `image/`, a file
@@ -286,6 +314,7 @@ class LatentStore:
             raise UsageError(f"store {self.url} is not (or no longer) only a gigacanvas store; refusing to delete anything there")
         self._group = None
         self._bands = None
+        self._start = None
         for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)
         for name in self.location.names(""):
@@ -294,17 +323,19 @@ class LatentStore:
 
     def create(
         self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int,
-        bands: int = 1, **attrs: Any,
+        bands: int = 1, start: int = 0, **attrs: Any,
     ) -> None:
         """A fresh store at a URL that `inspect()` found new, empty, or cleared of our own keys.
 
         `bands` is how many row bands (reducers) the latent is split into at most; the split
-        (`plan_bands`) is recorded and kept by every resume, whatever its actor count.
+        (`plan_bands`) is recorded and kept by every resume, whatever its actor count. `start` is
+        the step the latent written by `write_noise` is at (a refinement's; 0: pure noise).
         """
         import zarr
 
         self._group = None
         self._bands = None
+        self._start = None
         chunk_rows, split = plan_bands(height, bands)
         try:
             # overwrite=False: fail rather than replace if a group appeared since the check (the lease
@@ -317,7 +348,7 @@ class LatentStore:
                 storage_options=self._options(self.url),
                 attributes={
                     "gigacanvas": {"layout": LAYOUT}, "spec": spec, "fingerprint": fingerprint,
-                    "bands": [list(b) for b in split], **attrs,
+                    "bands": [list(b) for b in split], "start_step": start, **attrs,
                 },
             )
         except Exception as exc:  # noqa: BLE001
@@ -367,7 +398,7 @@ class LatentStore:
             record = json.loads(data) if len(data) < 4096 else None
         except (ValueError, RecursionError):
             record = None
-        if not _valid_record(record):
+        if not _valid_record(record, start=self.start_step):
             raise UsageError(
                 f"store {self.url}: {_record_key(band)} is not a valid commit record ({data[:60]!r}); "
                 "the store was edited or damaged"
@@ -380,12 +411,23 @@ class LatentStore:
         if self.ticket is not None:
             self.ticket.check(self.location)
 
+    @property
+    def start_step(self) -> int:
+        """The step the `noise` array's latent is at: 0 (pure noise), or a refinement's first step."""
+        if self._start is None:
+            start = self.group.attrs.get("start_step", 0)
+            if type(start) is not int or not 0 <= start <= 10**6:
+                raise UsageError(f"store {self.url} has a damaged start_step ({str(start)[:40]}); it was edited or damaged")
+            self._start = start
+        return self._start
+
     def write_noise(self, noise: np.ndarray) -> None:
-        """The initial latent, then every band's record at step 0 (the store is 'ours' after the last)."""
+        """The initial latent (at `start_step`), then every band's record at that step (the store is
+        'ours' after the last)."""
         self._check_lease()
         _retrying(self.url, "writing the initial noise", lambda: self.group["noise"].__setitem__(Ellipsis, noise))
         for band in range(len(self.bands)):
-            record = {"step": 0, "slot": "noise", "at": time.time(), "prev": None}
+            record = {"step": self.start_step, "slot": "noise", "at": time.time(), "prev": None}
             data = json.dumps(record).encode()
             _retrying(self.url, f"recording band {band}", lambda band=band, data=data: self.location.put(_record_key(band), data))
 
