@@ -44,3 +44,12 @@ def halo_window(window: Window, halo: int, height: int, width: int) -> tuple[Win
     y0, x0 = max(0, window.y - halo), max(0, window.x - halo)
     y1, x1 = min(height, window.y + window.h + halo), min(width, window.x + window.w + halo)
     return Window(y0, x0, y1 - y0, x1 - x0), Window(window.y - y0, window.x - x0, window.h, window.w)
+
+
+def encode_window(encode, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, scale: int) -> np.ndarray:
+    """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w px), encoded by
+    `encode` ((1, 3, h, w) pixels -> (1, C, h / scale, w / scale) latents) with `halo` latent
+    pixels of context on every side that the canvas has, then cut back to the window."""
+    grown, inner = halo_window(window, halo, canvas[0] // scale, canvas[1] // scale)
+    pixels = upscale_window(image, *canvas, Window(grown.y * scale, grown.x * scale, grown.h * scale, grown.w * scale))
+    return np.ascontiguousarray(encode(pixels[None])[0][(slice(None), *inner.slices)])

@@ -93,13 +93,9 @@ class Worker:
     def encode_tile(self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int) -> np.ndarray:
         """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w pixels) and
         encoded with a `halo` of latent pixels around it (actors/vaeencode.py): (C, h, w) float32."""
-        from gigacanvas.actors.vaeencode import halo_window, upscale_window
+        from gigacanvas.actors.vaeencode import encode_window
 
-        f = self.info.vae_scale_factor
-        grown, inner = halo_window(window, halo, canvas[0] // f, canvas[1] // f)
-        pixels = upscale_window(image, *canvas, Window(grown.y * f, grown.x * f, grown.h * f, grown.w * f))
-        latent = self._loaded().encode(pixels[None])[0]
-        return np.ascontiguousarray(latent[(slice(None), *inner.slices)])
+        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor)
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 

@@ -129,6 +129,14 @@ def noised(latent: np.ndarray, noise: np.ndarray, scheduler: Any, start: int) ->
     return np.ascontiguousarray(out[0].numpy(), dtype=np.float32)
 
 
+def encode_grid(lat_h: int, lat_w: int, tile: int):
+    """(TileGrid, halo) of the tiled encode of a lat_h x lat_w latent, in latent pixels; `tile` 0:
+    one piece (the whole encode, no halo)."""
+    tile = tile or max(lat_h, lat_w)
+    grid = plan_tiles(lat_h, lat_w, tile, tile // ENCODE_OVERLAP_FRACTION if tile < max(lat_h, lat_w) else 0)
+    return grid, (tile // ENCODE_HALO_FRACTION if len(grid) > 1 else 0)
+
+
 def encode_canvas(
     pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
     on_tile: Callable[[], None] = lambda: None,
@@ -139,10 +147,7 @@ def encode_canvas(
     import ray
 
     f = info.vae_scale_factor
-    lat_h, lat_w = height // f, width // f
-    tile = tile_px // f if tile_px else max(lat_h, lat_w)
-    grid = plan_tiles(lat_h, lat_w, tile, tile // ENCODE_OVERLAP_FRACTION if tile < max(lat_h, lat_w) else 0)
-    halo = tile // ENCODE_HALO_FRACTION if len(grid) > 1 else 0
+    grid, halo = encode_grid(height // f, width // f, tile_px // f)
     blender = TileBlender(grid, info.latent_channels)
     image_ref = ray.put(np.ascontiguousarray(image))
     windows = grid.windows

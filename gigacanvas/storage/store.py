@@ -1,8 +1,19 @@
 """The render's memory: a zarr v3 group at any fsspec URL, versioned, crash-safe, never greedy.
 
-Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
-- arrays `noise` (C, H, W float32: the initial latent), `latent_a` and `latent_b` (C, H, W
-  float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
+Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
+- arrays `noise` (C, H, W float32: the initial latent, after `start_step` steps), `latent_a` and
+  `latent_b` (C, H, W float32: two slots for the latent after some step), `image` (H, W, 3 uint8:
+  the picture);
+- group attribute `start_step` (since layout 5; absent: 0): the step the `noise` array's latent is
+  at. 0 for a render from noise; for a refinement (cluster/compose.py) the noised, upscaled
+  composition at the step its strength starts from. Band records start there (a record at
+  `start_step` names slot `noise`), so the step loop, resume, status and preview count from it;
+- `stages/NAME` (since layout 5, a composed render's): each earlier stage of the render, the
+  composition `0-WxH-HASH` first, as a store of this layout of its own (its own spec, lease,
+  records and picture; never a `stages/` of its own), NAME hashing the stage's spec, its source
+  stage and the model's fingerprint. The group attribute `stages` lists the names the render uses.
+  `clear()` keeps them (a render of another strength reuses the composition); `inspect()` counts
+  the store as ours only if every entry there is a store of ours;
 - once the picture is whole, its OME-Zarr multiscale image (NGFF 0.5), so that viewers (napari,
   vizarr, neuroglancer, QuPath) open the store itself as a picture: arrays `0`, `1`, ... (3,
   ceil(H / 2^k), ceil(W / 2^k)) uint8, chunks (3, 1024, 1024), axes c, y, x, each level the 2 x 2
@@ -22,7 +33,9 @@ Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   core at a time, by the driver alone; an interrupted decode leaves `decoded` unset, and the next
   run decodes again from the committed latent, writing the same bytes). A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
-  existed) resumes by its render command only;
+  existed) resumes by its render command only; the final store of a composed render is created (with
+  its spec and `local`, but no band records) before its stages run, so `gigacanvas resume` finds it
+  mid-composition;
 - one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "at": t,
   "prev": {"step": s', "slot": ..., "at": t'} | null}: the slot holding this band's rows after `s`
   steps, and the one it held before (after s' = s - 1 steps); `at` is the commit's Unix time
@@ -47,7 +60,8 @@ skips a step it has: the step is deterministic, so its rows are the same).
 
 What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records, level arrays) in a
 folder that holds nothing else. `inspect()` classifies a URL before anything is written, and the
-render refuses every other kind. Layout 3 (layout 4 without the multiscale levels) is resumed as
+render refuses every other kind. Layout 4 (layout 5 without `start_step` and `stages/`) is
+resumed as it is. Layout 3 (layout 4 without the multiscale levels) is resumed as
 it is; before a level is written into it, its marker becomes 4, so a gigacanvas that knows only
 layout 3 calls it newer instead of taking the levels for someone else's files. Layout 1 (arrays
 `latent`, `latent_next`, attributes `completed_step`/`next_step`) and layout 2 (one `commit`
