@@ -26,7 +26,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 # The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 to 8 tiles
 # per step (shifted windows) in batches of 2, and 2 x 2 decode tiles (enough to spread the exact
 # decode's passes over the actors; each tile costs calls per up-block). conftest's
-# `one_actor_render` renders it once for every test comparing with it.
+# `one_actor_render` renders it once for every test comparing with it. `compose` none: these tests
+# are about the step loop, the decode and the store of one render; a composition (spec version 4's
+# default on a canvas past the native 256 x 256) would add a pass to each, and has tests of its
+# own (tests/cluster/test_compose.py).
 MULTI_TILE = dict(
     prompt="a harbour at night",
     negative_prompt="blurry",
@@ -39,6 +42,7 @@ MULTI_TILE = dict(
     tile_overlap=64,
     tile_batch=2,
     vae_tile_size=256,
+    compose="none",
 )
 
 

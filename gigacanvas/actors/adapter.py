@@ -88,6 +88,12 @@ class ModelAdapter(ABC):
         """Pixels in [-1, 1], (B, 3, h * f, w * f), for a (B, C, h, w) batch of latent tiles
         (each tile normalised on its own: the version-1 `blend` decode)."""
 
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        """Latents (B, C, h / f, w / f), scaled as the denoiser sees them, for (B, 3, h, w) pixels in
+        [-1, 1]: the distribution's mean, so the same pixels give the same latents (a refinement's
+        start; actors/vaeencode.py)."""
+        raise NotImplementedError(f"the {self.info.family} adapter cannot encode pictures")
+
     @abstractmethod
     def decode_stages(self) -> Any:
         """The seamless decode's stages for this model (`head`, `run`, `record`, `layout`, a

@@ -20,6 +20,7 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import load_adapter, quiet_libraries
 from gigacanvas.actors.nodemodel import localize
 from gigacanvas.actors.precision import Capabilities, probe
+from gigacanvas.tiling.grid import Window
 
 
 class Worker:
@@ -88,6 +89,13 @@ class Worker:
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return self._loaded().decode(latents)
+
+    def encode_tile(self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int) -> np.ndarray:
+        """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w pixels) and
+        encoded with a `halo` of latent pixels around it (actors/vaeencode.py): (C, h, w) float32."""
+        from gigacanvas.actors.vaeencode import encode_window
+
+        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor)
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 

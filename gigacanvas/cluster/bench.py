@@ -83,6 +83,7 @@ class BenchOptions:
             model=self.model,
             precision="fp32",  # every device runs it, so no fallback notice; the sleep ignores it
             tile_batch=self.tile_batch,
+            compose="none",  # the step loop of the whole canvas is what it times (a composition is a smaller render)
             actors=actors,
             cpus_per_actor=CPUS_PER_ACTOR,
             store=str(folder / f"run{run}.zarr"),

@@ -48,6 +48,8 @@ RENDER_FLAGS = (
     ("--vae-decode", str, "exact (the whole decode's pixels, tiled), fast (estimated GroupNorm statistics, a few passes) or blend (version 1's blended tiles); default exact"),
     ("--shift-windows", on_off, "on: shift the tile grid every step by an offset from the seed and the step, so seams cannot build up; off: the same grid every step (default on)"),
     ("--wrap", str, "x, y or xy: join the canvas's opposite edges along those axes (a torus), so the picture tiles seamlessly as a texture or a 360-degree panorama; none: plain edges (default none)"),
+    ("--compose", str, "auto: a canvas larger than the model's native area is first rendered whole at about the native pixel count, then upscaled, encoded and refined at full size; N: N refinement stages, each doubling the side; none: render from noise at full size (default auto)"),
+    ("--strength", float, "how much a refinement redraws, above 0 and at most 1: the share of the steps it runs, starting from the upscaled composition noised to that level (default 0.6)"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),

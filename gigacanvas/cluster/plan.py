@@ -64,10 +64,36 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 f"wrap {spec.wrap} with {axis} {size} no larger than tile_size {tile} needs shifted windows; "
                 "drop --shift-windows off"
             )
+    compose, strength = _resolve_compose(spec, info)
     return spec.replace(
         steps=steps, guidance=guidance, tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile,
-        vae_decode=vae_decode, shift_windows=shift,
+        vae_decode=vae_decode, shift_windows=shift, compose=compose, strength=strength,
     )
+
+
+def _resolve_compose(spec: RenderSpec, info: ModelInfo) -> tuple[str, float | None]:
+    """(compose as a stage count or none, strength): `auto` composes a canvas larger than the
+    model's native area in one stage; versions 1-3 knew no composition (their pictures render as
+    made). A picture records the resolved value, so a later meaning of auto cannot change it."""
+    from gigacanvas.cluster.compose import sizes
+    from gigacanvas.cluster.spec import DEFAULT_STRENGTH
+
+    compose = spec.compose or _default_compose(spec.spec_version)
+    if compose == "auto":
+        larger = spec.width * spec.height > info.native_tile_px**2
+        compose = "1" if larger and not spec.wrap else "none"  # a torus is not composed (yet): see README
+    if compose == "none":
+        return "none", None
+    if spec.wrap:
+        raise UsageError(f"compose {compose} cannot wrap yet (wrap {spec.wrap}); pass --compose none")
+    resolved = spec.replace(compose=compose)
+    sizes(resolved, info)  # one line if the stages do not fit the canvas
+    return compose, DEFAULT_STRENGTH if spec.strength is None else spec.strength
+
+
+def _default_compose(version: object) -> str:
+    """Version 4 composes large canvases first; versions 1-3 rendered every canvas from noise."""
+    return "auto" if isinstance(version, int) and version >= 4 else "none"
 
 
 def _default_decode(version: object) -> str:
@@ -110,8 +136,12 @@ def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
         theirs["vae_decode"] = _default_decode(theirs["spec_version"])
     if theirs.get("shift_windows") is None:  # likewise the grid
         theirs["shift_windows"] = _default_shift(theirs["spec_version"])
+    if theirs.get("compose") == "none":  # a plain render, as pictures before version 4
+        theirs["compose"] = None
     ours = {**spec.content(), "model": spec.model, "base_model": spec.base_model, "precision": spec.precision}
     ours[PICTURE_ONLY] = info.fingerprint
+    ours.setdefault("compose", None)  # a composed picture is not a plain render's, nor the reverse
+    ours.setdefault("strength", None)
     if not spec.overwrite and not all(theirs.get(k) == v for k, v in ours.items()):
         raise UsageError(
             f"out {spec.out} holds the picture of another render; pass another --out "
@@ -173,6 +203,7 @@ class Plan:
     lat_w: int
     budget: budget.Budget
     store_action: str  # what the render would do with the store: create, resume at step N, replace
+    stages: tuple = ()  # a composed render's earlier stages (cluster/compose.py's Stage), the composition first
 
     @property
     def grid(self) -> TileGrid:
@@ -201,6 +232,8 @@ class Plan:
         return f"{first.w * f}x{first.h * f}" if first.w != first.h else f"{first.w * f}"
 
     def describe(self) -> str:
+        from gigacanvas.cluster import compose
+
         spec, info = self.spec, self.info
         model = spec.model or "the built-in tiny model"
         return "\n".join(
@@ -208,6 +241,7 @@ class Plan:
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
                 f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
+                f"  compose: {compose.describe(spec, info)}",
                 f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
                 f"  memory: {self.budget.describe()}",
@@ -235,7 +269,17 @@ def plan(spec: RenderSpec) -> Plan:
             f"but this machine has {have / budget.GIB:.1f} GiB; render a smaller canvas"
         )
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
-    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action)
+    from gigacanvas.cluster.compose import plan_stages
+
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info))
+
+
+def stage_plan(stage, info: ModelInfo) -> Plan:
+    """The plan of an earlier stage of a composed render: its own size and store, no output of its own."""
+    spec = stage.spec
+    lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
+    need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor, spec.vae_decode)
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, f"stage {stage.index}")
 
 
 def make_scheduler(info: ModelInfo, steps: int, tile_h: int, tile_w: int):

@@ -20,7 +20,8 @@ from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
 from gigacanvas.cluster.decode import DecodeReport, decode_into_store
 from gigacanvas.cluster.dispatch import WorkerPool
-from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan
+from gigacanvas.cluster.compose import start_latent, start_of
+from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan, stage_plan
 from gigacanvas.cluster.progress import denoise_progress
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
@@ -55,6 +56,8 @@ class RenderResult:
     decode_seconds: float
     reducers_peak_mib: float | None = None  # the largest reducer's peak RSS; None: no steps run here
     decode: DecodeReport | None = None  # what the decode did; None: none ran here
+    start_step: int = 0  # a refinement's first step (cluster/compose.py); 0: from noise
+    stages: tuple[str, ...] = ()  # a composed render's earlier stages' stores, the composition first
 
     @property
     def seconds_per_step(self) -> float:
@@ -68,6 +71,8 @@ class RenderResult:
     def summary(self) -> str:
         where = self.out if "://" in self.out else os.path.abspath(os.path.expanduser(self.out))  # from any cwd
         size = f"gigacanvas: {self.width}x{self.height}, {self.steps} steps"
+        if self.stages:
+            size += f" (composed in {len(self.stages)} stage(s) first, refined from step {self.start_step})"
         if self.actors == 0:
             return f"{size} in {self.precision}, finished in its store: picture written in {self.seconds:.1f} s -> {where}"
         tiles = f"{self.tiles_per_step} tile{'s' if self.tiles_per_step != 1 else ''}"
@@ -131,7 +136,7 @@ def render(
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
             pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
-            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only)
+            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {})
         finally:
             placement.stop_workers(pool.started)
             stop_reducers(spawned)
@@ -156,6 +161,8 @@ def render(
         decode_seconds=decode_s,
         reducers_peak_mib=reducers_peak,
         decode=decoded,
+        start_step=start_of(spec),
+        stages=tuple(stage.spec.store_url for stage in the_plan.stages),
     )
 
 
@@ -213,29 +220,87 @@ def _band_count(the_plan: Plan, claim: Claim, workers: int) -> int:
     return band_count(the_plan.info.latent_channels, the_plan.lat_h, the_plan.lat_w, workers, os.cpu_count() or 1)
 
 
+def _conditioning(pool: WorkerPool, spec, cond: dict) -> None:
+    """The prompt's conditioning on every worker: encoded once per render, however many stages."""
+    import ray
+
+    if cond.get("ref") is None:
+        cond["ref"] = ray.put(_encode(pool, spec))
+        pool.set_conditioning(cond["ref"])
+
+
+def _run_stages(the_plan: Plan, pool: WorkerPool, mode: str, progress: bool, notify, cond: dict) -> None:
+    """A composed render's earlier stages, each in its store under the final store's stages/: found
+    finished (reused), resumed, or rendered, the composition first (cluster/compose.py)."""
+    info = the_plan.info
+    for stage in the_plan.stages:
+        spec = stage.spec
+        what = "composition" if stage.index == 0 else f"stage {stage.index}"
+        # overwrite: a store at this name that is not this stage's is an interrupted or damaged one of ours
+        claim = claim_store(spec.store_url, stage.content, info.fingerprint, True)
+        try:
+            if claim.resumable and claim.store.decoded:
+                notify(f"gigacanvas: {what} {spec.width}x{spec.height} px found finished in {spec.store_url}; reusing it")
+                continue
+            if claim.resumable:
+                _check_resumed_precision(claim.store, spec, mode)
+            notify(f"gigacanvas: {what} {spec.width}x{spec.height} px -> {spec.store_url}")
+            splan = stage_plan(stage, info)
+            bands = _band_count(splan, claim, len(pool.alive))
+            source = the_plan.stages[stage.index - 1] if stage.index else None
+            _run(splan, claim, pool, [], bands, mode, progress, notify, False, cond, stage.content, source, note=False)
+        finally:
+            claim.release()
+
+
 def _run(
     the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
-    denoise_only: bool = False,
+    denoise_only: bool = False, cond: dict | None = None, content: dict | None = None, source=None, note: bool = True,
 ) -> tuple[int, float, float, float | None, DecodeReport | None]:
     """Create or resume the store, denoise (on the `spawned` reducers, one per band), decode;
-    returns (steps run, denoise s, decode s, reducers' peak MiB, the decode's report)."""
+    returns (steps run, denoise s, decode s, reducers' peak MiB, the decode's report).
+
+    A refinement (a composed render's final stage, or a `source` stage's next) starts from the
+    stage before it, upscaled, encoded and noised (cluster/compose.py); `content` is what a
+    stage's store records instead of its spec's content; `note`: the store is the one a stopped
+    render names to resume (the final's, never a stage's)."""
     import ray
     from tqdm.auto import tqdm
 
     spec, info, grids = the_plan.spec, the_plan.info, the_plan.grids
+    cond = {} if cond is None else cond
     store = claim.store
+    # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the
+    # tile's; the refinement's noising uses the same schedule as its steps
+    scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
         store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
+        stages = {"stages": [stage.name for stage in the_plan.stages]} if the_plan.stages else {}
         store.create(
-            spec.content(), info.fingerprint, info.latent_channels, the_plan.lat_h, the_plan.lat_w,
-            info.vae_scale_factor, bands=bands, precision=mode, local=spec.resume_record(),
+            spec.content() if content is None else content, info.fingerprint, info.latent_channels, the_plan.lat_h,
+            the_plan.lat_w, info.vae_scale_factor, bands=bands, start=start_of(spec), precision=mode,
+            local=spec.resume_record(), **stages,
         )
-        store.write_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w))
-    if store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume
+        if note and store.protocol != "memory":
+            signals.note_store(spec.store_url)  # from here a stopped render (its stages included) resumes
+        if the_plan.stages:
+            _run_stages(the_plan, pool, mode, progress, notify, cond)
+            source = the_plan.stages[-1]
+        if source is None:
+            first = initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w)
+        else:
+            notify(
+                f"gigacanvas: upscaling {source.spec.width}x{source.spec.height} px to {spec.width}x{spec.height} px, "
+                f"encoding, refining from step {start_of(spec)} of {spec.steps}"
+            )
+            with tqdm(desc="encode", unit="tile", disable=None if progress else True) as bar:
+                first = start_latent(pool, LatentStore(source.spec.store_url), spec, info, scheduler, lambda: bar.update(1))
+        store.write_noise(first)
+    if note and store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume
         signals.note_store(spec.store_url)
 
     disable = None if progress else True
@@ -243,12 +308,10 @@ def _run(
     done = store.committed_step()
     steps_run, reducers_peak = 0, None
     if done < spec.steps:
-        # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the tile's
-        scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
         # one reducer per band of the latent; they take their bands while the prompt is encoded
         reducers = start_reducers(store, grids, scheduler, info.latent_channels, spawned)
         try:
-            pool.set_conditioning(ray.put(_encode(pool, spec)))
+            _conditioning(pool, spec, cond)
             load_reducers(reducers, done)
             t0 = time.perf_counter()  # s/step counts the steps only, not the prompt encode or start-up
             with denoise_progress(spec.steps, done, the_plan.tiles_per_step, progress) as shown:

@@ -24,8 +24,9 @@ MAX_SEED = 2**63 - 1
 # The spec's format. A picture records the version it was made with, so that a later gigacanvas can
 # render an older picture the way it was made (a default or a field's meaning that changed is then
 # chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
-SPEC_VERSION = 3  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
-# 3: shifted windows (`shift_windows` on) replaced the fixed tile grid
+SPEC_VERSION = 4  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
+# 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
+# model's native area is composed first (`compose` auto; cluster/compose.py), before: none
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -42,6 +43,9 @@ MAX_INT = {
     "preview_every": 10_000,
 }
 VAE_DECODES = ("exact", "fast", "blend")  # cluster/decode.py
+COMPOSE_WORDS = ("auto", "none")  # or a number of refinement stages, 1 to MAX_STAGES (cluster/compose.py)
+MAX_STAGES = 8  # each stage doubles the composition's side: 8 reach 256 times the native side
+DEFAULT_STRENGTH = 0.6  # see cluster/compose.py for why
 WRAPS = ("x", "y", "xy", "none")  # the axes along which the canvas is a torus (tiling/grid.py)
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
 MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
@@ -69,12 +73,14 @@ CONTENT_FIELDS = (
     "vae_decode",
     "shift_windows",
     "wrap",
+    "compose",
+    "strength",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
 # blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
 # field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap")
+OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength")
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
@@ -116,6 +122,10 @@ class RenderSpec:
     vae_decode: str | None = None  # exact, fast or blend (cluster/decode.py); None: by spec_version
     shift_windows: bool | None = None  # a tile grid shifted every step (tiling/shift.py); None: by spec_version
     wrap: str | None = None  # x, y or xy: a torus along those axes (a seamless texture or panorama); None: none
+    # auto, none or a number of stages: compose at the native area first, then refine (cluster/compose.py);
+    # None: by spec_version (auto from 4)
+    compose: str | None = None
+    strength: float | None = None  # how much of the schedule a refinement runs, in (0, 1]; None: DEFAULT_STRENGTH
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -127,6 +137,10 @@ class RenderSpec:
     spec_version: int = SPEC_VERSION  # from a picture or spec file, never a flag; see SPEC_VERSION
 
     def __post_init__(self) -> None:
+        if type(self.compose) is int:  # `compose: 2` in a YAML file
+            if not 0 < self.compose <= MAX_STAGES:
+                raise UsageError(f"compose {_quote(self.compose)} is not auto, none or a number of stages from 1 to {MAX_STAGES}")
+            object.__setattr__(self, "compose", str(self.compose))
         _check_types(self)
         _check_ranges(self)
         for name in ("width", "height"):
@@ -159,6 +173,7 @@ class RenderSpec:
             object.__setattr__(self, "wrap", None)  # one spelling of no wrap, so stores and pictures match
         if self.wrap and self.vae_decode == "blend":
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
+        _check_compose(self)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -194,7 +209,16 @@ class RenderSpec:
             del content["shift_windows"]
         if self.wrap is None:
             del content["wrap"]
+        if self.compose in (None, "none"):  # a plain render, as every picture before version 4
+            del content["compose"]
+        if self.strength is None:
+            del content["strength"]
         return content
+
+    @property
+    def stages(self) -> int:
+        """Refinement stages of a resolved spec (0: none, a plain render)."""
+        return 0 if self.compose in (None, "none", "auto") else int(self.compose)
 
     def portable(self) -> dict[str, Any]:
         """Every field but the local paths: what a picture carries for `--spec picture.png`."""
@@ -220,6 +244,34 @@ class RenderSpec:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RenderSpec)}
+
+
+def _check_compose(spec: RenderSpec) -> None:
+    """`compose` is auto, none or 1 to MAX_STAGES (one spelling each); `strength` is in (0, 1] and
+    only where a refinement can use it."""
+    compose = spec.compose
+    if compose is not None:
+        word = compose.strip().lower()
+        if word.isdigit() and word.isascii():
+            word = str(int(word))  # "02" is 2, so stores and pictures match
+        if word not in COMPOSE_WORDS and not (word.isdigit() and word.isascii() and 1 <= int(word) <= MAX_STAGES):
+            raise UsageError(
+                f"compose {_quote(compose)} is not auto, none or a number of stages from 1 to {MAX_STAGES}; "
+                "try auto (compose at the model's native size, then refine at the canvas's)"
+            )
+        object.__setattr__(spec, "compose", word)
+    strength = spec.strength
+    if strength is not None:
+        if not 0.0 < strength <= 1.0:  # also refuses nan
+            raise UsageError(
+                f"strength {_quote(strength)} must be a number above 0 and at most 1 (the share of the steps a "
+                f"refinement runs; 1 starts from pure noise); try {DEFAULT_STRENGTH}"
+            )
+        if spec.compose == "none":
+            raise UsageError(
+                f"strength {strength:g} has no effect with compose none (nothing is refined); "
+                "drop --strength or pass --compose auto"
+            )
 
 
 def _check_multiple(name: str, value: int, step: int) -> None:

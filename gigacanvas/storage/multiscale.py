@@ -27,7 +27,7 @@ import numpy as np
 
 from gigacanvas.errors import GigacanvasError, RenderError, UsageError
 from gigacanvas.storage.location import Location, first_line
-from gigacanvas.storage.store import IMAGE_CHUNK, LAYOUT, LatentStore, _ZARR_KEY, is_level
+from gigacanvas.storage.store import IMAGE_CHUNK, LatentStore, _ZARR_KEY, is_level
 
 SMALLEST = 512  # px: the pyramid ends at the first level whose longer side is at most this
 LEVEL_CHUNK = IMAGE_CHUNK  # rows (and columns) per chunk of a level, as the image's
@@ -130,8 +130,8 @@ def build_levels(store: LatentStore, picture: dict) -> None:
     """The store's multiscale levels from its whole `image`, then `ome` and `picture` (see top)."""
     group = store.group
     attrs = store.attrs()
-    if attrs.get("gigacanvas", {}).get("layout") != LAYOUT:
-        store.set_attrs(gigacanvas={"layout": LAYOUT})  # before any level: see store.py on layout 3
+    if attrs.get("gigacanvas", {}).get("layout") == 3:
+        store.set_attrs(gigacanvas={"layout": 4})  # before any level: see store.py on layout 3
     if "ome" in attrs:
         group.attrs.pop("ome")  # levels about to change: no viewer may trust them meanwhile
     shapes = level_shapes(*store.image_shape)

@@ -1,8 +1,19 @@
 """The render's memory: a zarr v3 group at any fsspec URL, versioned, crash-safe, never greedy.
 
-Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
-- arrays `noise` (C, H, W float32: the initial latent), `latent_a` and `latent_b` (C, H, W
-  float32: two slots for the latent after some step), `image` (H, W, 3 uint8: the picture);
+Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
+- arrays `noise` (C, H, W float32: the initial latent, after `start_step` steps), `latent_a` and
+  `latent_b` (C, H, W float32: two slots for the latent after some step), `image` (H, W, 3 uint8:
+  the picture);
+- group attribute `start_step` (since layout 5; absent: 0): the step the `noise` array's latent is
+  at. 0 for a render from noise; for a refinement (cluster/compose.py) the noised, upscaled
+  composition at the step its strength starts from. Band records start there (a record at
+  `start_step` names slot `noise`), so the step loop, resume, status and preview count from it;
+- `stages/NAME` (since layout 5, a composed render's): each earlier stage of the render, the
+  composition `0-WxH-HASH` first, as a store of this layout of its own (its own spec, lease,
+  records and picture; never a `stages/` of its own), NAME hashing the stage's spec, its source
+  stage and the model's fingerprint. The group attribute `stages` lists the names the render uses.
+  `clear()` keeps them (a render of another strength reuses the composition); `inspect()` counts
+  the store as ours only if every entry there is a store of ours;
 - once the picture is whole, its OME-Zarr multiscale image (NGFF 0.5), so that viewers (napari,
   vizarr, neuroglancer, QuPath) open the store itself as a picture: arrays `0`, `1`, ... (3,
   ceil(H / 2^k), ceil(W / 2^k)) uint8, chunks (3, 1024, 1024), axes c, y, x, each level the 2 x 2
@@ -22,7 +33,9 @@ Layout version 4 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   core at a time, by the driver alone; an interrupted decode leaves `decoded` unset, and the next
   run decodes again from the committed latent, writing the same bytes). A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it
-  existed) resumes by its render command only;
+  existed) resumes by its render command only; the final store of a composed render is created (with
+  its spec and `local`, but no band records) before its stages run, so `gigacanvas resume` finds it
+  mid-composition;
 - one small key per band, `band-NNN.json` = {"step": s, "slot": "noise" | "a" | "b", "at": t,
   "prev": {"step": s', "slot": ..., "at": t'} | null}: the slot holding this band's rows after `s`
   steps, and the one it held before (after s' = s - 1 steps); `at` is the commit's Unix time
@@ -47,7 +60,8 @@ skips a step it has: the step is deterministic, so its rows are the same).
 
 What may be deleted: only gigacanvas's own keys (`OWN_NAMES`, band records, level arrays) in a
 folder that holds nothing else. `inspect()` classifies a URL before anything is written, and the
-render refuses every other kind. Layout 3 (layout 4 without the multiscale levels) is resumed as
+render refuses every other kind. Layout 4 (layout 5 without `start_step` and `stages/`) is
+resumed as it is. Layout 3 (layout 4 without the multiscale levels) is resumed as
 it is; before a level is written into it, its marker becomes 4, so a gigacanvas that knows only
 layout 3 calls it newer instead of taking the levels for someone else's files. Layout 1 (arrays
 `latent`, `latent_next`, attributes `completed_step`/`next_step`) and layout 2 (one `commit`
@@ -75,11 +89,12 @@ from gigacanvas.storage.lease import PREFIX as LEASE_PREFIX
 from gigacanvas.storage.lease import LeaseTicket, StoreLease
 from gigacanvas.storage.location import Location
 
-LAYOUT = 4
-RESUMABLE_LAYOUTS = (3, 4)  # 3: no multiscale levels yet (see the module docstring)
+LAYOUT = 5
+RESUMABLE_LAYOUTS = (3, 4, 5)  # 3: no multiscale levels yet; 4: no start step, no stages (see the module docstring)
+STAGES = "stages"  # the folder of a composed render's earlier stages, each a store of this layout
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
-OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-4)
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-5), stages (5)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 RECORD_PREFIX = "band-"
 
@@ -100,19 +115,20 @@ def is_level(name: str) -> bool:
     return name.isdigit() and name == str(int(name)) and int(name) < MAX_LEVELS
 
 
-def _valid_record(record: Any, prev: bool = False) -> bool:
-    """A commit record's shape: whole-number step from 0, a known slot, an optional time, a prev."""
+def _valid_record(record: Any, prev: bool = False, start: int = 0) -> bool:
+    """A commit record's shape: whole-number step from the store's start step, a known slot (`noise`
+    exactly at the start), an optional time, a prev."""
     if not isinstance(record, dict):
         return False
     step, slot = record.get("step"), record.get("slot")
-    if type(step) is not int or not 0 <= step <= 10**6 or slot not in ("noise", "a", "b"):
+    if type(step) is not int or not start <= step <= 10**6 or slot not in ("noise", "a", "b"):
         return False
-    if (slot == "noise") != (step == 0):
+    if (slot == "noise") != (step == start):
         return False
     if prev:
         return True
     before = record.get("prev")
-    return before is None if step == 0 else _valid_record(before, prev=True) and before["step"] == step - 1
+    return before is None if step == start else _valid_record(before, True, start) and before["step"] == step - 1
 
 
 def plan_bands(height: int, count: int, chunk: int = LATENT_CHUNK) -> tuple[int, tuple[tuple[int, int], ...]]:
@@ -196,6 +212,7 @@ class LatentStore:
         self.protocol = self.location.protocol
         self._group = None
         self._bands: tuple[tuple[int, int], ...] | None = None  # checked once, then kept (never change)
+        self._start: int | None = None  # likewise the start step
         self.lease: StoreLease | None = None  # the driver's, set by the claim
         self.ticket = ticket
 
@@ -231,6 +248,11 @@ class LatentStore:
         if found.is_file:
             return StoreState("file")
         names = tuple(n for n in found.names if not n.startswith(LEASE_PREFIX) and not _is_temp(n))
+        if STAGES in names:  # a composed render's earlier stages: ours only if every entry is a store of ours
+            strays = self._stage_strays()
+            if strays:
+                return StoreState("foreign", None, strays)
+            names = tuple(n for n in names if n != STAGES)
         if not names:
             return StoreState("empty")
         group = self._open("r") if "zarr.json" in names else None
@@ -241,7 +263,7 @@ class LatentStore:
             if layout > LAYOUT:
                 return StoreState("newer", layout)
             resumable = layout in RESUMABLE_LAYOUTS
-            extra = (n for n in names if _is_record(n) or (layout == LAYOUT and is_level(n)))
+            extra = (n for n in names if _is_record(n) or (layout >= 4 and is_level(n)))
             own = (*OWN_NAMES, *extra) if resumable else OWN_NAMES
             others = tuple(n for n in names if n not in own) or self._not_zarr(names)
             if others:
@@ -255,6 +277,26 @@ class LatentStore:
             others = tuple(n for n in names if n not in OLD_NAMES) or self._not_zarr(names)
             return StoreState("foreign", 1, others) if others else StoreState("old", 1)
         return StoreState("foreign", None, names)
+
+    def stage(self, name: str) -> LatentStore:
+        """The earlier stage `name` of a composed render (`stages/NAME`, a store of its own)."""
+        return LatentStore(f"{self.url.rstrip('/')}/{STAGES}/{name}", ticket=self.ticket)
+
+    def stage_names(self) -> list[str]:
+        return Location(f"{self.url.rstrip('/')}/{STAGES}", self._options(self.url)).names("")
+
+    def _stage_strays(self) -> tuple[str, ...]:
+        """Entries of `stages/` that are not gigacanvas stores of this layout (a stage holds no stages)."""
+        if self.location.kind(STAGES) != "dir":
+            return (STAGES,)
+        strays = []
+        for name in self.stage_names():
+            state = self.stage(name).inspect()
+            if state.kind not in ("ours", "ours-unfinished", "empty") or state.layout not in (None, LAYOUT):
+                strays.append(f"{STAGES}/{name}")
+            elif any(n == STAGES for n in self.stage(name).location.names(STAGES)):
+                strays.append(f"{STAGES}/{name}/{STAGES}")
+        return tuple(strays)
 
     def _not_zarr(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """Entries below our own names that zarr did not write (a user's file in `image/`, a file
@@ -286,6 +328,7 @@ class LatentStore:
             raise UsageError(f"store {self.url} is not (or no longer) only a gigacanvas store; refusing to delete anything there")
         self._group = None
         self._bands = None
+        self._start = None
         for name in OLD_NAMES if state.kind == "old" and state.layout == 1 else OWN_NAMES:
             self.location.remove(name)
         for name in self.location.names(""):
@@ -294,17 +337,19 @@ class LatentStore:
 
     def create(
         self, spec: dict, fingerprint: str, channels: int, height: int, width: int, scale: int,
-        bands: int = 1, **attrs: Any,
+        bands: int = 1, start: int = 0, **attrs: Any,
     ) -> None:
         """A fresh store at a URL that `inspect()` found new, empty, or cleared of our own keys.
 
         `bands` is how many row bands (reducers) the latent is split into at most; the split
-        (`plan_bands`) is recorded and kept by every resume, whatever its actor count.
+        (`plan_bands`) is recorded and kept by every resume, whatever its actor count. `start` is
+        the step the latent written by `write_noise` is at (a refinement's; 0: pure noise).
         """
         import zarr
 
         self._group = None
         self._bands = None
+        self._start = None
         chunk_rows, split = plan_bands(height, bands)
         try:
             # overwrite=False: fail rather than replace if a group appeared since the check (the lease
@@ -317,7 +362,7 @@ class LatentStore:
                 storage_options=self._options(self.url),
                 attributes={
                     "gigacanvas": {"layout": LAYOUT}, "spec": spec, "fingerprint": fingerprint,
-                    "bands": [list(b) for b in split], **attrs,
+                    "bands": [list(b) for b in split], "start_step": start, **attrs,
                 },
             )
         except Exception as exc:  # noqa: BLE001
@@ -367,7 +412,7 @@ class LatentStore:
             record = json.loads(data) if len(data) < 4096 else None
         except (ValueError, RecursionError):
             record = None
-        if not _valid_record(record):
+        if not _valid_record(record, start=self.start_step):
             raise UsageError(
                 f"store {self.url}: {_record_key(band)} is not a valid commit record ({data[:60]!r}); "
                 "the store was edited or damaged"
@@ -380,12 +425,23 @@ class LatentStore:
         if self.ticket is not None:
             self.ticket.check(self.location)
 
+    @property
+    def start_step(self) -> int:
+        """The step the `noise` array's latent is at: 0 (pure noise), or a refinement's first step."""
+        if self._start is None:
+            start = self.group.attrs.get("start_step", 0)
+            if type(start) is not int or not 0 <= start <= 10**6:
+                raise UsageError(f"store {self.url} has a damaged start_step ({str(start)[:40]}); it was edited or damaged")
+            self._start = start
+        return self._start
+
     def write_noise(self, noise: np.ndarray) -> None:
-        """The initial latent, then every band's record at step 0 (the store is 'ours' after the last)."""
+        """The initial latent (at `start_step`), then every band's record at that step (the store is
+        'ours' after the last)."""
         self._check_lease()
         _retrying(self.url, "writing the initial noise", lambda: self.group["noise"].__setitem__(Ellipsis, noise))
         for band in range(len(self.bands)):
-            record = {"step": 0, "slot": "noise", "at": time.time(), "prev": None}
+            record = {"step": self.start_step, "slot": "noise", "at": time.time(), "prev": None}
             data = json.dumps(record).encode()
             _retrying(self.url, f"recording band {band}", lambda band=band, data=data: self.location.put(_record_key(band), data))
 

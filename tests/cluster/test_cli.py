@@ -17,7 +17,7 @@ def test_render_writes_the_picture_and_store_and_the_png_renders_again(tiny_mode
     code, stdout, err = run_cli(
         capsys, "render", "--prompt", "a poster of a city", "--negative-prompt", "text", "--width", "512",
         "--height", "256", "--steps", "2", "--seed", "3", "--model", tiny_model, "--out", str(out),
-        "--actors", "2", "--no-progress",
+        "--actors", "2", "--no-progress", "--compose", "none",  # a plain render (composed ones: test_compose.py)
     )
     assert code == 0, err
     assert "s/step" in stdout and "tiles/s" in stdout and str(out) in stdout

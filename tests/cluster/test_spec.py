@@ -117,7 +117,13 @@ NAN, INF = float("nan"), float("inf")
         ({"prompt": ["a", "b"]}, "prompt must be a single value, not a list"),
         ({"width": {"a": 1}}, "width must be a single value, not a mapping"),
         ({"precision": "p" * 5000}, "precision 'ppppppppppppppppppppppppppppppppppppppp... is not one of"),
-        ({"spec_version": 4}, "spec_version 4 is newer than this gigacanvas knows (up to 3); upgrade gigacanvas"),
+        ({"spec_version": 5}, "spec_version 5 is newer than this gigacanvas knows (up to 4); upgrade gigacanvas"),
+            ({"compose": "many"}, "compose 'many' is not auto, none or a number of stages from 1 to 8"),
+            ({"compose": 9}, "compose 9 is not auto, none or a number of stages from 1 to 8"),
+            ({"strength": 0}, "strength 0.0 must be a number above 0 and at most 1"),
+            ({"strength": 1.5}, "strength 1.5 must be a number above 0 and at most 1"),
+            ({"strength": float("nan")}, "strength nan must be a number above 0 and at most 1"),
+            ({"compose": "none", "strength": 0.5}, "strength 0.5 has no effect with compose none"),
         ({"vae_decode": "seamless"}, "vae_decode 'seamless' is not one of exact, fast, blend"),
         ({"spec_version": 0}, "spec_version 0 must be at least 1"),
     ],
@@ -156,9 +162,30 @@ def test_flags_are_checked_like_files():
 
 def test_spec_version_is_a_content_field_carried_by_pictures():
     spec = RenderSpec(prompt="x")
-    assert SPEC_VERSION == 3 and spec.spec_version == SPEC_VERSION
-    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 3
-    assert spec.content()["spec_version"] == 3
+    assert SPEC_VERSION == 4 and spec.spec_version == SPEC_VERSION
+    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 4
+    assert spec.content()["spec_version"] == 4
+
+
+def test_composition_follows_the_version_and_older_content_keeps_its_old_keys():
+    """Version 4 composes a canvas past the native area (256 x 256 px on the tiny model) in one
+    stage at strength 0.6; versions 1-3 and small canvases render from noise, their content
+    without the new keys, so stores and pictures made before them still match."""
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.cluster.plan import resolve
+
+    info = open_model(None)
+    big = resolve(RenderSpec(prompt="x", width=512, height=320), info)
+    assert (big.compose, big.strength, big.stages) == ("1", 0.6, 1)
+    assert big.content()["compose"] == "1" and big.content()["strength"] == 0.6
+    assert resolve(RenderSpec(prompt="x", width=512, height=320, compose="auto", strength=0.3), info).strength == 0.3
+    for small in (RenderSpec(prompt="x", width=256, height=256), RenderSpec(prompt="x", width=512, height=320, spec_version=3)):
+        plain = resolve(small, info)
+        assert (plain.compose, plain.strength, plain.stages) == ("none", None, 0)
+        assert "compose" not in plain.content() and "strength" not in plain.content()
+    assert resolve(RenderSpec(prompt="x", width=512, height=320, wrap="x"), info).compose == "none"  # a torus is not composed
+    assert resolve(RenderSpec(prompt="x", width=2048, height=2048, compose=" 03 "), info).compose == "3"
+    assert RenderSpec(prompt="x", compose=2).compose == "2"  # `compose: 2` in a YAML file
 
 
 def test_the_decode_follows_the_version_and_version_1_content_keeps_its_old_keys():

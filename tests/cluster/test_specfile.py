@@ -121,14 +121,14 @@ def test_a_picture_with_odd_values_is_refused(tmp_path, chunk, message):
 
 
 def test_a_picture_from_a_newer_gigacanvas_is_refused(tmp_path):
-    path = _picture(tmp_path, {"prompt": "x", "spec_version": 4})
+    path = _picture(tmp_path, {"prompt": "x", "spec_version": 5})
     _refused(
         path,
-        f"picture {path} was made by a newer gigacanvas (spec version 4; this one knows up to 3); "
+        f"picture {path} was made by a newer gigacanvas (spec version 5; this one knows up to 4); "
         "upgrade gigacanvas to render it again",
     )
-    yaml_file = _yaml(tmp_path, "prompt: x\nspec-version: 4\n")
-    _refused(yaml_file, f"spec file {yaml_file} was made by a newer gigacanvas (spec version 4;")
+    yaml_file = _yaml(tmp_path, "prompt: x\nspec-version: 5\n")
+    _refused(yaml_file, f"spec file {yaml_file} was made by a newer gigacanvas (spec version 5;")
 
 
 def test_a_picture_without_a_version_is_version_1(tmp_path):

@@ -395,3 +395,47 @@ def test_a_write_that_keeps_failing_stops_with_one_line_and_the_store_resumes(tm
     assert 0 < LatentStore(url).committed_step() < STEPS
     _run_until(url, monkeypatch, None)
     np.testing.assert_array_equal(LatentStore(url).read_latent()[0], expected)
+
+
+@pytest.mark.parametrize("kind", ["path", "memory"])
+def test_a_refinement_store_starts_at_its_start_step(tmp_path, kind):
+    """A refinement's store: `noise` holds its first latent, at `start` (layout 5), and every read,
+    commit and resume counts from there; a layout-4 store (no start_step) starts at 0."""
+    url = {"path": str(tmp_path / "r.zarr"), "memory": "memory://gc-test/r.zarr"}[kind]
+    store = _make(url, start=3, bands=2)
+    first = np.random.default_rng(1).standard_normal((4, 16, 24)).astype(np.float32)
+    store.write_noise(first)
+    again = LatentStore(url)
+    assert again.inspect().kind == "ours" and again.start_step == 3
+    latent, step = again.read_latent()
+    assert step == 3 and again.committed_step() == 3
+    np.testing.assert_array_equal(latent, first)
+    with pytest.raises(RenderError, match="cannot commit step 5"):
+        again.commit_latent(first, 5)
+    again.commit_band(0, first[:, :8] * 2, 4)  # one band ahead: reads stay at 3, from its prev
+    np.testing.assert_array_equal(LatentStore(url).read_latent()[0], first)
+    LatentStore(url).commit_band(1, first[:, 8:] * 2, 4)
+    latent, step = LatentStore(url).read_latent()
+    assert step == 4
+    np.testing.assert_array_equal(latent, first * 2)
+    old = _make(str(tmp_path / "old.zarr"))
+    old.group.attrs.pop("start_step")
+    assert LatentStore(old.url).start_step == 0
+
+
+def test_stages_are_stores_of_ours_kept_by_clear_and_anything_else_there_is_foreign(tmp_path):
+    url = str(tmp_path / "s.zarr")
+    final = _make(url, start=1)
+    stage = final.stage("0-256x128-abc")
+    stage.create({"seed": 1}, "abc", channels=4, height=16, width=32, scale=8)
+    stage.write_noise(np.zeros((4, 16, 32), np.float32))
+    assert LatentStore(url).inspect().kind == "ours-unfinished"
+    final.write_noise(np.ones((4, 16, 24), np.float32))
+    assert LatentStore(url).inspect().kind == "ours"
+    assert LatentStore(url).stage_names() == ["0-256x128-abc"]
+    LatentStore(url).clear(LatentStore(url).inspect())  # another render's --overwrite: the stages stay
+    assert LatentStore(url).inspect().kind == "empty"
+    assert LatentStore(url).stage("0-256x128-abc").inspect().kind == "ours"
+    (tmp_path / "s.zarr" / "stages" / "notes.txt").write_text("mine")
+    state = LatentStore(url).inspect()
+    assert state.kind == "foreign" and state.others == ("stages/notes.txt",)

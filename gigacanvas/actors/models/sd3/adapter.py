@@ -160,6 +160,14 @@ class SD3Adapter(ModelAdapter):
             pixels = vae.decode(z, return_dict=False)[0]
         return pixels.float().cpu().numpy()
 
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        vae = self._load("vae")
+        x = torch.from_numpy(pixels).to(self.device, self.dtype)
+        with torch.inference_mode():
+            z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
+            z = (z - vae.config.shift_factor) * vae.config.scaling_factor  # as StableDiffusion3Img2ImgPipeline
+        return z.float().cpu().numpy()
+
     def decode_stages(self):
         if self._stages is None:
             from gigacanvas.actors.vaedecode import SeamlessVae

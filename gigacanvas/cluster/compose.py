@@ -1,0 +1,172 @@
+"""A composed render: the whole picture at the model's native size first, then refined to the canvas.
+
+Denoising a canvas far beyond the model's native size from pure noise gives every tile its own
+composition (the same subject repeated, no global layout). So, with `compose` (spec version 4's
+default for canvases larger than the native area), a render is a chain of stages, each an
+ordinary render with a store of its own:
+
+- stage 0, the composition: a plain render of the whole picture at about the native pixel count
+  with the canvas's aspect ratio (tiling/compose.py's sizes);
+- stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, tile by tile on
+  the workers: actors/vaeencode.py), encodes it with a tiled VAE encode spread over the workers
+  (overlapping tiles, each with a halo, blended in tile order like the step loop's predictions),
+  noises it to `strength` with the render's own seeded noise (tiling/noise.py, the canvas's
+  initial noise) as diffusers' img2img pipelines do (`scheduler.scale_noise` at the start step),
+  and runs the tiled step loop from that step. Intermediate stages double the side each time
+  (progressive upscaling); the last is the canvas, in the render's own store.
+
+A refinement is nothing but a store whose `noise` array holds the noised composition and whose
+commit records start at the start step (storage/store.py's `start_step`): the step loop, the
+reducers, resume, status and preview need nothing new.
+
+Why `strength` 0.6 by default: the share of the schedule the refinement runs (diffusers'
+`t_start = int(steps - steps * strength)`). Hires-fix and tiled-upscaling workflows use 0.3 to
+0.7: below about 0.4 the refinement mostly sharpens the upscale's blur, above about 0.7 each tile
+recomposes its part and the repetition the composition removed comes back. 0.6 leaves the layout
+to the composition and the detail to the refinement; the tiny test model cannot say more.
+
+Earlier stages live in the final store's `stages/` folder, each under a name made of its index,
+its size and a hash of its own spec (its pixel-deciding fields, its source stage's name and the
+model's fingerprint). A render finds a stage it needs by that name and reuses it if finished (or
+resumes it), so a refinement with another strength reuses the composition, and `--overwrite`
+replaces only the final stage, never a stage another spec could still use.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gigacanvas.actors.adapter import ModelInfo
+from gigacanvas.cluster.spec import RenderSpec
+from gigacanvas.errors import UsageError
+from gigacanvas.storage.store import STAGES, LatentStore
+from gigacanvas.tiling import TileBlender, initial_noise, plan_tiles
+from gigacanvas.tiling.compose import stage_sizes, start_step
+
+ENCODE_OVERLAP_FRACTION = 4  # encode tiles overlap by a quarter of the tile, as the blend decode's
+ENCODE_HALO_FRACTION = 8  # and each is encoded with an eighth of the tile more on every side (see vae_encode.py)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One earlier stage of a composed render: its own spec (size, store) and what its store records."""
+
+    index: int  # 0: the composition
+    spec: RenderSpec
+    content: dict
+    name: str  # its folder under the final store's stages/
+
+    @property
+    def start(self) -> int:
+        return start_of(self.spec) if self.index else 0
+
+
+def start_of(spec: RenderSpec) -> int:
+    """The step a refinement of this (resolved) spec starts at; 0 for a plain render."""
+    return start_step(spec.steps, spec.strength) if spec.stages else 0
+
+
+def sizes(spec: RenderSpec, info: ModelInfo) -> tuple[tuple[int, int], ...]:
+    """Every stage's (width, height), the canvas last; one line (UsageError) when they do not fit."""
+    try:
+        return stage_sizes(spec.width, spec.height, info.native_tile_px, info.align_px, spec.stages)
+    except ValueError as exc:
+        raise UsageError(f"compose {spec.compose}: {exc}; pass a smaller --compose or --compose none") from None
+
+
+def _name(index: int, width: int, height: int, content: dict, fingerprint: str) -> str:
+    text = json.dumps({"spec": content, "fingerprint": fingerprint}, sort_keys=True)
+    return f"{index}-{width}x{height}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
+    """The stages before the canvas's (none for a plain render), for a resolved spec."""
+    if not spec.stages:
+        return ()
+    stages: list[Stage] = []
+    for index, (width, height) in enumerate(sizes(spec, info)[:-1]):
+        if index == 0:  # a plain render at that size: the same spec and store content as one
+            own = spec.replace(width=width, height=height, compose="none", strength=None, preview=None)
+            content = own.content()
+        else:
+            own = spec.replace(width=width, height=height, preview=None)
+            content = {**own.content(), "stage": index, "source": stages[-1].name}
+        name = _name(index, width, height, content, info.fingerprint)
+        url = f"{spec.store_url.rstrip('/')}/{STAGES}/{name}"
+        stages.append(Stage(index, own.replace(store=url), content, name))
+    return tuple(stages)
+
+
+def describe(spec: RenderSpec, info: ModelInfo) -> str:
+    """'composition 368x176 px, then 1024x512 px from step 1 of 4 (strength 0.6)', or 'none'."""
+    if not spec.stages:
+        return "none"
+    shown = sizes(spec, info)
+    then = ", ".join(f"{w}x{h} px" for w, h in shown[1:])
+    return (
+        f"composition {shown[0][0]}x{shown[0][1]} px, then {then}, each from step {start_of(spec)} "
+        f"of {spec.steps} (strength {spec.strength:g})"
+    )
+
+
+def noised(latent: np.ndarray, noise: np.ndarray, scheduler: Any, start: int) -> np.ndarray:
+    """`latent` noised to the scheduler's level at step `start`, as diffusers' img2img pipelines do
+    (`scale_noise` for flow matching: sigma * noise + (1 - sigma) * latent; `add_noise` otherwise)."""
+    import torch
+
+    scheduler = copy.deepcopy(scheduler)
+    scheduler.set_begin_index(start)
+    t = scheduler.timesteps[start : start + 1]
+    x, n = torch.from_numpy(latent)[None], torch.from_numpy(noise)[None]
+    out = scheduler.scale_noise(x, t, n) if hasattr(scheduler, "scale_noise") else scheduler.add_noise(x, n, t)
+    return np.ascontiguousarray(out[0].numpy(), dtype=np.float32)
+
+
+def encode_grid(lat_h: int, lat_w: int, tile: int):
+    """(TileGrid, halo) of the tiled encode of a lat_h x lat_w latent, in latent pixels; `tile` 0:
+    one piece (the whole encode, no halo)."""
+    tile = tile or max(lat_h, lat_w)
+    grid = plan_tiles(lat_h, lat_w, tile, tile // ENCODE_OVERLAP_FRACTION if tile < max(lat_h, lat_w) else 0)
+    return grid, (tile // ENCODE_HALO_FRACTION if len(grid) > 1 else 0)
+
+
+def encode_canvas(
+    pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
+    on_tile: Callable[[], None] = lambda: None,
+) -> np.ndarray:
+    """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px: tiles of `tile_px`
+    (0: one piece) encoded on the pool's workers, blended in tile order (the same bits on any
+    number of actors). Returns (C, height / f, width / f) float32."""
+    import ray
+
+    f = info.vae_scale_factor
+    grid, halo = encode_grid(height // f, width // f, tile_px // f)
+    blender = TileBlender(grid, info.latent_channels)
+    image_ref = ray.put(np.ascontiguousarray(image))
+    windows = grid.windows
+
+    def submit(worker: Any, index: int) -> Any:
+        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo)
+
+    def done(index: int, latent: np.ndarray) -> None:
+        blender.add(index, latent)
+        on_tile()
+
+    pool.map(range(len(windows)), submit, done)
+    return blender.result()
+
+
+def start_latent(pool: Any, source: LatentStore, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None) -> np.ndarray:
+    """A refinement's first latent: the `source` stage's picture upscaled, encoded and noised to
+    `spec.strength` with the render's own seeded noise (the canvas's initial noise)."""
+    f, channels = info.vae_scale_factor, info.latent_channels
+    encoded = encode_canvas(pool, source.read_image(), spec.width, spec.height, info, spec.vae_tile_size, on_tile)
+    noise = initial_noise(spec.seed, channels, spec.height // f, spec.width // f)
+    return noised(encoded, noise, scheduler, start_of(spec))
