@@ -56,6 +56,16 @@ def tiny_schnell_model(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_sdxl_model(tmp_path_factory) -> str:
+    """The tiny SDXL-layout model, as `demo-model --family sdxl` writes it."""
+    from gigacanvas.actors.loading import quiet_libraries
+    from gigacanvas.actors.models.tiny import build_tiny_model
+
+    quiet_libraries()
+    return str(build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-sdxl", name="sdxl"))
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     import logging
 

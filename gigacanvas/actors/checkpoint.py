@@ -98,9 +98,9 @@ def inspect_checkpoint(path: str | Path, family: Family) -> CheckpointInfo:
     return CheckpointInfo(str(path), family.name, layout, precision, scale_name, metadata)
 
 
-def transformer_files(root: Path) -> list[Path]:
-    """The folder's transformer shards, preferring full files over `.fp16.`-style variants."""
-    files = sorted((root / "transformer").glob("*.safetensors"))
+def transformer_files(root: Path, folder: str = "transformer") -> list[Path]:
+    """The shards in `folder` (the family's `denoiser`), preferring full files over `.fp16.`-style variants."""
+    files = sorted((root / folder).glob("*.safetensors"))
     plain = [f for f in files if f.name.count(".") == 1]
     return plain or files
 
@@ -110,7 +110,7 @@ def transformer_source(root: Path, transformer_file: str | Path | None, family: 
 
     A file written by `convert` carries its own config; otherwise the folder's config applies.
     """
-    sources = [transformer_file] if transformer_file else transformer_files(root)
+    sources = [transformer_file] if transformer_file else transformer_files(root, family.denoiser)
     checkpoints = [inspect_checkpoint(s, family) for s in sources]
     try:
         config = checkpoints[0].config
@@ -118,7 +118,7 @@ def transformer_source(root: Path, transformer_file: str | Path | None, family: 
         raise UsageError(f"model {sources[0]} carries a transformer config that is not JSON; it is damaged") from None
     if config is not None:
         return checkpoints, configs.as_object(config, f"transformer config in {sources[0]}")
-    return checkpoints, read_json(root / "transformer" / "config.json", "config")
+    return checkpoints, read_json(root / family.denoiser / "config.json", "config")
 
 
 def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]]:

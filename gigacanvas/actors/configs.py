@@ -118,9 +118,31 @@ def _band_unsafe(cls: type, config: dict) -> str | None:
     return None
 
 
+# What a scheduler keeps from earlier steps besides its step index (multistep solvers' model
+# outputs, PNDM's `ets`, LMS's derivatives, second-order samplers' half-step state).
+_HISTORY = ("model_outputs", "ets", "derivatives", "prev_derivative", "last_sample", "sample", "cur_model_output")
+
+
+def _not_resumable(scheduler: Any, steps: int) -> str | None:
+    """Why a scheduler set to `steps` steps cannot be stepped as gigacanvas steps it; None if it can.
+
+    The loop calls the model once per timestep and each band reducer starts its scheduler copy
+    afresh at the step it loads (a new render, a resume, a reducer restarted), so a step may
+    depend on the step index alone, never on what earlier steps left behind: a resumed render
+    must be the same pixels as one that never stopped.
+    """
+    if getattr(scheduler, "order", 1) != 1 or len(scheduler.timesteps) != steps:
+        return f"calls the model more than once per step ({len(scheduler.timesteps)} timesteps for {steps} steps)"
+    kept = [name for name in _HISTORY if hasattr(scheduler, name)]
+    if kept:
+        return f"keeps earlier steps' state ({kept[0]}: a multistep solver), which a resumed band would not have"
+    return None
+
+
 def check_scheduler(root: Path, family: Family) -> None:
-    """Refuse a missing scheduler config, a class that is not a diffusers scheduler, or a config
-    that cannot be built and set to a few steps (what the driver does once the actors run)."""
+    """Refuse a missing scheduler config, a class that is not a diffusers scheduler, a config
+    that cannot be built and set to a few steps (what the driver does once the actors run), and
+    a sampler the band loop cannot step (`_band_unsafe`, `_not_resumable`)."""
     import diffusers
 
     path = root / "scheduler" / "scheduler_config.json"
@@ -149,6 +171,12 @@ def check_scheduler(root: Path, family: Family) -> None:
         scheduler.set_timesteps(2, **({"mu": 1.0} if scheduler.config.get("use_dynamic_shifting") else {}))
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"model config {path} cannot be set up as a {name} by diffusers ({_detail(exc)}); is it damaged?") from None
+    unsafe = _not_resumable(scheduler, 2)
+    if unsafe:
+        raise UsageError(
+            f"model config {path}: {name} {unsafe}; gigacanvas steps each band from its step alone, "
+            f"so set a single-step sampler such as {family.scheduler}"
+        )
 
 
 def check_pair(latent_channels: int, vae: dict, root: Path) -> None:

@@ -113,9 +113,9 @@ def _announce(entries: list[tuple[Path, str]], cache: dict[str, list]) -> None:
         )
 
 
-def fingerprint(root: Path, folders: Iterable[str], transformer_file: Path | None = None) -> str:
+def fingerprint(root: Path, folders: Iterable[str], transformer_file: Path | None = None, replaced: str = "transformer") -> str:
     """A 16-hex-digit hash of `root`'s model_index.json, every file in `folders`, and
-    `transformer_file` (which then stands in for `transformer/`).
+    `transformer_file` (which then stands in for the folder `replaced`: the family's denoiser).
 
     Only what the pipeline loads counts: a root-level single-file checkpoint or a ComfyUI
     `text_encoders/` folder beside the diffusers layout changes no picture, and is not read.
@@ -125,7 +125,7 @@ def fingerprint(root: Path, folders: Iterable[str], transformer_file: Path | Non
     cache, new = _read_cache(cache_file), {}
     entries = [(root / "model_index.json", "model_index.json")]
     for folder in sorted(set(folders)):
-        if transformer_file is not None and folder == "transformer":
+        if transformer_file is not None and folder == replaced:
             continue
         for file in sorted((root / folder).rglob("*")):
             rel = file.relative_to(root)

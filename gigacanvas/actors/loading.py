@@ -70,7 +70,7 @@ def _check_folder(root: Path, need_transformer: bool = True) -> tuple[dict, Fami
     index = read_json(root / "model_index.json", "index")
     family = models.for_pipeline(index.get("_class_name"), root)
     for name in family.components:
-        if name == "transformer" and not need_transformer:
+        if name == family.denoiser and not need_transformer:
             continue
         folder = root / name
         if not (folder / "config.json").exists():
@@ -86,7 +86,9 @@ def model_fingerprint(root: Path, transformer_file: str | Path | None = None, in
     """The fingerprint `open_model` gives the model at `root` (with `transformer_file`; `index`:
     its model_index.json, if already read)."""
     index = read_json(root / "model_index.json", "index") if index is None else index
-    return fingerprint(root, _component_folders(index), Path(transformer_file) if transformer_file else None)
+    file = Path(transformer_file) if transformer_file else None
+    replaced = models.for_pipeline(index.get("_class_name"), root).denoiser if file else "transformer"
+    return fingerprint(root, _component_folders(index), file, replaced)
 
 
 def _component_folders(index: dict) -> list[str]:
@@ -200,7 +202,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     index, family = _check_folder(root, need_transformer=transformer_file is None)
     checkpoints, config = transformer_source(root, transformer_file, family)
     quiet_libraries()  # the checks below import diffusers
-    source = transformer_file or root / "transformer" / "config.json"
+    source = transformer_file or root / family.denoiser / "config.json"
     transformer = configs.check_transformer(config, str(source), family)
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)

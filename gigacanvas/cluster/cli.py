@@ -34,7 +34,7 @@ RENDER_FLAGS = (
     ("--steps", int, "denoising steps (default: the model's; 28, Flux.1 [schnell] 4)"),
     ("--guidance", float, "classifier-free guidance scale, 1 turns it off; Flux.1 [dev]'s distilled guidance input ([schnell] has none) (default: the model's; 7.0, Flux.1 [dev] 3.5)"),
     ("--seed", int, "noise seed (default 0)"),
-    ("--model", str, "SD3/SD3.5 or Flux.1 diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
+    ("--model", str, "SD3/SD3.5, Flux.1 or SDXL diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
     ("--base-model", str, "with a .safetensors --model: the diffusers folder with its VAE, encoders, configs"),
     ("--precision", str, "auto, fp8, fp8-compute, bf16, fp16 or fp32 (default auto: the device's fastest)"),
     ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5 and Flux.1)"),
@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny = [f.name for f in models.families() if f.tiny_pipeline]
     demo.add_argument("--family", default=None, help=f"the layout: {', '.join(tiny)} (default {models.DEFAULT})")
     convert = sub.add_parser("convert", help="write a model's transformer as one safetensors file (FP8 with scales)")
-    convert.add_argument("src", help="SD3/SD3.5 or Flux.1 diffusers folder, hub id, or transformer .safetensors")
+    convert.add_argument("src", help="SD3/SD3.5, Flux.1 or SDXL diffusers folder, hub id, or transformer .safetensors")
     convert.add_argument("dst", help="output .safetensors file")
     convert.add_argument("--precision", default="fp8", help="fp8 (float8_e4m3fn + per-tensor scales), bf16, fp16, fp32")
     convert.add_argument("--scale-name", default="weight_scale", help="scale key spelling: weight_scale or scale_weight")

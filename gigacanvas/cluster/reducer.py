@@ -1,6 +1,7 @@
 """A band reducer: owns rows [y0, y1) of the latent through the denoise, so no process holds it all.
 
-Per step it serves the rows of each tile's window that it owns, folds the tiles' predictions for
+Per step it serves the rows of each tile's window that it owns (scaled as the scheduler's
+`scale_model_input` asks: a non-flow sampler's model input), folds the tiles' predictions for
 its rows in tile order in float64 (`TileBlender` with `rows`, on the grid of that step: with
 shifted windows each step has its own, tiling/shift.py), steps its own copy of the scheduler on
 its band and commits the band to the store (`LatentStore.commit_band`). The
@@ -55,6 +56,7 @@ class Reducer:
         self.windows: tuple[Window, ...] = ()
         self.grid: TileGrid | None = None
         self.latent: np.ndarray | None = None
+        self._input: np.ndarray | None = None  # `latent` as the model takes it at this step
         self.step = 0
 
     def _start_blend(self) -> None:
@@ -76,8 +78,24 @@ class Reducer:
         self.latent, self.step = self.store.read_rows(y0, y1, step)
         self.scheduler = copy.deepcopy(self._scheduler)
         self.scheduler.set_begin_index(self.step)
+        self._input = None
         self._start_blend()
         return self.step
+
+    def _model_input(self) -> np.ndarray:
+        """This band's rows as the model takes them at this step: the scheduler's
+        `scale_model_input` (Euler's division by sqrt(sigma^2 + 1); the identity or absent for
+        flow matching and DDIM), made once per step. It is per pixel, so cutting the band's
+        scaled rows is cutting the whole scaled latent, as the pipelines scale it."""
+        if self._input is None:
+            self._input = self.latent
+            if hasattr(self.scheduler, "scale_model_input"):
+                import torch
+
+                timestep = self.scheduler.timesteps[self.step]
+                scaled = self.scheduler.scale_model_input(torch.from_numpy(self.latent)[None], timestep)
+                self._input = scaled[0].numpy()
+        return self._input
 
     def window_rows(self, batch: Sequence[int]) -> list[np.ndarray | None]:
         """Per tile of `batch`: the rows of its window this band owns, its runs in tile order (None
@@ -85,6 +103,7 @@ class Reducer:
         y0, y1 = self.rows
         grid = self.grid
         height = grid.height if grid.wrap_y else None
+        latent = self._model_input()
         out: list[np.ndarray | None] = []
         for index in batch:
             window = self.windows[index]
@@ -95,7 +114,7 @@ class Reducer:
             pieces = []
             for a, b in cut:
                 y = (window.y + a) % grid.height - y0
-                rows = self.latent[:, y : y + b - a]
+                rows = latent[:, y : y + b - a]
                 if window.x + window.w <= grid.width:
                     pieces.append(rows[:, :, window.x : window.x + window.w])
                 else:  # crossing the joined left and right edges
@@ -114,10 +133,10 @@ class Reducer:
         import torch
 
         timestep = self.scheduler.timesteps[self.step]
-        velocity = torch.from_numpy(self.blender.result())[None]
+        output = torch.from_numpy(self.blender.result())[None]  # the model's: velocity, noise or v
         with keyed_noise(self.scheduler, self._step_noise):  # a stochastic sampler's noise: keyed, not a stream
-            latent = self.scheduler.step(velocity, timestep, torch.from_numpy(self.latent)[None], return_dict=False)[0]
-        self.latent = latent[0].numpy()
+            latent = self.scheduler.step(output, timestep, torch.from_numpy(self.latent)[None], return_dict=False)[0]
+        self.latent, self._input = latent[0].numpy(), None
         self.step += 1
         self.store.commit_band(self.band, self.latent, self.step)
         self._start_blend()

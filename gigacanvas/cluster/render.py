@@ -30,6 +30,7 @@ from gigacanvas.cluster.steploop import (
     load_reducers,
     spawn_reducers,
     start_reducers,
+    start_noise,
     stop_reducers,
 )
 from gigacanvas.errors import UsageError
@@ -291,7 +292,7 @@ def _run(
             _run_stages(the_plan, pool, mode, progress, notify, cond)
             source = the_plan.stages[-1]
         if source is None:
-            first = initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w)
+            first = start_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w), scheduler)
         else:
             notify(
                 f"gigacanvas: upscaling {source.spec.width}x{source.spec.height} px to {spec.width}x{spec.height} px, "

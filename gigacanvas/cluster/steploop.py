@@ -289,6 +289,19 @@ class _Wavefront:
                 heapq.heappush(self.ready, (step, job))  # every band under it holds `step` now
 
 
+def start_noise(noise, scheduler: Any):
+    """The first latent of a render from the seed's unit noise: times the scheduler's
+    `init_noise_sigma` (1 for flow matching, sqrt(sigma_max^2 + 1) for a "leading" Euler), as the
+    pipelines scale it: in float32 torch, so the product is theirs bit for bit."""
+    import numpy as np
+    import torch
+
+    sigma = getattr(scheduler, "init_noise_sigma", 1.0)
+    if not torch.is_tensor(sigma) and sigma == 1.0:
+        return noise
+    return np.ascontiguousarray((torch.from_numpy(noise) * sigma).numpy(), dtype=np.float32)
+
+
 def denoise(
     store: LatentStore,
     pool: WorkerPool,

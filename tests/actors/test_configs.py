@@ -101,6 +101,19 @@ def test_a_scheduler_whose_step_depends_on_the_band_split_is_refused(copy):
     _refused(copy, r"scheduler_config.json: \w+ uses dynamic thresholding.*row bands.*FlowMatchEulerDiscreteScheduler$")
 
 
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("DPMSolverMultistepScheduler", r"keeps earlier steps' state \(model_outputs: a multistep solver\)"),
+        ("UniPCMultistepScheduler", r"keeps earlier steps' state \(model_outputs: a multistep solver\)"),
+        ("FlowMatchHeunDiscreteScheduler", r"calls the model more than once per step \(3 timesteps for 2 steps\)"),
+    ],
+)
+def test_a_scheduler_a_resumed_band_cannot_step_is_refused(copy, name, why):
+    _edit(copy / "scheduler" / "scheduler_config.json", _class_name=name)
+    _refused(copy, rf"scheduler_config.json: {name} {why}.*such as FlowMatchEulerDiscreteScheduler$")
+
+
 def test_a_brownian_tree_sampler_is_refused():
     import types
 
@@ -124,7 +137,8 @@ def test_a_brownian_tree_sampler_is_refused():
         {"stochastic_sampling": False},
         {"stochastic_sampling": True},  # their step noise is keyed by position (actors/stepnoise.py)
         {"_class_name": "EulerAncestralDiscreteScheduler"},
-        {"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "sde-dpmsolver++"},
+        {"_class_name": "DDPMScheduler"},
+        {"_class_name": "EulerDiscreteScheduler"},
     ],
 )
 def test_per_pixel_and_stochastic_schedulers_are_accepted(copy, change):

@@ -29,8 +29,8 @@ def test_pickle_model_is_refused(tmp_path, suffix):
 
 
 def test_non_sd3_folder_is_refused(tmp_path):
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    with pytest.raises(UsageError, match="StableDiffusionXLPipeline folder; gigacanvas supports SD3"):
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(UsageError, match="StableDiffusionPipeline folder; gigacanvas supports SD3"):
         open_model(str(tmp_path))
 
 

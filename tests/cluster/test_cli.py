@@ -59,9 +59,9 @@ def _model_folder(tmp_path, kind):
         path = tmp_path / "model.ckpt"
         path.write_bytes(b"\x80\x04K\x01.")
     else:
-        path = tmp_path / "sdxl"
+        path = tmp_path / "sd1"
         path.mkdir()
-        (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
+        (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     return ["--model", str(path)]
 
 
@@ -72,7 +72,7 @@ BAD_INPUTS = {
     "overlap >= native tile": (lambda t: ["--tile-overlap", "512"], "tile_overlap 512 must be smaller than tile_size 256"),
     "steps < 1": (lambda t: ["--steps", "0"], "steps 0 must be at least 1"),
     "missing model": (lambda t: ["--model", str(t / "nope")], "does not exist"),
-    "non-SD3 model folder": (lambda t: _model_folder(t, "sdxl"), "StableDiffusionXLPipeline folder"),
+    "unsupported model folder": (lambda t: _model_folder(t, "sd1"), "StableDiffusionPipeline folder"),
     "pickle model": (lambda t: _model_folder(t, "pickle"), "pickle checkpoint"),
     "unknown store protocol": (lambda t: ["--store", "nope://x/y.zarr"], "unknown protocol 'nope'"),
     "store of another spec": (_foreign_store, "holds a render of another spec"),

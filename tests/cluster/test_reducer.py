@@ -62,8 +62,11 @@ def _whole(noise, grids, steps, batch, make=_flow, seed=None):
     for step in range(steps):
         grid = grids.grid(step)
         blender = TileBlender(grid, CHANNELS)
+        model_input = latent  # as the pipelines scale it for a non-flow sampler (Euler: / sqrt(sigma^2 + 1))
+        if hasattr(scheduler, "scale_model_input"):
+            model_input = scheduler.scale_model_input(torch.from_numpy(latent)[None], scheduler.timesteps[step])[0].numpy()
         for tiles in grid.batches(batch):
-            windows = np.stack([_gather(latent, grid.windows[i]) for i in tiles])
+            windows = np.stack([_gather(model_input, grid.windows[i]) for i in tiles])
             for i, pred in zip(tiles, _model(windows, step)):
                 blender.add(i, pred)
         velocity = torch.from_numpy(blender.result())[None]

@@ -142,7 +142,7 @@ def test_demo_model_builds_a_folder_flux_pipeline_loads(tmp_path, capsys):
 
 def test_demo_model_of_an_unknown_family_is_one_line(tmp_path, capsys):
     code, _, err = run_cli(capsys, "demo-model", str(tmp_path / "m"), "--family", "nope")
-    assert (code, err) == (2, "gigacanvas: error: model family 'nope' is unknown; gigacanvas knows sd3, flux, simulated\n")
+    assert (code, err) == (2, "gigacanvas: error: model family 'nope' is unknown; gigacanvas knows sd3, flux, sdxl, simulated\n")
     code, _, err = run_cli(capsys, "demo-model", str(tmp_path / "m"), "--family", "simulated")
-    assert code == 2 and "has no tiny model; choose one of sd3, flux" in err
+    assert code == 2 and "has no tiny model; choose one of sd3, flux, sdxl" in err
     assert not (tmp_path / "m").exists()

@@ -1,7 +1,7 @@
 """The model families gigacanvas knows, and the one place the generic code finds them.
 
-Each family has one home (`models/sd3/`, `models/flux/`, `models/simulated.py`; SDXL comes as
-`models/sdxl/`) that describes it with one `Family`: the pipelines it serves, its
+Each family has one home (`models/sd3/`, `models/flux/`, `models/sdxl/`, `models/simulated.py`) that
+describes it with one `Family`: the pipelines it serves, its
 folders, its transformer class and config keys, its single-file layouts, its full-size
 architectures, its tiny model and its adapter. Loading, checkpoints, convert, the worker and the
 precision code read these fields and name no family, so a family is added by writing its home
@@ -21,7 +21,12 @@ from typing import Any, Callable
 
 from gigacanvas.errors import UsageError
 
-HOMES = ("gigacanvas.actors.models.sd3", "gigacanvas.actors.models.flux", "gigacanvas.actors.models.simulated")  # each defines FAMILY
+HOMES = (
+    "gigacanvas.actors.models.sd3",
+    "gigacanvas.actors.models.flux",
+    "gigacanvas.actors.models.sdxl",
+    "gigacanvas.actors.models.simulated",
+)  # each defines FAMILY
 DEFAULT = "sd3"  # the family of the built-in tiny model (`--model` unset, `demo-model`)
 
 
@@ -39,7 +44,10 @@ class Family:
     adapter: str  # "module:Class" of its ModelAdapter, imported when a worker loads
     pipelines: tuple[str, ...] = ()  # model_index.json `_class_name`s it serves
     components: tuple[str, ...] = ()  # folders that must hold a config.json and safetensors weights
-    transformer_class: str = ""  # the diffusers class its transformer is built as
+    # The denoiser ("transformer" in the generic code, whatever its kind): the diffusers class it is
+    # built as and the folder of a pipeline it lives in (SDXL's UNet: "unet").
+    transformer_class: str = ""
+    denoiser: str = "transformer"
     planner_keys: tuple[str, ...] = ()  # transformer config keys `sizes` reads: positive ints, written
     # (built transformer config, built VAE config) -> ModelInfo's sizes: latent_channels,
     # vae_scale_factor, patch_size, native_tile_px, max_tile_px
@@ -84,7 +92,7 @@ def family(name: str) -> Family:
 
 
 def supported() -> str:
-    """The folder families, as errors list them: "SD3/SD3.5", "SD3/SD3.5 or Flux.1"."""
+    """The folder families, as errors list them: "SD3/SD3.5", "SD3/SD3.5, Flux.1 or SDXL"."""
     labels = [f.label for f in families() if f.pipelines]
     return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
 

@@ -80,22 +80,23 @@ def test_folders_are_dispatched_by_their_pipeline_class():
     assert for_pipeline("FluxPipeline", "/m").name == "flux"
 
 
-@pytest.mark.parametrize("class_name", ["StableDiffusionXLPipeline", None, ["StableDiffusion3Pipeline"], {"a": 1}])
+@pytest.mark.parametrize("class_name", ["StableDiffusionPipeline", None, ["StableDiffusion3Pipeline"], {"a": 1}])
 def test_an_unknown_pipeline_is_one_line_listing_what_is_supported(class_name):
     with pytest.raises(UsageError) as caught:
         for_pipeline(class_name, "/models/m")
     name = class_name or "unknown"
     assert str(caught.value) == (
-        f"model /models/m is a {name} folder; gigacanvas supports SD3/SD3.5 or Flux.1 diffusers folders "
-        "(StableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, FluxPipeline)"
+        f"model /models/m is a {name} folder; gigacanvas supports SD3/SD3.5, Flux.1 or SDXL diffusers folders "
+        "(StableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, FluxPipeline, StableDiffusionXLPipeline, "
+        "StableDiffusionXLImg2ImgPipeline)"
     )
 
 
 def test_an_unknown_pipeline_folder_is_refused_by_open_model(tmp_path):
     from gigacanvas.actors.loading import open_model
 
-    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionXLPipeline"}))
-    with pytest.raises(UsageError, match=r"^model .* is a StableDiffusionXLPipeline folder; gigacanvas supports SD3/SD3.5 or Flux.1 diffusers folders \(") as caught:
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    with pytest.raises(UsageError, match=r"^model .* is a StableDiffusionPipeline folder; gigacanvas supports SD3/SD3.5, Flux.1 or SDXL diffusers folders \(") as caught:
         open_model(str(tmp_path))
     assert "\n" not in str(caught.value)
 
@@ -106,7 +107,7 @@ def test_stand_ins_are_found_by_their_prefix():
 
 
 def test_an_unknown_family_is_one_line():
-    with pytest.raises(UsageError, match=r"^model family 'nope' is unknown; gigacanvas knows sd3, flux, simulated$"):
+    with pytest.raises(UsageError, match=r"^model family 'nope' is unknown; gigacanvas knows sd3, flux, sdxl, simulated$"):
         models.family("nope")
 
 
@@ -146,8 +147,8 @@ def test_a_new_family_is_one_home_and_one_line(monkeypatch):
     models.families.cache_clear()
     try:
         assert for_pipeline("FakePipeline", "/m").name == "fake"
-        assert models.supported() == "SD3/SD3.5, Flux.1 or Fake.1"
-        with pytest.raises(UsageError, match=r"supports SD3/SD3.5, Flux.1 or Fake.1 diffusers folders \(.*, FakePipeline\)$"):
+        assert models.supported() == "SD3/SD3.5, Flux.1, SDXL or Fake.1"
+        with pytest.raises(UsageError, match=r"supports SD3/SD3.5, Flux.1, SDXL or Fake.1 diffusers folders \(.*, FakePipeline\)$"):
             for_pipeline("OtherPipeline", "/m")
         from gigacanvas.actors.adapter import ModelInfo
         from gigacanvas.actors.loading import load_adapter

@@ -1,0 +1,77 @@
+"""Stable Diffusion XL: everything gigacanvas knows of the family, in one package.
+
+This module is the family's description (light: no torch, no diffusers at import); the adapter
+(`adapter.py`), the tiny pipeline (`tiny.py`) and the full-size configs (`architectures.py`) are
+imported when used. The denoiser is a `UNet2DConditionModel` in the folder's `unet/` (the generic
+code calls it the transformer: the model the tiles go through), conditioned on two CLIP text
+encoders (ViT-L's hidden states, OpenCLIP bigG's hidden states and pooled projection) and on
+size and crop ids. The scheduler is the folder's: SDXL ships `EulerDiscreteScheduler` with
+epsilon prediction; v-prediction is the same scheduler with another `prediction_type`.
+Multistep solvers (DPM++ 2M and the like) are refused by the generic scheduler check
+(actors/configs.py): each band reducer starts its scheduler afresh where it loads, so a step
+may not depend on kept model outputs.
+
+Sizes: the latent has 4 channels and the VAE scale factor is 8; the UNet halves the latent once
+per down block but the last, so tile sides are multiples of that factor (SDXL: 4 latent pixels,
+32 px). The native tile is the UNet's `sample_size` times 8 (1024 px for SDXL 1.0): the
+pipeline's default picture. A UNet has no positional table, so there is no largest tile.
+
+Single files: the diffusers layout (`down_blocks.N...`, a folder's `unet/` weights) works as
+`--model FILE --base-model FOLDER`; the original Stability layout (`input_blocks.N...`) is
+refused in one line for now.
+"""
+
+from __future__ import annotations
+
+from gigacanvas.actors.models import Family
+from gigacanvas.errors import UsageError
+
+STEPS, GUIDANCE = 50, 5.0  # StableDiffusionXLPipeline's defaults
+
+
+def sizes(unet: dict, vae: dict) -> dict:
+    """The planner's sizes and defaults from the configs as diffusers builds them."""
+    if vae.get("latents_mean") is not None:
+        raise UsageError(
+            "this VAE normalises latents with latents_mean/latents_std, which gigacanvas's decode does not "
+            "apply yet; use a VAE without them (SDXL 1.0's)"
+        )
+    return {
+        "latent_channels": unet["in_channels"],
+        "vae_scale_factor": 2 ** (len(vae["block_out_channels"]) - 1),  # as the SDXL pipeline computes it
+        "patch_size": 2 ** (len(unet["down_block_types"]) - 1),  # each down block but the last halves
+        "native_tile_px": unet["sample_size"] * 2 ** (len(vae["block_out_channels"]) - 1),
+        "max_tile_px": None,
+        "defaults": (("guidance", GUIDANCE), ("steps", STEPS)),
+    }
+
+
+def convert_original(state: dict) -> dict:
+    """The original (Stability) UNet layout is not mapped yet: one line instead of a wrong model."""
+    raise UsageError(
+        "SDXL single files in the original layout (input_blocks...) are not supported yet; "
+        "use a diffusers folder, or a UNet file in the diffusers layout with --base-model"
+    )
+
+
+FAMILY = Family(
+    name="sdxl",
+    label="SDXL",
+    short="SDXL",
+    adapter="gigacanvas.actors.models.sdxl.adapter:SDXLAdapter",
+    pipelines=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+    components=("unet", "vae", "text_encoder", "text_encoder_2"),
+    transformer_class="UNet2DConditionModel",
+    denoiser="unet",
+    planner_keys=("in_channels", "sample_size"),
+    sizes=sizes,
+    scheduler="EulerDiscreteScheduler",
+    diffusers_blocks="down_blocks",
+    original_blocks="input_blocks",
+    convert_original="gigacanvas.actors.models.sdxl:convert_original",
+    checkpoint_format="gigacanvas-sdxl-unet",
+    architectures="gigacanvas.actors.models.sdxl.architectures:ARCHITECTURES",
+    tiny_pipeline="gigacanvas.actors.models.sdxl.tiny:build_tiny_pipeline",
+    # the UNet's input and output convolutions and its timestep and size/pooled-text embedding MLPs
+    fp8_skip=("^conv_in$", "^conv_out$", "^time_embedding", "^add_embedding"),
+)
