@@ -1,4 +1,4 @@
-"""FP8 vs bf16 memory of the full-size transformers (random weights, CPU is fine).
+"""FP8 vs bf16 memory of the full-size transformers and the SDXL UNet (random weights, CPU is fine).
 
 Each (architecture, mode) is measured in its own process: the model is built on the meta device,
 then every tensor is drawn directly in the dtype the gigacanvas loader gives it (FP8 for the cast
@@ -10,7 +10,7 @@ is counted instead: the same dtype rule applied to the model on the meta device,
 (`precision.weight_bytes`), with no peak RSS. `--count` counts every mode of the listed
 architectures. The `how` column says which figures were measured and which counted.
 
-    .venv/bin/python benchmarks/fp8_memory.py [--arch sd3.5-large sd3.5-medium flux.1-dev] [--count flux.1-dev]
+    .venv/bin/python benchmarks/fp8_memory.py [--arch sd3.5-large sd3.5-medium flux.1-dev sdxl-base] [--count flux.1-dev]
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _available() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--arch", nargs="+", default=["sd3.5-medium", "sd3.5-large", "flux.1-dev"])
+    parser.add_argument("--arch", nargs="+", default=["sd3.5-medium", "sd3.5-large", "flux.1-dev", "sdxl-base"])
     parser.add_argument("--count", nargs="*", default=[], help="architectures to count on the meta device, not measure")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
