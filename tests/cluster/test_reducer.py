@@ -141,6 +141,28 @@ def test_shifted_windows_step_the_whole_latent_bit_for_bit_and_resume_exactly(tm
     np.testing.assert_array_equal(latent, want)
 
 
+def _euler():
+    """SDXL's scheduler: Euler with epsilon prediction, its model input scaled per step."""
+    from diffusers import EulerDiscreteScheduler
+
+    from gigacanvas.actors.models.sdxl.tiny import SDXL_SCHEDULER
+
+    return EulerDiscreteScheduler(**SDXL_SCHEDULER)
+
+
+@pytest.mark.parametrize("bands", [1, 3])
+def test_a_non_flow_samplers_scaled_input_steps_the_whole_latent_and_resumes_exactly(tmp_path, bands):
+    """Euler's windows are `scale_model_input`'s (1 / sqrt(sigma^2 + 1)) of the step the band
+    holds, also after a resume, where the reducer's scheduler starts afresh at that step."""
+    grids = StepGrids(40, 56, 16, 4)
+    noise = initial_noise(3, CHANNELS, 40, 56) * np.float32(_scheduler(3, _euler).init_noise_sigma)
+    want = _whole(noise, grids, 3, 2, _euler)
+    url = str(tmp_path / "s.zarr")
+    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, make=_euler, until=1)  # stopped after step 1
+    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1, make=_euler)  # new reducers resume at step 1
+    np.testing.assert_array_equal(LatentStore(url).read_latent()[0], want)
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     height=st.integers(8, 64), width=st.integers(8, 48), tile=st.integers(8, 24), bands=st.integers(1, 5),
