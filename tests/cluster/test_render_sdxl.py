@@ -132,3 +132,29 @@ def test_demo_model_builds_a_folder_the_sdxl_pipeline_loads(tmp_path, capsys):
     pipe = StableDiffusionXLPipeline.from_pretrained(tmp_path / "sdxl", add_watermarker=False)
     assert pipe.unet.config.addition_embed_type == "text_time" and pipe.vae.config.scaling_factor == 0.13025
     assert type(pipe.scheduler).__name__ == "EulerDiscreteScheduler"
+
+
+def test_a_composed_sdxl_render_refines_from_the_composition_noised_by_add_noise(tiny_sdxl_model, ray_cluster, tmp_path):
+    """A refinement with a non-flow sampler: the start latent is Euler's `add_noise` of the
+    composition's encode (latent + sigma * noise, as StableDiffusionXLImg2ImgPipeline), not the
+    flow-matching mix, and the refinement runs from there."""
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.actors.worker import Worker
+    from gigacanvas.cluster.plan import make_scheduler
+    from gigacanvas.tiling import initial_noise
+    from gigacanvas.tiling.grid import Window
+
+    spec = RenderSpec(
+        model=tiny_sdxl_model, actors=1, store="memory://gc-render-sdxl/compose.zarr", out=str(tmp_path / "c.png"),
+        prompt="a lighthouse on a cliff, poster", negative_prompt="blurry", width=512, height=256, steps=3,
+        guidance=4.5, seed=7, tile_size=256, tile_batch=2, vae_tile_size=256, strength=0.6,
+    )
+    result = render(spec, progress=False)
+    assert result.start_step == 1 and result.steps_run == 2 and _pixels(result.out).shape == (256, 512, 3)
+    (stage_url,) = result.stages
+    sigma = float(make_scheduler(open_model(tiny_sdxl_model), 3, 32, 64).sigmas[1])
+    encoded = LatentStore(result.store).read_noise() - sigma * initial_noise(7, 4, 32, 64)
+    worker = Worker(open_model(tiny_sdxl_model))
+    worker.load("fp32")
+    whole = worker.encode_tile(LatentStore(stage_url).read_image(), (256, 512), Window(0, 0, 32, 64), 0)
+    assert np.abs(encoded - whole).mean() / np.abs(whole).mean() < 0.1
