@@ -79,6 +79,11 @@ def inspect_checkpoint(path: str | Path, family: Family) -> CheckpointInfo:
             layout = "diffusers"
         elif any(k.removeprefix(ORIGINAL_PREFIX).startswith(family.original_blocks + ".") for k in keys):
             layout = "original"
+            if not family.convert_original:  # refused here, at planning, not on every actor's load
+                raise UsageError(
+                    f"model {path} holds {family.short} weights in the original layout ({family.original_blocks}...), "
+                    "which gigacanvas does not map yet; use a diffusers folder or a file in the diffusers layout"
+                )
         else:
             raise UsageError(
                 f"model {path} holds no {family.short} transformer weights (no {family.diffusers_blocks} or {family.original_blocks})"

@@ -54,7 +54,8 @@ class Family:
     sizes: Callable[[dict, dict], dict] | None = None
     scheduler: str = ""  # the scheduler it is made for, suggested when a folder's is refused
     # The first key segment of its transformer blocks in the diffusers layout and in the original
-    # (single-file) layout, which `convert_original` ("module:function") maps to diffusers' keys.
+    # (single-file) layout, which `convert_original` ("module:function") maps to diffusers' keys
+    # (empty: original-layout files are refused).
     diffusers_blocks: str = ""
     original_blocks: str = ""
     convert_original: str = ""

@@ -17,8 +17,8 @@ per down block but the last, so tile sides are multiples of that factor (SDXL: 4
 pipeline's default picture. A UNet has no positional table, so there is no largest tile.
 
 Single files: the diffusers layout (`down_blocks.N...`, a folder's `unet/` weights) works as
-`--model FILE --base-model FOLDER`; the original Stability layout (`input_blocks.N...`) is
-refused in one line for now.
+`--model FILE --base-model FOLDER` (and `gigacanvas convert` writes one); the original Stability
+layout (`input_blocks.N...`) is refused in one line at planning (no `convert_original` yet).
 """
 
 from __future__ import annotations
@@ -46,14 +46,6 @@ def sizes(unet: dict, vae: dict) -> dict:
     }
 
 
-def convert_original(state: dict) -> dict:
-    """The original (Stability) UNet layout is not mapped yet: one line instead of a wrong model."""
-    raise UsageError(
-        "SDXL single files in the original layout (input_blocks...) are not supported yet; "
-        "use a diffusers folder, or a UNet file in the diffusers layout with --base-model"
-    )
-
-
 FAMILY = Family(
     name="sdxl",
     label="SDXL",
@@ -68,7 +60,6 @@ FAMILY = Family(
     scheduler="EulerDiscreteScheduler",
     diffusers_blocks="down_blocks",
     original_blocks="input_blocks",
-    convert_original="gigacanvas.actors.models.sdxl:convert_original",
     checkpoint_format="gigacanvas-sdxl-unet",
     architectures="gigacanvas.actors.models.sdxl.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.sdxl.tiny:build_tiny_pipeline",
