@@ -1,11 +1,11 @@
 """How much memory a render needs, estimated before anything starts, so a canvas too big fails fast.
 
 The figures are upper-bound estimates from array sizes, not measurements. During the denoise the
-driver's node holds the latent canvas in its band reducers (read, scheduler input and output:
-float32) and their float64 blend sums. The seamless decode (`exact`, `fast`) holds one latent
-band and one decoded tile on the driver, whatever the canvas; version 1's `blend` decode held the
-float32 picture, the blender's float64 canvases and the uint8 picture. The larger of the two
-phases is the peak.
+driver's node holds the latent canvas in its band reducers (read, the model input a non-flow
+sampler scales, scheduler input and output: float32) and their float64 blend sums. The seamless
+decode (`exact`, `fast`) holds one latent band and one decoded tile on the driver, whatever the
+canvas; version 1's `blend` decode held the float32 picture, the blender's float64 canvases and
+the uint8 picture. The larger of the two phases is the peak.
 An actor holds its model's weights plus one tile batch's activations. `DRIVER_BASE` covers the
 interpreter, torch and Ray's client (measured at about 0.75 GiB here; rounded up).
 """

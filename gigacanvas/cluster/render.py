@@ -29,8 +29,8 @@ from gigacanvas.cluster.steploop import (
     denoise,
     load_reducers,
     spawn_reducers,
-    start_reducers,
     start_noise,
+    start_reducers,
     stop_reducers,
 )
 from gigacanvas.errors import UsageError
