@@ -2,8 +2,9 @@
 
 The step loop, the tiling and the store know no family: they see latent channels, a VAE scale
 factor, the model's native tile and defaults, a scheduler, and three capabilities (encode a
-prompt once, predict guided velocities for a batch of latent tiles, decode latent tiles to
-pixels). Each family is a `ModelAdapter` subclass in its home under `actors/models/`, named by its
+prompt once, predict guided model outputs for a batch of latent tiles, decode latent tiles to
+pixels). The scheduler need not be flow matching: the loop scales the first noise by its
+`init_noise_sigma` and the model input by its `scale_model_input`, as the pipelines do. Each family is a `ModelAdapter` subclass in its home under `actors/models/`, named by its
 `Family`. Latents cross the interface unpacked, (B, C, h, w): a family that packs patches into
 tokens (Flux) packs and unpacks inside `predict`, and nothing in `cluster/` or `tiling/` knows.
 """
@@ -81,7 +82,9 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def predict(self, tiles: np.ndarray, timestep: float, cond: Any, guidance: float) -> np.ndarray:
-        """Guided model output for a (B, C, h, w) batch of latent tiles at `timestep`."""
+        """Guided model output (what the scheduler steps on: a velocity, noise or v) for a
+        (B, C, h, w) batch of latent tiles at `timestep`, the tiles already scaled by the
+        scheduler's `scale_model_input` where it has one (cluster/reducer.py)."""
 
     @abstractmethod
     def decode(self, latents: np.ndarray) -> np.ndarray:

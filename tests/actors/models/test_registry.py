@@ -87,8 +87,7 @@ def test_an_unknown_pipeline_is_one_line_listing_what_is_supported(class_name):
     name = class_name or "unknown"
     assert str(caught.value) == (
         f"model /models/m is a {name} folder; gigacanvas supports SD3/SD3.5, Flux.1 or SDXL diffusers folders "
-        "(StableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, FluxPipeline, StableDiffusionXLPipeline, "
-        "StableDiffusionXLImg2ImgPipeline)"
+        "(StableDiffusion3Pipeline, StableDiffusion3Img2ImgPipeline, FluxPipeline, StableDiffusionXLPipeline)"
     )
 
 

@@ -51,7 +51,9 @@ FAMILY = Family(
     label="SDXL",
     short="SDXL",
     adapter="gigacanvas.actors.models.sdxl.adapter:SDXLAdapter",
-    pipelines=("StableDiffusionXLPipeline", "StableDiffusionXLImg2ImgPipeline"),
+    # not StableDiffusionXLImg2ImgPipeline: on the hub that is the refiner (no first text encoder,
+    # aesthetic-score ids), which this adapter does not condition; it is refused by name
+    pipelines=("StableDiffusionXLPipeline",),
     components=("unet", "vae", "text_encoder", "text_encoder_2"),
     transformer_class="UNet2DConditionModel",
     denoiser="unet",
