@@ -12,7 +12,7 @@ is written, the store alone suffices).
 
 Decisions, with their reasons:
 - The canvas: `--scale S` multiplies the source's sides and rounds each to the nearest multiple
-  of `ALIGN_PX` (16: the VAE's factor times the transformer's patch), so any scale works and the
+  of `ALIGN_PX` (16: the VAE's factor times the transformer's patch; a tie upwards), so any scale works and the
   aspect ratio moves by less than 8 px a side, which the resampler absorbs; the plan prints the
   canvas. `--width`/`--height` are taken as given and must be multiples (refused with the nearest
   one to pass); one of them alone gets the other from the source's aspect ratio, rounded as
@@ -43,7 +43,8 @@ MAX_SCALE = 64.0  # far past any sensible upscale; a slip (--scale 400) is one l
 
 
 def _aligned(value: float) -> int:
-    return max(ALIGN_PX, int(round(value / ALIGN_PX)) * ALIGN_PX)
+    """`value` px to the nearest multiple of ALIGN_PX (a tie upwards: 200 is 208), at least ALIGN_PX."""
+    return max(ALIGN_PX, math.floor(value / ALIGN_PX + 0.5) * ALIGN_PX)
 
 
 def canvas_size(

@@ -38,6 +38,7 @@ from gigacanvas.storage.picture import open_picture
 
 FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 MAX_SOURCE_PIXELS = 16384 * 16384  # see the module docstring
+MAX_SOURCE_BYTES = 4 << 30  # the file: past an 8-bit RGBA picture of MAX_SOURCE_PIXELS stored raw
 # 8-bit modes Pillow converts to RGB(A) without losing anything; others (I;16, I, F) are refused
 MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
 _LOCK = threading.Lock()
@@ -98,11 +99,11 @@ def read_source(path: str, expect: str | None = None) -> Source:
     label = f"image {path}"
     with open_picture(path, label) as file:
         try:
-            data = file.read(MAX_SOURCE_PIXELS * 8 + 1)  # far past any 8-bit picture of that size
+            data = file.read(MAX_SOURCE_BYTES + 1)
         except OSError as exc:
             raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
-    if len(data) > MAX_SOURCE_PIXELS * 8:
-        raise UsageError(f"{label} is over {MAX_SOURCE_PIXELS * 8 >> 30} GiB; no picture upscale accepts is that large")
+    if len(data) > MAX_SOURCE_BYTES:
+        raise UsageError(f"{label} is over {MAX_SOURCE_BYTES >> 30} GiB; no picture upscale accepts is that large")
     found = fingerprint(data)
     if expect is not None and found != expect:
         raise UsageError(
