@@ -58,6 +58,7 @@ class RenderResult:
     decode: DecodeReport | None = None  # what the decode did; None: none ran here
     start_step: int = 0  # a refinement's first step (cluster/compose.py); 0: from noise
     stages: tuple[str, ...] = ()  # a composed render's earlier stages' stores, the composition first
+    upscale_of: str | None = None  # an upscale's source picture (cluster/upscale.py); None: a render
 
     @property
     def seconds_per_step(self) -> float:
@@ -73,6 +74,8 @@ class RenderResult:
         size = f"gigacanvas: {self.width}x{self.height}, {self.steps} steps"
         if self.stages:
             size += f" (composed in {len(self.stages)} stage(s) first, refined from step {self.start_step})"
+        if self.upscale_of:
+            size += f" (upscaled from {self.upscale_of}, refined from step {self.start_step})"
         if self.actors == 0:
             return f"{size} in {self.precision}, finished in its store: picture written in {self.seconds:.1f} s -> {where}"
         tiles = f"{self.tiles_per_step} tile{'s' if self.tiles_per_step != 1 else ''}"
@@ -163,6 +166,7 @@ def render(
         decode=decoded,
         start_step=start_of(spec),
         stages=tuple(stage.spec.store_url for stage in the_plan.stages),
+        upscale_of=spec.image,
     )
 
 

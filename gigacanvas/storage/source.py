@@ -1,9 +1,10 @@
 """The user's picture that `gigacanvas upscale` starts from: checked, fingerprinted, read.
 
-- Formats: PNG, JPEG, TIFF and WebP (`FORMATS`), 8 bits per channel, one frame. Anything else
-  is refused with one line naming what it is, before any Ray work: a 16-bit or float picture
-  would be clipped by Pillow's conversion to 8 bits (a silent change of the picture), and an
-  animation or a multi-page TIFF has no one picture to upscale.
+- Formats: PNG, JPEG, TIFF and WebP (`FORMATS`), 8 bits per channel (`MODES`), one frame.
+  Anything else is refused with one line naming what it is, before any Ray work: a 16-bit or
+  float picture would be clipped by Pillow's conversion to 8 bits (a silent change of the
+  picture), Lab and HSV have no conversion to RGB in Pillow, and an animation or a multi-page
+  TIFF has no one picture to upscale.
 - Size: Pillow's decompression-bomb guard (`Image.MAX_IMAGE_PIXELS`, about 89 megapixels, an
   error past twice that) refuses big pictures that an upscaler is made for. It is lifted here, for
   the open and the decode only, to `MAX_SOURCE_PIXELS`: a 16384 x 16384 picture, the largest PNG
@@ -40,7 +41,7 @@ FORMATS = ("PNG", "JPEG", "TIFF", "WEBP")
 MAX_SOURCE_PIXELS = 16384 * 16384  # see the module docstring
 MAX_SOURCE_BYTES = 4 << 30  # the file: past an 8-bit RGBA picture of MAX_SOURCE_PIXELS stored raw
 # 8-bit modes Pillow converts to RGB(A) without losing anything; others (I;16, I, F) are refused
-MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")
+MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
 _LOCK = threading.Lock()
 
 
@@ -122,8 +123,8 @@ def read_source(path: str, expect: str | None = None) -> Source:
                     raise UsageError(f"{label} has {im.n_frames} frames (an animation or pages); upscale takes a single picture")
                 if im.mode not in MODES:
                     raise UsageError(
-                        f"{label} has mode {im.mode} (16-bit or floating point); upscale reads 8-bit pictures, "
-                        "convert it to 8 bits per channel first"
+                        f"{label} has mode {im.mode}; upscale reads 8-bit grey, palette, RGB(A), CMYK or YCbCr "
+                        "pictures (not 16-bit, floating point or Lab): convert it first"
                     )
                 im.load()
                 im = ImageOps.exif_transpose(im)

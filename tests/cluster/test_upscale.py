@@ -171,7 +171,7 @@ def _bad_pictures(tmp_path) -> dict[str, str]:
         ("corrupt", ["--scale", "4"], None, "is not a picture upscale can read"),
         ("truncated", ["--scale", "4"], None, "is damaged"),
         ("gif", ["--scale", "4"], None, "is a GIF picture; upscale reads PNG, JPEG, TIFF and WebP"),
-        ("16-bit", ["--scale", "4"], None, "(16-bit or floating point); upscale reads 8-bit pictures"),
+        ("16-bit", ["--scale", "4"], None, "has mode I;16; upscale reads 8-bit grey, palette, RGB(A), CMYK or YCbCr"),
         ("good", ["--scale", "4"], 2000, "is 64x48 pixels, over the 2,000 (a 44x44 picture) that upscale accepts"),
         ("good", ["--scale", "4"], 1000, "is over 2,000 pixels, over the 1,000 (a 31x31 picture) that upscale accepts"),
         ("good", ["--scale", "1"], None, "canvas 64x48 px is smaller than a tile (128 px); pass a larger --scale"),
