@@ -8,8 +8,9 @@ so no process ever holds the canvas in pixels:
   filters without bicubic's softness or nearest's blocks, and it needs nothing beyond Pillow. The
   refinement redraws the detail any resampler lacks; what matters is that the upscale adds no
   structure of its own (no blocks or jaggies for the model to sharpen into patterns). Pillow's
-  `resize(box=...)` computes a window of the whole resize: each output pixel's filter is centred
-  where the whole image's would be and clipped at the picture's edges, not the window's.
+  `resize(box=...)` computes the window with each output pixel's filter centred where the whole
+  image's would be, though not bit for bit the whole resize's crop (tiling/resample.py): the
+  windows are the plan's, so the bytes do not depend on the actors.
 - Encoding is diffusers' `AutoencoderKL.encode` on the window with a halo, keeping the latent
   distribution's mean (deterministic; SD3's latent standard deviation is tiny next to the noise
   the refinement adds), scaled and shifted as SD3's img2img pipeline does. The encoder's

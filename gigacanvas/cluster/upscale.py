@@ -21,7 +21,7 @@ Decisions, with their reasons:
   user meant.
 - Alpha: `keep` by default when the source has any, because dropping a user's transparency is
   the silent change the issue forbids; the output is then an RGBA PNG whose alpha is the source's
-  upscaled by the same resampler as the colour (band by band, from the store's `source_alpha`).
+  upscaled whole by the same resampler as the colour (from the store's `source_alpha`).
   `drop` writes an opaque picture. Either way the model sees the colour composited over white (the
   picture as a viewer shows it): the colour under a transparent pixel is arbitrary. A source
   without transparency records no `alpha` at all (there is nothing to keep or drop). `keep` needs

@@ -161,14 +161,16 @@ def _check_bucket(url: str) -> bool:
 def with_alpha(bands, alpha: np.ndarray, height: int, width: int):
     """(n, W, 4) uint8 bands: each of `bands` ((n, W, 3) from the top) with its rows of `alpha`
     (the source's, (h, w) uint8) upscaled to height x width by the resampler that upscaled the
-    colour (tiling/resample.py), so the output's alpha is the same bytes as resized whole."""
-    from gigacanvas.tiling.grid import Window
-    from gigacanvas.tiling.resample import resize_window
+    colour (Pillow's LANCZOS), in one piece: Pillow's windowed resize is not bit for bit the
+    whole one (tiling/resample.py), and a PNG (the only output that keeps alpha) is at most
+    MAX_PNG_SIDE a side, so the whole alpha is at most 256 MiB."""
+    from PIL import Image
 
+    with Image.fromarray(np.ascontiguousarray(alpha), "L") as im:
+        whole = np.asarray(im.resize((width, height), Image.LANCZOS), dtype=np.uint8)
     y = 0
     for band in bands:
-        rows = resize_window(alpha, height, width, Window(y, 0, len(band), width))
-        yield np.concatenate([band, rows[..., None]], axis=2)
+        yield np.concatenate([band, whole[y : y + len(band), :, None]], axis=2)
         y += len(band)
 
 

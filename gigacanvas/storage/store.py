@@ -25,7 +25,7 @@ Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   channels before space and `image` is what the decode writes, tile by tile, in (y, x, c);
 - array `source_alpha` (since layout 5, an upscale's that keeps its source's transparency:
   cluster/upscale.py): the source picture's alpha, (h, w) uint8 at the source's size, written
-  before the initial latent; the output's alpha is its upscale, band by band, so a resume needs
+  before the initial latent; the output's alpha is its upscale (outputs.with_alpha), so a resume needs
   the store alone;
 - group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
