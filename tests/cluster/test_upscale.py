@@ -208,3 +208,17 @@ def test_a_spec_without_its_picture_is_refused(tiny_model, tmp_path, picture):
     spec = upscale_spec(str(picture), 4.0, None, None, model=tiny_model, out=str(tmp_path / "x.png"), **FLAGS)
     with pytest.raises(UsageError, match="names no image; run gigacanvas upscale IMAGE"):
         plan(spec.replace(image=None))
+
+
+def test_an_upscale_picture_repeats_as_a_spec_of_the_same_picture_only(kept, picture, tiny_model, tmp_path, capsys):
+    out = kept[0].out
+    code, stdout, err = run_cli(
+        capsys, "upscale", str(picture), "--spec", out, "--model", tiny_model, "--out", str(tmp_path / "a.png"), "--dry-run"
+    )
+    assert code == 0 and "plan for 256x192 px" in stdout and "refined from step 1 of 3 (strength 0.5)" in stdout, err
+    other = tmp_path / "other.png"
+    Image.fromarray(_source()[::-1].copy(), "RGBA").save(other)
+    code, _, err = run_cli(
+        capsys, "upscale", str(other), "--spec", out, "--model", tiny_model, "--out", str(tmp_path / "b.png"), "--dry-run"
+    )
+    assert code == 2 and err.count("\n") == 1 and "is the upscale of another picture" in err, err
