@@ -83,6 +83,8 @@ def _resolve_compose(spec: RenderSpec, info: ModelInfo) -> tuple[str, float | No
     from gigacanvas.cluster.spec import DEFAULT_STRENGTH
 
     if spec.source is not None:  # an upscale refines its source: nothing to compose (cluster/upscale.py)
+        if spec.wrap:  # the tiled encode does not wrap: the start latent would carry the picture's edges
+            raise UsageError(f"upscale cannot wrap yet (wrap {spec.wrap}); drop --wrap")
         return "none", DEFAULT_STRENGTH if spec.strength is None else spec.strength
     compose = spec.compose or _default_compose(spec.spec_version)
     if compose == "auto":
