@@ -8,8 +8,9 @@ so no process ever holds the canvas in pixels:
   filters without bicubic's softness or nearest's blocks, and it needs nothing beyond Pillow. The
   refinement redraws the detail any resampler lacks; what matters is that the upscale adds no
   structure of its own (no blocks or jaggies for the model to sharpen into patterns). Pillow's
-  `resize(box=...)` computes a window of the whole resize: each output pixel's filter is centred
-  where the whole image's would be and clipped at the picture's edges, not the window's.
+  `resize(box=...)` computes the window with each output pixel's filter centred where the whole
+  image's would be, though not bit for bit the whole resize's crop (tiling/resample.py): the
+  windows are the plan's, so the bytes do not depend on the actors.
 - Encoding is diffusers' `AutoencoderKL.encode` on the window with a halo, keeping the latent
   distribution's mean (deterministic; SD3's latent standard deviation is tiny next to the noise
   the refinement adds), scaled and shifted as SD3's img2img pipeline does. The encoder's
@@ -23,18 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from gigacanvas.tiling.grid import Window
+from gigacanvas.tiling.resample import resize_window
 
 
 def upscale_window(image: np.ndarray, canvas_h: int, canvas_w: int, window: Window) -> np.ndarray:
     """Pixels `window` (in canvas pixels) of `image` ((h, w, 3) uint8) resized to canvas_h x canvas_w
-    with LANCZOS, as (3, window.h, window.w) float32 in [-1, 1]."""
-    from PIL import Image
-
-    h, w = image.shape[:2]
-    sy, sx = h / canvas_h, w / canvas_w
-    box = (window.x * sx, window.y * sy, (window.x + window.w) * sx, (window.y + window.h) * sy)
-    with Image.fromarray(np.ascontiguousarray(image), "RGB") as im:
-        out = np.asarray(im.resize((window.w, window.h), Image.LANCZOS, box=box), dtype=np.float32)
+    with LANCZOS (tiling/resample.py), as (3, window.h, window.w) float32 in [-1, 1]."""
+    out = resize_window(image, canvas_h, canvas_w, window).astype(np.float32)
     return np.ascontiguousarray((out / np.float32(127.5) - np.float32(1.0)).transpose(2, 0, 1))
 
 

@@ -55,6 +55,15 @@ RENDER_FLAGS = (
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),
 )
 
+# `upscale` takes render's flags but --compose (it refines the picture given), with its own words for these.
+UPSCALE_HELP = {
+    "--width": "canvas width in pixels, a multiple of 16, instead of --scale (alone: the height follows the picture's aspect)",
+    "--height": "canvas height in pixels, a multiple of 16, instead of --scale (alone: the width follows the picture's aspect)",
+    "--strength": "how much the refinement redraws, above 0 and at most 1: the share of the steps it runs, from the upscaled picture noised to that level (default 0.6)",
+    "--out": "output by suffix, as for render (default upscaled.png; --alpha keep needs a .png)",
+}
+UPSCALE_SKIPS = ("--compose",)
+
 # What `resume` takes over the store's record (resume.RESUME_OVERRIDES): where and how, never pixels.
 RESUME_FLAGS = (
     ("--out", str, "write the picture here instead (default: the out the render was given)"),
@@ -89,6 +98,24 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--dry-run", action="store_true", help="check what can be checked without Ray (not the precision a store was rendered in, nor the cluster's room), print the plan and exit without writing (but a URL model's cache) or starting Ray"
     )
+    upscale = sub.add_parser(
+        "upscale",
+        help="refine a picture (PNG, JPEG, TIFF, WebP) at a larger size with the tiled step loop",
+        description="Upscale IMAGE in pixel space, encode it, noise it to --strength and refine it with the tiled "
+        "step loop, as a composed render's last stage. The output carries its spec (the picture's sha256 among it) "
+        "and resumes like a render's.",
+    )
+    upscale.add_argument("image", help="the picture to upscale: PNG, JPEG, TIFF or WebP, 8 bits per channel, at most 16384x16384 px")
+    upscale.add_argument("--scale", type=float, default=None, help="multiply the picture's sides by this, each rounded to the nearest multiple of 16 (e.g. 2 or 4)")
+    upscale.add_argument("--alpha", default=None, help="keep: the output keeps the picture's transparency, upscaled alike (an RGBA PNG); drop: an opaque picture; default keep (a picture without transparency ignores it)")
+    upscale.add_argument("--spec", help="YAML, JSON or gigacanvas PNG whose keys are render's flags (an upscale's picture of IMAGE repeats it); flags override it")
+    for flag, kind, text in RENDER_FLAGS:
+        if flag not in UPSCALE_SKIPS:
+            upscale.add_argument(flag, type=kind, default=None, help=UPSCALE_HELP.get(flag, text))
+    upscale.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
+    upscale.add_argument("--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision")
+    upscale.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    upscale.add_argument("--dry-run", action="store_true", help="check the picture and the plan without Ray, print the plan and exit without writing")
     resume = sub.add_parser(
         "resume",
         help="finish a stopped render from its store alone (model, output and all)",
@@ -169,6 +196,17 @@ def _render(args: argparse.Namespace) -> int:
     return _plan_or_render(spec, args)
 
 
+def _upscale(args: argparse.Namespace) -> int:
+    from gigacanvas.cluster.upscale import upscale_spec
+
+    names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in RENDER_FLAGS if flag not in UPSCALE_SKIPS]
+    flags = {name: getattr(args, name) for name in names}
+    spec = upscale_spec(
+        args.image, args.scale, args.alpha, args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags
+    )
+    return _plan_or_render(spec, args)
+
+
 def _resume(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.resume import RESUME_OVERRIDES, refuse_flag, resume_spec
 
@@ -240,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with signals.guard():  # a first Ctrl-C or SIGTERM raises in here, and only in here
             args = build_parser().parse_args(argv)
-            return {"render": _render, "resume": _resume, "status": _status, "preview": _preview, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
+            return {"render": _render, "upscale": _upscale, "resume": _resume, "status": _status, "preview": _preview, "demo-model": _demo_model, "convert": _convert, "bench": _bench}[args.command](args)
     except GigacanvasError as exc:
         print(f"gigacanvas: error: {exc}{signals.resume_hint()}", file=sys.stderr)
         return exc.exit_code

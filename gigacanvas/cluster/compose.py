@@ -46,7 +46,7 @@ import numpy as np
 from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.errors import UsageError
-from gigacanvas.storage.store import STAGES, LatentStore
+from gigacanvas.storage.store import STAGES
 from gigacanvas.tiling import TileBlender, initial_noise, plan_tiles
 from gigacanvas.tiling.compose import stage_sizes, start_step
 
@@ -69,8 +69,9 @@ class Stage:
 
 
 def start_of(spec: RenderSpec) -> int:
-    """The step a refinement of this (resolved) spec starts at; 0 for a plain render."""
-    return start_step(spec.steps, spec.strength) if spec.stages else 0
+    """The step a refinement of this (resolved) spec starts at (a composed render's last stage, or
+    an upscale: cluster/upscale.py); 0 for a plain render."""
+    return start_step(spec.steps, spec.strength) if spec.stages or spec.source else 0
 
 
 def sizes(spec: RenderSpec, info: ModelInfo) -> tuple[tuple[int, int], ...]:
@@ -106,6 +107,8 @@ def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
 
 def describe(spec: RenderSpec, info: ModelInfo) -> str:
     """'composition 368x176 px, then 1024x512 px from step 1 of 4 (strength 0.6)', or 'none'."""
+    if spec.source:
+        return f"none: an upscale of {spec.image}, refined from step {start_of(spec)} of {spec.steps} (strength {spec.strength:g})"
     if not spec.stages:
         return "none"
     shown = sizes(spec, info)
@@ -163,10 +166,11 @@ def encode_canvas(
     return blender.result()
 
 
-def start_latent(pool: Any, source: LatentStore, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None) -> np.ndarray:
-    """A refinement's first latent: the `source` stage's picture upscaled, encoded and noised to
-    `spec.strength` with the render's own seeded noise (the canvas's initial noise)."""
+def start_latent(pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None) -> np.ndarray:
+    """A refinement's first latent: `image` ((h, w, 3) uint8: the stage before's picture, or an
+    upscale's source) upscaled, encoded and noised to `spec.strength` with the render's own seeded
+    noise (the canvas's initial noise)."""
     f, channels = info.vae_scale_factor, info.latent_channels
-    encoded = encode_canvas(pool, source.read_image(), spec.width, spec.height, info, spec.vae_tile_size, on_tile)
+    encoded = encode_canvas(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile)
     noise = initial_noise(spec.seed, channels, spec.height // f, spec.width // f)
     return noised(encoded, noise, scheduler, start_of(spec))

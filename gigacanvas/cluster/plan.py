@@ -65,6 +65,10 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 "drop --shift-windows off"
             )
     compose, strength = _resolve_compose(spec, info)
+    if spec.source is not None:
+        from gigacanvas.cluster.upscale import check_canvas
+
+        check_canvas(spec, tile)
     return spec.replace(
         steps=steps, guidance=guidance, tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile,
         vae_decode=vae_decode, shift_windows=shift, compose=compose, strength=strength,
@@ -78,6 +82,10 @@ def _resolve_compose(spec: RenderSpec, info: ModelInfo) -> tuple[str, float | No
     from gigacanvas.cluster.compose import sizes
     from gigacanvas.cluster.spec import DEFAULT_STRENGTH
 
+    if spec.source is not None:  # an upscale refines its source: nothing to compose (cluster/upscale.py)
+        if spec.wrap:  # the tiled encode does not wrap: the start latent would carry the picture's edges
+            raise UsageError(f"upscale cannot wrap yet (wrap {spec.wrap}); drop --wrap")
+        return "none", DEFAULT_STRENGTH if spec.strength is None else spec.strength
     compose = spec.compose or _default_compose(spec.spec_version)
     if compose == "auto":
         larger = spec.width * spec.height > info.native_tile_px**2

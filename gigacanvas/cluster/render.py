@@ -59,6 +59,7 @@ class RenderResult:
     decode: DecodeReport | None = None  # what the decode did; None: none ran here
     start_step: int = 0  # a refinement's first step (cluster/compose.py); 0: from noise
     stages: tuple[str, ...] = ()  # a composed render's earlier stages' stores, the composition first
+    upscale_of: str | None = None  # an upscale's source picture (cluster/upscale.py); None: a render
 
     @property
     def seconds_per_step(self) -> float:
@@ -74,6 +75,8 @@ class RenderResult:
         size = f"gigacanvas: {self.width}x{self.height}, {self.steps} steps"
         if self.stages:
             size += f" (composed in {len(self.stages)} stage(s) first, refined from step {self.start_step})"
+        if self.upscale_of:
+            size += f" (upscaled from {self.upscale_of}, refined from step {self.start_step})"
         if self.actors == 0:
             return f"{size} in {self.precision}, finished in its store: picture written in {self.seconds:.1f} s -> {where}"
         tiles = f"{self.tiles_per_step} tile{'s' if self.tiles_per_step != 1 else ''}"
@@ -164,6 +167,7 @@ def render(
         decode=decoded,
         start_step=start_of(spec),
         stages=tuple(stage.spec.store_url for stage in the_plan.stages),
+        upscale_of=spec.image,
     )
 
 
@@ -254,6 +258,19 @@ def _run_stages(the_plan: Plan, pool: WorkerPool, mode: str, progress: bool, not
             claim.release()
 
 
+def _source_image(spec: RenderSpec, store: LatentStore, stage) -> object:
+    """A refinement's source picture, (h, w, 3) uint8: the `stage` before's, or an upscale's
+    picture (checked against its recorded fingerprint; its alpha kept in the store if asked)."""
+    if stage is not None:
+        return LatentStore(stage.spec.store_url).read_image()
+    from gigacanvas.storage.source import read_source
+
+    picture = read_source(spec.image, expect=spec.source)
+    if spec.alpha == "keep" and picture.alpha is not None:
+        store.write_source_alpha(picture.alpha)  # before the initial latent: a resume needs the store alone
+    return picture.rgb
+
+
 def _run(
     the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
     denoise_only: bool = False, cond: dict | None = None, content: dict | None = None, source=None, note: bool = True,
@@ -291,15 +308,16 @@ def _run(
         if the_plan.stages:
             _run_stages(the_plan, pool, mode, progress, notify, cond)
             source = the_plan.stages[-1]
-        if source is None:
+        if source is None and spec.source is None:
             first = start_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w), scheduler)
         else:
+            image = _source_image(spec, store, source)
             notify(
-                f"gigacanvas: upscaling {source.spec.width}x{source.spec.height} px to {spec.width}x{spec.height} px, "
+                f"gigacanvas: upscaling {image.shape[1]}x{image.shape[0]} px to {spec.width}x{spec.height} px, "
                 f"encoding, refining from step {start_of(spec)} of {spec.steps}"
             )
             with tqdm(desc="encode", unit="tile", disable=None if progress else True) as bar:
-                first = start_latent(pool, LatentStore(source.spec.store_url), spec, info, scheduler, lambda: bar.update(1))
+                first = start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1))
         store.write_noise(first)
     if note and store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume
         signals.note_store(spec.store_url)

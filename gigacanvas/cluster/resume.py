@@ -30,7 +30,7 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 # precision other than the recorded one is accepted only if it runs the mode the store was
 # rendered in (`render` checks it), so the pixels cannot change.
 RESUME_OVERRIDES = ("out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every")
-PATH_FIELDS = ("out", "model", "base_model", "preview")  # may be relative to the folder the render ran in
+PATH_FIELDS = ("out", "model", "base_model", "preview", "image")  # may be relative to the folder the render ran in
 
 
 def refuse_flag(url: str, name: str) -> UsageError:

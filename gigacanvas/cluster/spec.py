@@ -46,6 +46,7 @@ VAE_DECODES = ("exact", "fast", "blend")  # cluster/decode.py
 COMPOSE_WORDS = ("auto", "none")  # or a number of refinement stages, 1 to MAX_STAGES (cluster/compose.py)
 MAX_STAGES = 8  # each stage doubles the composition's side: 8 reach 256 times the native side
 DEFAULT_STRENGTH = 0.6  # see cluster/compose.py for why
+ALPHAS = ("keep", "drop")  # what an upscale does with its source's transparency (cluster/upscale.py)
 WRAPS = ("x", "y", "xy", "none")  # the axes along which the canvas is a torus (tiling/grid.py)
 MAX_PROMPT = 10_000  # characters; the text encoders read a few hundred tokens at most
 MAX_NAME = 4096  # characters in a path, URL or hub id (Linux's PATH_MAX)
@@ -75,25 +76,27 @@ CONTENT_FIELDS = (
     "wrap",
     "compose",
     "strength",
+    "source",
+    "alpha",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
 # blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
 # field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength")
+OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha")
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
-LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every")
+LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every", "image")
 # What a store records beside `content()` (its `local` attribute, with the folder the render ran
 # in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
 RESUME_FIELDS = (
     "model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address", "preview",
-    "preview_every",
+    "preview_every", "image",
 )
 # Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
 # dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
@@ -126,6 +129,12 @@ class RenderSpec:
     # None: by spec_version (auto from 4)
     compose: str | None = None
     strength: float | None = None  # how much of the schedule a refinement runs, in (0, 1]; None: DEFAULT_STRENGTH
+    # An upscale's (cluster/upscale.py): `source` is the fingerprint of the picture it starts from
+    # ("sha256:" of the file's bytes), `image` where that picture is (a local field), `alpha` keep
+    # or drop its transparency (None: it has none); all None for a render from noise.
+    source: str | None = None
+    image: str | None = None
+    alpha: str | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -174,6 +183,7 @@ class RenderSpec:
         if self.wrap and self.vae_decode == "blend":
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         _check_compose(self)
+        _check_upscale(self)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -211,8 +221,9 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        if self.strength is None:
-            del content["strength"]
+        for name in ("strength", "source", "alpha"):
+            if getattr(self, name) is None:
+                del content[name]
         return content
 
     @property
@@ -267,11 +278,30 @@ def _check_compose(spec: RenderSpec) -> None:
                 f"strength {_quote(strength)} must be a number above 0 and at most 1 (the share of the steps a "
                 f"refinement runs; 1 starts from pure noise); try {DEFAULT_STRENGTH}"
             )
-        if spec.compose == "none":
+        if spec.compose == "none" and spec.source is None:
             raise UsageError(
                 f"strength {strength:g} has no effect with compose none (nothing is refined); "
                 "drop --strength or pass --compose auto"
             )
+
+
+def _check_upscale(spec: RenderSpec) -> None:
+    """`source` is a fingerprint, `alpha` keep or drop, and an upscale composes nothing."""
+    if spec.source is not None:
+        digest = spec.source.removeprefix("sha256:")
+        if not spec.source.startswith("sha256:") or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise UsageError(f"source {_quote(spec.source)} is not a picture's fingerprint (sha256: and 64 hex digits)")
+        if spec.compose not in (None, "none"):
+            raise UsageError(f"compose {spec.compose} does not apply to an upscale, which refines the picture given; drop --compose")
+    elif spec.image is not None or spec.alpha is not None:
+        raise UsageError("image and alpha belong to an upscale; run gigacanvas upscale IMAGE")
+    if spec.alpha is not None and spec.alpha not in ALPHAS:
+        raise UsageError(f"alpha {_quote(spec.alpha)} is not one of {', '.join(ALPHAS)}")
+    if spec.alpha == "keep" and not spec.out.lower().endswith(".png"):
+        raise UsageError(
+            f"alpha keep writes a PNG with transparency, and out {_quote(spec.out)} is no .png; "
+            "pass a .png --out, or --alpha drop for an opaque picture"
+        )
 
 
 def _check_multiple(name: str, value: int, step: int) -> None:
@@ -361,7 +391,7 @@ def _check_ranges(spec: RenderSpec) -> None:
             f"cpus_per_actor {cpus!r} is above 1 and so must be a whole number (Ray's rule); "
             f"try {math.floor(cpus)} or {math.ceil(cpus)}"
         )
-    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview"):
+    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source"):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME
         if value is not None and len(value) > most:

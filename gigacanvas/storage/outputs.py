@@ -25,6 +25,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location, first_line, is_url, local_url_path
 
@@ -156,6 +158,22 @@ def _check_bucket(url: str) -> bool:
         raise UsageError(f"out {url} cannot be reached ({exc.__class__.__name__}: {first_line(exc)})") from exc
 
 
+def with_alpha(bands, alpha: np.ndarray, height: int, width: int):
+    """(n, W, 4) uint8 bands: each of `bands` ((n, W, 3) from the top) with its rows of `alpha`
+    (the source's, (h, w) uint8) upscaled to height x width by the resampler that upscaled the
+    colour (Pillow's LANCZOS), in one piece: Pillow's windowed resize is not bit for bit the
+    whole one (tiling/resample.py), and a PNG (the only output that keeps alpha) is at most
+    MAX_PNG_SIDE a side, so the whole alpha is at most 256 MiB."""
+    from PIL import Image
+
+    with Image.fromarray(np.ascontiguousarray(alpha), "L") as im:
+        whole = np.asarray(im.resize((width, height), Image.LANCZOS), dtype=np.uint8)
+    y = 0
+    for band in bands:
+        yield np.concatenate([band, whole[y : y + len(band), :, None]], axis=2)
+        y += len(band)
+
+
 def write_output(out: str, store, picture: dict, parameters: str) -> str:
     """The store's finished picture to `out` in the format its suffix names (see top); returns `out`."""
     from gigacanvas.storage.multiscale import build_levels, export_levels, has_levels
@@ -169,7 +187,11 @@ def write_output(out: str, store, picture: dict, parameters: str) -> str:
         from gigacanvas.storage.picture import write_png_bands
 
         height, width = store.image_shape
-        return str(write_png_bands(out, width, height, store.image_bands(), picture, parameters))
+        alpha = store.source_alpha()  # an upscale that keeps its source's transparency (cluster/upscale.py)
+        if alpha is None:
+            return str(write_png_bands(out, width, height, store.image_bands(), picture, parameters))
+        bands = with_alpha(store.image_bands(), alpha, height, width)
+        return str(write_png_bands(out, width, height, bands, picture, parameters, channels=4))
     if kind == "tiff":
         from gigacanvas.storage.tiff import write_tiff
 

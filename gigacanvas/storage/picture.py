@@ -87,9 +87,9 @@ def write_png(path: str | Path, image: np.ndarray, spec: dict, parameters: str) 
 
 def write_png_bands(
     path: str | Path, width: int, height: int, bands: Iterable[np.ndarray], spec: dict, parameters: str | None,
-    keyword: str = SPEC_CHUNK,
+    keyword: str = SPEC_CHUNK, channels: int = 3,
 ) -> str | Path:
-    """A PNG of `bands`, (n, W, 3) uint8 rows from the top, streamed (pngstream.py): no more than
+    """A PNG of `bands`, (n, W, channels) uint8 rows from the top (RGB, or RGBA), streamed (pngstream.py): no more than
     one band is held. All or nothing: on a disk a temp file and a rename; on object storage a temp
     file here, then one upload, which is whole or absent (a multipart upload appears only when it
     completes), so a reader never sees half a picture."""
@@ -97,7 +97,7 @@ def write_png_bands(
 
     def encode(target: Path) -> None:
         with open(target, "wb") as file:
-            stream = PngStream(file, width, height, texts)
+            stream = PngStream(file, width, height, texts, channels=channels)
             for band in bands:
                 stream.write(band)
             stream.close()

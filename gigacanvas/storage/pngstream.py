@@ -24,7 +24,8 @@ import numpy as np
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk (libpng writes 8 KiB; any size is valid)
 FILTER_ROWS = 64  # rows filtered at once: bounds the temporaries to ~10 x 64 rows
-BPP = 3  # bytes per pixel: 8-bit RGB
+BPP = 3  # bytes per pixel: 8-bit RGB (4 for RGBA: an upscale that keeps its source's alpha)
+COLOUR_TYPES = {3: 2, 4: 6}  # bytes per pixel -> PNG colour type: truecolour, truecolour with alpha
 
 
 def chunk(kind: bytes, data: bytes) -> bytes:
@@ -41,16 +42,16 @@ def text_chunk(keyword: str, text: str) -> bytes:
         return chunk(b"iTXt", key + b"\0\0\0\0\0" + text.encode("utf-8"))
 
 
-def filter_rows(rows: np.ndarray, prev: np.ndarray) -> bytes:
-    """`rows` (n, W*3) uint8 filtered for PNG, each prefixed by its filter byte; `prev` is the row
+def filter_rows(rows: np.ndarray, prev: np.ndarray, bpp: int = BPP) -> bytes:
+    """`rows` (n, W*bpp) uint8 filtered for PNG, each prefixed by its filter byte; `prev` is the row
     above the first (zeros for the picture's first row)."""
     n, width = rows.shape
     x = rows.astype(np.int16)
     b = np.concatenate([prev[None].astype(np.int16), x[:-1]])  # up
     a = np.zeros_like(x)
-    a[:, BPP:] = x[:, :-BPP]  # left
+    a[:, bpp:] = x[:, :-bpp]  # left
     c = np.zeros_like(x)
-    c[:, BPP:] = b[:, :-BPP]  # up-left
+    c[:, bpp:] = b[:, :-bpp]  # up-left
     pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
     paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
     candidates = np.stack([x, x - a, x - b, x - (a + b) // 2, x - paeth]).astype(np.uint8)  # mod 256
@@ -63,30 +64,35 @@ def filter_rows(rows: np.ndarray, prev: np.ndarray) -> bytes:
 
 
 class PngStream:
-    """Writes an 8-bit RGB PNG to `file` as its rows arrive; `close()` checks that all came."""
+    """Writes an 8-bit RGB (or, `channels` 4, RGBA) PNG to `file` as its rows arrive; `close()`
+    checks that all came."""
 
-    def __init__(self, file: BinaryIO, width: int, height: int, texts: list[tuple[str, str]], level: int = 6):
+    def __init__(
+        self, file: BinaryIO, width: int, height: int, texts: list[tuple[str, str]], level: int = 6, channels: int = BPP
+    ):
         if not (0 < width < 2**31 and 0 < height < 2**31):
             raise ValueError(f"a PNG is 1 to 2**31-1 pixels a side, not {width}x{height}")
-        self.file, self.width, self.height = file, width, height
+        if channels not in COLOUR_TYPES:
+            raise ValueError(f"a PNG of ours has 3 or 4 channels, not {channels}")
+        self.file, self.width, self.height, self.channels = file, width, height, channels
         self.rows_written = 0
-        self._prev = np.zeros(width * BPP, np.uint8)
+        self._prev = np.zeros(width * channels, np.uint8)
         self._zip = zlib.compressobj(level)
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit truecolour, no interlace
+        ihdr = struct.pack(">IIBBBBB", width, height, 8, COLOUR_TYPES[channels], 0, 0, 0)  # 8-bit, no interlace
         file.write(PNG_SIGNATURE + chunk(b"IHDR", ihdr) + b"".join(text_chunk(k, t) for k, t in texts))
 
     def write(self, rows: np.ndarray) -> None:
-        """The next (n, W, 3) uint8 rows."""
-        if rows.dtype != np.uint8 or rows.ndim != 3 or rows.shape[1:] != (self.width, BPP):
-            raise ValueError(f"rows must be (n, {self.width}, 3) uint8, not {rows.shape} {rows.dtype}")
+        """The next (n, W, channels) uint8 rows."""
+        if rows.dtype != np.uint8 or rows.ndim != 3 or rows.shape[1:] != (self.width, self.channels):
+            raise ValueError(f"rows must be (n, {self.width}, {self.channels}) uint8, not {rows.shape} {rows.dtype}")
         if self.rows_written + len(rows) > self.height:
             raise ValueError(f"more than the {self.height} rows the PNG's header promised")
         flat = rows.reshape(len(rows), -1)
         for y in range(0, len(flat), FILTER_ROWS):
             block = flat[y : y + FILTER_ROWS]
-            self._emit(self._zip.compress(filter_rows(block, self._prev)))
+            self._emit(self._zip.compress(filter_rows(block, self._prev, self.channels)))
             self._prev = block[-1]
         self.rows_written += len(rows)
 

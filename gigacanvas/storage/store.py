@@ -23,6 +23,10 @@ Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   every level is whole; levels without `ome` are rebuilt. multiscale.py writes them, band by band;
   a level 0 in (c, y, x) order beside `image` costs a second copy of the pixels, because NGFF wants
   channels before space and `image` is what the decode writes, tile by tile, in (y, x, c);
+- array `source_alpha` (since layout 5, an upscale's that keeps its source's transparency:
+  cluster/upscale.py): the source picture's alpha, (h, w) uint8 at the source's size, written
+  before the initial latent; the output's alpha is its upscale (outputs.with_alpha), so a resume needs
+  the store alone;
 - group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
   two bands ever write one chunk), `local` (optional: what `gigacanvas resume --store URL` needs
@@ -94,7 +98,7 @@ RESUMABLE_LAYOUTS = (3, 4, 5)  # 3: no multiscale levels yet; 4: no start step, 
 STAGES = "stages"  # the folder of a composed render's earlier stages, each a store of this layout
 LATENT_CHUNK = 128  # latent pixels per chunk side: 1 MiB per 16-channel float32 chunk
 IMAGE_CHUNK = 1024
-OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image")  # and band records, levels (layouts 3-5), stages (5)
+OWN_NAMES = ("zarr.json", "noise", "latent_a", "latent_b", "image", "source_alpha")  # and band records, levels (layouts 3-5), stages (5)
 OLD_NAMES = ("zarr.json", "noise", "latent", "latent_next", "image")  # layout 1
 RECORD_PREFIX = "band-"
 
@@ -535,6 +539,21 @@ class LatentStore:
     def mark_decoded(self) -> None:
         """`decoded` is set in one put of the group's metadata (no reducer writes it)."""
         _retrying(self.url, "marking the picture done", lambda: self.group.attrs.__setitem__("decoded", True))
+
+    def write_source_alpha(self, alpha: np.ndarray) -> None:
+        """An upscale's source alpha ((h, w) uint8, the source's size), before `write_noise`."""
+        self._check_lease()
+        array = self.group.create_array(
+            "source_alpha", shape=alpha.shape, chunks=(IMAGE_CHUNK, IMAGE_CHUNK), dtype="uint8", overwrite=True
+        )
+        _retrying(self.url, "writing the source's alpha", lambda: array.__setitem__(Ellipsis, alpha))
+
+    def source_alpha(self) -> np.ndarray | None:
+        """The source alpha an upscale keeps, or None (a render from noise, or one that drops it)."""
+        try:
+            return self.group["source_alpha"][...]
+        except KeyError:
+            return None
 
     def read_image(self) -> np.ndarray:
         return self.group["image"][...]

@@ -59,3 +59,16 @@ def test_wrong_or_missing_rows_are_refused():
         stream.close()
     with pytest.raises(ValueError, match="more than the 3 rows"):
         stream.write(np.zeros((2, 4, 3), np.uint8))
+
+
+def test_an_rgba_stream_gives_the_picture_with_its_alpha():
+    """An upscale that keeps its source's transparency writes RGBA (colour type 6)."""
+    image = np.random.default_rng(1).integers(0, 256, (70, 33, 4), dtype=np.uint8)
+    buffer = io.BytesIO()
+    stream = PngStream(buffer, 33, 70, [], channels=4)
+    for y in range(0, 70, 9):
+        stream.write(image[y : y + 9])
+    stream.close()
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        assert im.mode == "RGBA"
+        np.testing.assert_array_equal(np.asarray(im), image)
