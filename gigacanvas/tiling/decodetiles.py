@@ -16,6 +16,7 @@ tile's own convs then pad with zeros only inside the halo, which never reaches i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,16 +146,58 @@ def _paste_wrapped(
     return out
 
 
-def strided(core: Window, values: np.ndarray, scale: int, stride: int) -> tuple[Window, np.ndarray]:
-    """The pixels of a core's activations (at `scale` pixels per latent pixel) whose canvas
-    coordinates are multiples of `stride`, and the window they fill in the strided canvas: the
-    cores' samples tile `strided_shape` exactly, as slicing the whole canvas `[::stride]` would."""
-    y, x = core.y * scale, core.x * scale
-    oy, ox = -y % stride, -x % stride
-    part = values[:, oy::stride, ox::stride]
-    return Window((y + oy) // stride, (x + ox) // stride, *part.shape[1:]), part
+def _crop_axis(length: int, core: int, halo: int, count: int, wrap: bool) -> list[tuple[int, int, int, int]]:
+    """(window start, window length, core start in window, core length) of `count` crops spread
+    evenly along one axis: each core at the middle of its stratum, its window inside the canvas
+    (along a wrapped axis it may cross the joined edge instead)."""
+    if core + 2 * halo >= length:  # the axis whole: its edges are the canvas's own
+        return [(0, length, 0, length)]
+    out = []
+    for i in range(count):
+        at = (2 * i + 1) * length // (2 * count) - core // 2
+        if not wrap:
+            at = min(max(at, halo), length - halo - core)
+        out.append((at - halo, core + 2 * halo, halo, core))
+    return out
 
 
-def strided_shape(height: int, width: int, scale: int, stride: int) -> tuple[int, int]:
-    """(h, w) of a (height, width) latent canvas's activations at `scale`, every `stride`-th pixel."""
-    return -(-height * scale // stride), -(-width * scale // stride)
+def sample_crops(
+    height: int, width: int, core: int, halo: int, budget: int, wrap_y: bool = False, wrap_x: bool = False
+) -> tuple[DecodeTile, ...]:
+    """Crops for the fast decode's statistics: cores of `core` latent pixels on a regular sub-grid
+    (one per stratum, strata as square as the canvas allows), each grown by `halo` so its core
+    is computed as the whole canvas computes it, as many as fit `budget` latent pixels of window
+    area, at least one. An axis no longer than a crop's window is taken whole (a crop then reads
+    it edge to edge). A canvas within the budget is one crop of itself: the exact statistics.
+
+    Unlike a strided sample of the whole canvas, every sampled pixel is the real activation (the
+    convolutions past it see their true neighbours), so the estimate has no bias, only the
+    sampling error of the cores it leaves out; cores never overlap, so no pixel counts twice.
+    """
+    if height * width <= budget:
+        return (DecodeTile(Window(0, 0, height, width), Window(0, 0, height, width)),)
+    core = max(1, core)
+    window_h = height if core + 2 * halo >= height else core + 2 * halo
+    window_w = width if core + 2 * halo >= width else core + 2 * halo
+    most_y = 1 if window_h == height else max(1, height // core)
+    most_x = 1 if window_w == width else max(1, width // core)
+    choices = [
+        (ny * nx, -abs(math.log((height / ny) / (width / nx))), ny, nx)
+        for ny in range(1, most_y + 1)
+        for nx in range(1, most_x + 1)
+        if ny * window_h * nx * window_w <= budget or ny * nx == 1
+    ]
+    _, _, count_y, count_x = max(choices)
+    tiles = []
+    for wy, hy, cy, ch in _crop_axis(height, core, halo, count_y, wrap_y):
+        for wx, hx, cx, cw in _crop_axis(width, core, halo, count_x, wrap_x):
+            tiles.append(DecodeTile(Window(wy + cy, wx + cx, ch, cw), Window(wy, wx, hy, hx)))
+    return tuple(tiles)
+
+
+def crop_padding(crops: tuple[DecodeTile, ...], height: int, width: int, wrap_y: bool, wrap_x: bool) -> tuple[bool, bool]:
+    """Along which axes a batch of `sample_crops` pads circularly: a wrapped axis its crops span
+    whole (there the canvas's own edges join); a crop cut along a wrapped axis read its halo
+    across the edge already and pads with zeros, like a tile."""
+    window = crops[0].window
+    return wrap_y and (window.y, window.h) == (0, height), wrap_x and (window.x, window.w) == (0, width)

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_passes
-from gigacanvas.tiling.decodetiles import overlapping, paste, plan_decode_tiles
+from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import crop_padding, overlapping, paste, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
 
 
@@ -92,7 +92,9 @@ def test_a_window_the_parts_do_not_cover_is_refused():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    height=st.integers(1, 40), width=st.integers(1, 40), core=st.integers(1, 25), halo=st.integers(0, 50),
+    # cores of 4 or more: 1-pixel cores of a 40 x 40 canvas are 1600 tiles pasting from 1600 parts,
+    # minutes a run for nothing a few hundred tiles don't show
+    height=st.integers(1, 40), width=st.integers(1, 40), core=st.integers(4, 25), halo=st.integers(0, 50),
     scale=st.sampled_from([1, 2]), wrap=st.sampled_from([(True, False), (False, True), (True, True)]),
 )
 def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width, core, halo, scale, wrap):
@@ -111,3 +113,50 @@ def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width
         reads = overlapping(cores, w, *torus)
         got = paste(w, [parts[i] for i in reads], scale, *torus)
         np.testing.assert_array_equal(got, canvas[:, ys[:, None], xs])
+
+
+@given(
+    height=st.integers(1, 300), width=st.integers(1, 300), core=st.integers(1, 64), halo=st.integers(0, 20),
+    budget=st.integers(1, 40000), wrap=st.sampled_from([(False, False), (True, False), (False, True), (True, True)]),
+)
+def test_sample_crops_are_disjoint_cores_with_their_halo_within_the_budget(height, width, core, halo, budget, wrap):
+    crops = sample_crops(height, width, core, halo, budget, *wrap)
+    assert crops
+    if height * width <= budget:  # the canvas fits: one crop of itself, the exact statistics
+        assert [(c.core, c.window) for c in crops] == [(Window(0, 0, height, width),) * 2]
+        return
+    assert len(crops) == 1 or sum(c.window.h * c.window.w for c in crops) <= budget
+    assert len({(c.window.h, c.window.w) for c in crops}) == 1  # one batch
+    owner = np.zeros((height, width), int)
+    for c in crops:
+        for axis, length, wrapped in ((0, height, wrap[0]), (1, width, wrap[1])):
+            start, size = (c.core.y, c.core.h) if axis == 0 else (c.core.x, c.core.w)
+            w_start, w_size = (c.window.y, c.window.h) if axis == 0 else (c.window.x, c.window.w)
+            if (w_start, w_size) == (0, length):  # the axis whole: the core is all of it
+                assert (start, size) == (0, length)
+            else:  # a core with the full halo on both sides, inside the canvas unless wrapped
+                assert size == core and start - w_start == halo and w_size == core + 2 * halo
+                assert wrapped or (0 <= w_start and w_start + w_size <= length)
+        ys = np.arange(c.core.y, c.core.y + c.core.h) % height
+        xs = np.arange(c.core.x, c.core.x + c.core.w) % width
+        owner[np.ix_(ys, xs)] += 1
+    assert owner.max() == 1  # no pixel counted twice
+    padding = crop_padding(crops, height, width, *wrap)
+    assert padding == (wrap[0] and crops[0].window.h == height, wrap[1] and crops[0].window.w == width)
+
+
+def test_sample_crops_spread_over_the_canvas():
+    # SD3.5 at 2048 px from the first up-block's end: 8 cores of 32, one per stratum
+    crops = sample_crops(256, 256, 32, 6, 128 * 128)
+    assert len(crops) == 8
+    ys, xs = {c.core.y for c in crops}, {c.core.x for c in crops}
+    assert len(ys) * len(xs) == 8 and max(ys) - min(ys) >= 128 and max(xs) - min(xs) >= 128
+
+
+def test_fast_plan_samples_after_the_first_segment_from_its_checkpoint_if_it_fits():
+    plan = plan_fast(SD35, 256, 256, 4 << 30)
+    first = [k for k, s in enumerate(SD35.norm_segments) if s == 0]
+    last = SD35.segments - 1
+    assert plan == (*(DecodePass(0, 0, k) for k in first), DecodePass(0, 0), DecodePass(1, last, sample=True), DecodePass(1, last))
+    # no room for the checkpoint: the crops and the pixels read the mid-block's output
+    assert plan_fast(SD35, 256, 256, 0)[-2:] == (DecodePass(0, last, sample=True), DecodePass(0, last))
