@@ -48,7 +48,7 @@ from gigacanvas.actors.windowed import WindowedAttention
 from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, SAMPLE_CORE, TailLayout, plan_fast, plan_passes
 from gigacanvas.tiling.decodetiles import crop_padding, paste, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
-from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge
+from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge, weighted
 
 # The mid-block's attention is exact (global) up to this many latent pixels: 1024 x 1024, an
 # 8192 x 8192 picture at factor 8 (about 6 s of attention for SD3.5's VAE on an H100, and
@@ -221,19 +221,20 @@ class SeamlessVae:
     def sample(
         self,
         windows: np.ndarray,
-        cores: Sequence[Window],
+        pieces: Sequence[Sequence[tuple[Window, float]]],
         start: int,
         known: Sequence[np.ndarray],
         wrap: tuple[bool, bool] = (False, False),
     ) -> list[np.ndarray]:
-        """The fast mode's estimate: the moments of every GroupNorm past `known`, pooled over the
-        cores of a batch of crops (N, C', h, w) of boundary `start`'s activations
-        (tiling/decodetiles.py's `sample_crops`), run together from `start` to the end.
+        """The fast mode's estimate: the moments of every GroupNorm past `known`, pooled over a
+        batch of crops (N, C', h, w) of boundary `start`'s activations run together from `start`
+        to the end (tiling/decodetiles.py's `sample_crops`: for each crop, the pieces of its core,
+        relative to its window in latent pixels, with their weights).
 
         GroupNorms already in `known` normalise with those statistics; each later one with the
-        moments it gathers over every crop's core at once, so the crops stand for the canvas layer
-        by layer as the tiles of the exact decode do, only fewer of them. `wrap`: pad circularly
-        along those axes (crops that span a wrapped axis whole)."""
+        weighted moments it gathers over every piece at once, so the crops stand for the canvas
+        layer by layer as the tiles of the exact decode do, only fewer of them. `wrap`: pad
+        circularly along those axes (crops that span a wrapped axis whole)."""
         torch = self.torch
         first = self.layout.first_norm(start)
         window_h = windows.shape[-2] // self.layout.scales[start]
@@ -244,10 +245,11 @@ class SeamlessVae:
                 index = next(calls)
                 if index < len(known):
                     return self._normalise(norm, x, known[index])
-                s = x.shape[-2] // window_h
+                s = x.shape[-2] // window_h  # this layer's pixels per latent pixel
                 stats = merge(
-                    self._moments(norm, x[i, :, c.y * s : (c.y + c.h) * s, c.x * s : (c.x + c.w) * s])
-                    for i, c in enumerate(cores)
+                    weighted(self._moments(norm, x[i, :, p.y * s : (p.y + p.h) * s, p.x * s : (p.x + p.w) * s]), w)
+                    for i, crop in enumerate(pieces)
+                    for p, w in crop
                 )
                 recorded.append(stats)
                 return self._normalise(norm, x, stats)
@@ -426,8 +428,8 @@ def decode_in_tiles(
         if step.sample:
             crops = sample_crops(height, width, sample_core, layout.halo(step.start, step.end), side * side, *wrap)
             windows = np.stack([paste(c.window, parts, scale, *torus) for c in crops])
-            cores = [c.core_in_window for c in crops]
-            known += stages.sample(windows, cores, step.start, known, crop_padding(crops, height, width, *wrap))
+            pieces = [c.pieces for c in crops]
+            known += stages.sample(windows, pieces, step.start, known, crop_padding(crops, height, width, *wrap))
             continue
         tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end), *wrap)
         got = [

@@ -130,7 +130,7 @@ class Worker:
 
     def decode_sample(self, step, crops, known, padding, part_windows, *parts: np.ndarray, torus=(None, None)) -> list:
         """The fast mode's estimate of every GroupNorm past `known`: the `crops`
-        (tiling/decodetiles.py's DecodeTiles) pasted from `parts` at boundary `step.start` and
+        (tiling/decodetiles.py's SampleCrops) pasted from `parts` at boundary `step.start` and
         decoded together on this worker (actors/vaedecode.py's `sample`), padded circularly along
         `padding`'s axes (tiling/decodetiles.py's `crop_padding`)."""
         from gigacanvas.actors.memwatch import watched
@@ -141,7 +141,7 @@ class Worker:
         parts_at = list(zip(part_windows, parts))
         with watched(self._peaks, "sample"):
             windows = np.stack([paste(c.window, parts_at, scale, *torus) for c in crops])
-            return stages.sample(windows, [c.core_in_window for c in crops], step.start, known, padding)
+            return stages.sample(windows, [c.pieces for c in crops], step.start, known, padding)
 
     def decode_peaks(self) -> dict[str, float]:
         """{"head": MiB, "tail": MiB, "sample": MiB, and each one's "... start"}: this process's own

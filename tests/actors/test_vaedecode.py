@@ -78,17 +78,24 @@ def test_crops_that_cover_the_canvas_pool_to_the_whole_decodes_statistics(vae):
     stages = SeamlessVae(vae, "cpu", torch.float32)
     latent = np.random.default_rng(5).standard_normal((16, 16, 24)).astype(np.float32)
     head = stages.head(latent, (True, True))
-    whole = stages.sample(head[None], [Window(0, 0, 16, 24)], 0, [], (True, True))
+    whole = stages.sample(head[None], [[(Window(0, 0, 16, 24), 1.0)]], 0, [], (True, True))
     assert len(whole) == stages.norm_count and all(s.shape == (n.num_groups, 3) for s, n in zip(whole, stages.norms))
     tiles = plan_decode_tiles(16, 24, 8, stages.halo, True, True)
     windows = np.stack([paste(t.window, [(Window(0, 0, 16, 24), head)], 1, 16, 24) for t in tiles])
-    pooled = stages.sample(windows, [t.core_in_window for t in tiles], 0, [], (False, False))
+    cores = [[(t.core_in_window, 1.0)] for t in tiles]
+    pooled = stages.sample(windows, cores, 0, [], (False, False))
     for ours, theirs in zip(pooled, whole, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
-    half = stages.sample(windows[::2], [t.core_in_window for t in tiles[::2]], 0, [], (False, False))
+    half = stages.sample(windows[::2], cores[::2], 0, [], (False, False))
+    # doubled, the half stands for as many pixels and estimates the same: only the sums scale
+    doubled = stages.sample(windows[::2], [[(c, 2.0)] for (c, _), in cores[::2]], 0, [], (False, False))
+    for a, b in zip(half, doubled, strict=True):
+        np.testing.assert_allclose(b[:, 0], 2 * a[:, 0])
+        np.testing.assert_allclose(b[:, 1], a[:, 1], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(b[:, 2] / b[:, 0], a[:, 2] / a[:, 0], rtol=1e-5, atol=1e-7)
     assert max(np.abs(a[:, 2] / a[:, 0] - b[:, 2] / b[:, 0]).max() for a, b in zip(half[1:], whole[1:])) > 1e-3
     # statistics given are used, not gathered: only the ones past them come back
-    rest = stages.sample(windows, [t.core_in_window for t in tiles], 0, whole[:5], (False, False))
+    rest = stages.sample(windows, cores, 0, whole[:5], (False, False))
     for ours, theirs in zip(rest, whole[5:], strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_fast, plan_passes
-from gigacanvas.tiling.decodetiles import crop_padding, overlapping, paste, plan_decode_tiles, sample_crops
+from gigacanvas.tiling.decodetiles import SampleCrop, crop_padding, overlapping, paste, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
 
 
@@ -119,38 +119,49 @@ def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width
     height=st.integers(1, 300), width=st.integers(1, 300), core=st.integers(1, 64), halo=st.integers(0, 20),
     budget=st.integers(1, 40000), wrap=st.sampled_from([(False, False), (True, False), (False, True), (True, True)]),
 )
-def test_sample_crops_are_disjoint_cores_with_their_halo_within_the_budget(height, width, core, halo, budget, wrap):
+def test_sample_crops_weigh_disjoint_exact_cores_to_the_canvas(height, width, core, halo, budget, wrap):
     crops = sample_crops(height, width, core, halo, budget, *wrap)
-    assert crops
     if height * width <= budget:  # the canvas fits: one crop of itself, the exact statistics
-        assert [(c.core, c.window) for c in crops] == [(Window(0, 0, height, width),) * 2]
+        assert crops == (SampleCrop(Window(0, 0, height, width), ((Window(0, 0, height, width), 1.0),)),)
         return
-    assert len(crops) == 1 or sum(c.window.h * c.window.w for c in crops) <= budget
     assert len({(c.window.h, c.window.w) for c in crops}) == 1  # one batch
     owner = np.zeros((height, width), int)
+    weight = np.zeros((height, width))
     for c in crops:
-        for axis, length, wrapped in ((0, height, wrap[0]), (1, width, wrap[1])):
-            start, size = (c.core.y, c.core.h) if axis == 0 else (c.core.x, c.core.w)
-            w_start, w_size = (c.window.y, c.window.h) if axis == 0 else (c.window.x, c.window.w)
-            if (w_start, w_size) == (0, length):  # the axis whole: the core is all of it
-                assert (start, size) == (0, length)
-            else:  # a core with the full halo on both sides, inside the canvas unless wrapped
-                assert size == core and start - w_start == halo and w_size == core + 2 * halo
-                assert wrapped or (0 <= w_start and w_start + w_size <= length)
-        ys = np.arange(c.core.y, c.core.y + c.core.h) % height
-        xs = np.arange(c.core.x, c.core.x + c.core.w) % width
-        owner[np.ix_(ys, xs)] += 1
+        w = c.window
+        for piece, share in c.pieces:
+            assert share >= 1.0 - 1e-9
+            # exact: the halo is inside the window on every side the canvas goes on past it
+            for lo, size, w_lo, w_size, length, wrapped in (
+                (piece.y, piece.h, w.y, w.h, height, wrap[0]), (piece.x, piece.w, w.x, w.w, width, wrap[1])
+            ):
+                assert 0 <= lo and lo + size <= w_size
+                assert wrapped or (0 <= w_lo and w_lo + w_size <= length)
+                assert lo >= halo or w_lo + lo == 0 or (wrapped and w_size == length)
+                assert w_size - lo - size >= halo or w_lo + lo + size == length or (wrapped and w_size == length)
+            ys = np.arange(w.y + piece.y, w.y + piece.y + piece.h) % height
+            xs = np.arange(w.x + piece.x, w.x + piece.x + piece.w) % width
+            owner[np.ix_(ys, xs)] += 1
+            weight[np.ix_(ys, xs)] = share
     assert owner.max() == 1  # no pixel counted twice
+    assert weight.sum() == pytest.approx(height * width)  # the weights stand for the whole canvas
+    for axis, length, wrapped in ((0, height, wrap[0]), (1, width, wrap[1])):
+        if not wrapped and crops[0].window[2 + axis] < length:  # both edges sampled where the canvas has them
+            line = owner.any(axis=1 - axis)
+            assert line[0] and line[-1]
     padding = crop_padding(crops, height, width, *wrap)
     assert padding == (wrap[0] and crops[0].window.h == height, wrap[1] and crops[0].window.w == width)
 
 
-def test_sample_crops_spread_over_the_canvas():
-    # SD3.5 at 2048 px from the first up-block's end: 8 cores of 32, one per stratum
+def test_sample_crops_fit_the_budget_and_spread_over_the_canvas():
+    # SD3.5 at 2048 px from the first up-block's end: windows of 44, a 3 x 3 grid at the least
     crops = sample_crops(256, 256, 32, 6, 128 * 128)
-    assert len(crops) == 8
-    ys, xs = {c.core.y for c in crops}, {c.core.x for c in crops}
-    assert len(ys) * len(xs) == 8 and max(ys) - min(ys) >= 128 and max(xs) - min(xs) >= 128
+    assert len(crops) == 9
+    ys, xs = {c.window.y for c in crops}, {c.window.x for c in crops}
+    assert ys == xs == {0, 106, 212}
+    # a budget for more: more crops, within it
+    more = sample_crops(256, 256, 32, 6, 256 * 160)
+    assert len(more) > 9 and sum(c.window.h * c.window.w for c in more) <= 256 * 160
 
 
 def test_fast_plan_samples_after_the_first_segment_from_its_checkpoint_if_it_fits():
