@@ -10,12 +10,14 @@ cluster's memory.
 
 The fast mode needs no pass per GroupNorm: `plan_fast` gathers the first up-block's statistics
 exactly (at the latent's resolution they cost little), then estimates every later one from a
-sample: a few crops spread over the canvas (tiling/decodetiles.py's `sample_crops`), read at that
-block's end (or at the mid-block's output where no checkpoint fits) and decoded together on one
-worker, each GroupNorm's statistics pooled over their cores (actors/vaedecode.py's `sample`).
-A crop's core is the real activation, so the estimate errs only by what the crops leave out;
-a strided sample of the whole canvas (every k-th pixel, decoded whole), its predecessor, erred
-by what striding does to the convolutions that follow (docs/benchmarks.md has both).
+sample: a grid of crops reaching both edges of the canvas along each axis (tiling/decodetiles.py's
+`sample_crops`), read at that block's end (or at the mid-block's output where no checkpoint fits)
+and decoded together on one worker, each GroupNorm's statistics pooled over their cores with each
+stratum's weight (actors/vaedecode.py's `sample`). A crop's core is the real activation and the
+edge bands, where zero padding makes the activations unlike the middle's, are sampled whole, so
+the estimate errs only by how the middle varies. Its predecessor, a strided sample of the whole
+canvas (every k-th pixel, decoded whole), erred by what striding does to the convolutions after
+it (docs/benchmarks.md has both).
 """
 
 from __future__ import annotations

@@ -203,8 +203,9 @@ def sample_crops(
     Why crops and strata: a crop's core is the real activation (the convolutions past it see their
     true neighbours), unlike a strided sample of the canvas, and the weights make the pooled
     moments those of the whole canvas wherever each stratum is alike throughout. The edge bands
-    matter: SD3.5's VAE at 512 px, cores covering the middle 56 % of the canvas but no edge
-    estimated the statistics worse (2.6 of 255) than every 2nd pixel of all of it (1.7).
+    matter: SD3.5's VAE at 512 px (first up-block exact), cores covering the middle 56 % of the
+    canvas but no edge estimated the rest worse (2.6 of 255 off on average) than every 2nd pixel
+    of all of it (1.7); 3 x 3 crops of 16 latent pixels with the edge bands, 0.24.
     """
     if height * width <= budget:
         return (SampleCrop(Window(0, 0, height, width), ((Window(0, 0, height, width), 1.0),)),)
