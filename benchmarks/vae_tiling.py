@@ -6,8 +6,8 @@ For canvases small enough to decode whole, on the SD3.5 VAE architecture with ra
 - `whole`: diffusers' `vae.decode` in one piece, the reference;
 - `exact`: ours (actors/vaedecode.py), tiles with the whole canvas's GroupNorm statistics, the
   passes of tiling/decodepasses.py (checkpoints at the up-blocks' ends);
-- `fast`: ours, the first up-block's statistics exact, the rest estimated from every k-th pixel
-  of its end (at most FAST_STATS_SIDE latent pixels a side);
+- `fast`: ours, the first up-block's statistics exact, the rest estimated from crops spread
+  over the canvas (at most FAST_STATS_SIDE squared latent pixels of window);
 - `diffusers`: `enable_tiling()` at the same tile size (a quarter overlap, its default);
 - `windowed`: the whole decode with the mid-block attending in ATTENTION_WINDOW-sized windows
   scaled down to this canvas (the same number of windows as a 16384 px canvas has), to show
@@ -54,7 +54,23 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = None) -> dict:
+def _latent(size: int, kind: str):
+    """The latent every method decodes: `noise`, seeded standard normal (the same statistics
+    everywhere, kind to any sampled estimate), or `varying`, the same noise under a contrast that
+    grows from left to right and a per-channel offset that changes from top to bottom, so that
+    statistics taken from part of the canvas are not those of all of it, as in a real picture."""
+    import numpy as np
+    import torch
+
+    lat = size // 8
+    latent = torch.randn((16, lat, lat), generator=torch.Generator().manual_seed(size)).numpy()
+    if kind == "varying":
+        ys, xs = np.mgrid[0:lat, 0:lat] / lat
+        latent = latent * (0.3 + 1.4 * xs)[None] + (2 * ys - 1)[None] * np.linspace(-1, 1, 16)[:, None, None]
+    return latent.astype(np.float32)
+
+
+def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = None, kind: str = "noise") -> dict:
     """Decode one canvas with one method in this process; the pixels go to `out` (.npy)."""
     import numpy as np
     import torch
@@ -65,8 +81,7 @@ def _one(method: str, size: int, tile: int, out: str, fast_side: int | None = No
 
     vae = _vae()
     lat = size // 8
-    latent = torch.Generator().manual_seed(size)
-    latent = torch.randn((16, lat, lat), generator=latent).numpy()
+    latent = _latent(size, kind)
     base = _rss_mib()
     start = time.perf_counter()
     with torch.inference_mode():
@@ -107,13 +122,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="timed runs per method (the median is shown)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument(
-        "--fast-side", type=int, help="the fast mode's statistics decode side in latent pixels (default: FAST_STATS_SIDE, "
-        "128; it then equals exact below 1024 px: pass --fast-side 32 at 512 px for 2048's 2x shrink)",
+        "--fast-side", type=int, help="the fast mode's crops hold at most this side squared latent pixels of window "
+        "(default: FAST_STATS_SIDE, 128; the fast mode then equals exact below 1024 px)",
     )
+    parser.add_argument("--latent", default="noise", choices=("noise", "varying"), help="what is decoded (see _latent)")
     parser.add_argument("--one", nargs=3, metavar=("METHOD", "SIZE", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one[0], int(args.one[1]), args.tile, args.one[2], args.fast_side)))
+        print(json.dumps(_one(args.one[0], int(args.one[1]), args.tile, args.one[2], args.fast_side, args.latent)))
         return
     import numpy as np
     import torch
@@ -125,7 +141,10 @@ def main() -> None:
         pass
     print(f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads; fp32, CPU")
     side = args.fast_side or "FAST_STATS_SIDE"
-    print(f"SD3.5 VAE architecture, random weights; tiles {args.tile} px; fast statistics at most {side} latent px; one process per run")
+    print(
+        f"SD3.5 VAE architecture, random weights; {args.latent} latent; tiles {args.tile} px; fast crops at most "
+        f"{side} squared latent px; one process per run"
+    )
     print(f"{'size':>5} {'method':>9} {'mean err':>9} {'max err':>8} {'PSNR dB':>8} {'s (median)':>11} {'min-max s':>13} {'peak MiB':>9}")
     methods = ["whole", *[m for m in args.methods if m != "whole"]]
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,7 +156,7 @@ def main() -> None:
                 for _ in range(args.repeat):
                     out = os.path.join(tmp, f"{method}-{size}.npy")
                     done = subprocess.run(
-                        [sys.executable, __file__, "--tile", str(args.tile), "--one", method, str(size), out]
+                        [sys.executable, __file__, "--tile", str(args.tile), "--latent", args.latent, "--one", method, str(size), out]
                         + (["--fast-side", str(args.fast_side)] if args.fast_side else []),
                         capture_output=True, text=True, check=True,
                     )

@@ -21,12 +21,13 @@ That is exact and holds one tile at a time. So that pass k need not run the tail
 mid-block again, `run` starts at any up-block's input (a boundary) from checkpointed cores of it
 (tiling/decodepasses.py): each pass runs about one up-block instead of the tail's
 whole front. The fast mode (`plan_fast`) gathers only the first up-block's statistics so and
-estimates the rest with `record`, one whole decode of every k-th pixel of that block's end.
+estimates the rest with `sample`: a batch of crops spread over the canvas run through the rest of
+the tail at once, each GroupNorm pooling its moments over their cores.
 
 On a torus (`--wrap`), every conv of the decoder pads circularly across the joined edges for the
 duration of a call (`_circular`: the same weights, the padding done by hand because a Conv2d's
 own `padding_mode` cannot wrap one axis and zero-pad the other): the head on the whole latent,
-the one-piece decode, and the fast mode's sample decode. Tiles need nothing: their windows carry
+the one-piece decode, and the fast mode's crops along an axis they span whole. Tiles need nothing: their windows carry
 the halo across the edge (tiling/decodetiles.py), so zero padding at a window's edge never
 reaches its core. The mid-block's global attention needs nothing either; its windowed form for
 latents past EXACT_ATTENTION_PIXELS does not wrap its windows (an approximation already).
@@ -37,7 +38,6 @@ tail's forward below repeats the four lines of `Decoder.forward` after the mid-b
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 
 from gigacanvas.actors.windowed import WindowedAttention
-from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, TailLayout, plan_fast, plan_passes
-from gigacanvas.tiling.decodetiles import paste, plan_decode_tiles, strided, strided_shape
+from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, SAMPLE_CORE, TailLayout, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import crop_padding, paste, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
-from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge
+from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge, weighted
 
 # The mid-block's attention is exact (global) up to this many latent pixels: 1024 x 1024, an
 # 8192 x 8192 picture at factor 8 (about 6 s of attention for SD3.5's VAE on an H100, and
@@ -218,16 +218,47 @@ class SeamlessVae:
         y, x0 = core.y * s, core.x * s
         return out[0, :, y : y + core.h * s, x0 : x0 + core.w * s].float().cpu().numpy()
 
-    def record(self, x: np.ndarray, start: int, wrap: tuple[bool, bool] = (False, False)) -> list[np.ndarray]:
-        """The moments of every GroupNorm from boundary `start` on, over one whole decode of `x`,
-        boundary `start`'s activations (the fast mode's sample of them: every k-th pixel, not an
-        average, which shrinks the variance of noise-like activations by k squared and every
-        statistic after it: SD3.5 VAE, 512 px, 2x, 91 of 255 off on average with area averaging)."""
+    def sample(
+        self,
+        windows: np.ndarray,
+        pieces: Sequence[Sequence[tuple[Window, float]]],
+        start: int,
+        known: Sequence[np.ndarray],
+        wrap: tuple[bool, bool] = (False, False),
+    ) -> list[np.ndarray]:
+        """The fast mode's estimate: the moments of every GroupNorm past `known`, pooled over a
+        batch of crops (N, C', h, w) of boundary `start`'s activations run together from `start`
+        to the end (tiling/decodetiles.py's `sample_crops`: for each crop, the pieces of its core,
+        relative to its window in latent pixels, with their weights).
+
+        GroupNorms already in `known` normalise with those statistics; each later one with the
+        weighted moments it gathers over every piece at once, so the crops stand for the canvas
+        layer by layer as the tiles of the exact decode do, only fewer of them. `wrap`: pad
+        circularly along those axes (crops that span a wrapped axis whole)."""
         torch = self.torch
         first = self.layout.first_norm(start)
+        window_h = windows.shape[-2] // self.layout.scales[start]
         recorded: list[np.ndarray] = []
-        with torch.inference_mode(), self._recording(recorded, first), self._circular(wrap):
-            self._tail(torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device, self.dtype), start)
+
+        def forward_for(norm, calls):
+            def forward(x):
+                index = next(calls)
+                if index < len(known):
+                    return self._normalise(norm, x, known[index])
+                s = x.shape[-2] // window_h  # this layer's pixels per latent pixel
+                stats = merge(
+                    weighted(self._moments(norm, x[i, :, p.y * s : (p.y + p.h) * s, p.x * s : (p.x + p.w) * s]), w)
+                    for i, crop in enumerate(pieces)
+                    for p, w in crop
+                )
+                recorded.append(stats)
+                return self._normalise(norm, x, stats)
+
+            return forward
+
+        x = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device, self.dtype)
+        with torch.inference_mode(), self._swapped(forward_for, first), self._circular(wrap):
+            self._tail(x, start)
         return recorded
 
     # -- how the GroupNorms are swapped -----------------------------------------------------
@@ -371,11 +402,13 @@ def decode_in_tiles(
     side: int | None = None,
     budget: int = CHECKPOINT_BUDGET,
     wrap: tuple[bool, bool] = (False, False),
+    sample_core: int = SAMPLE_CORE,
 ) -> np.ndarray:
     """(3, H * s, W * s) pixels of a (C, H, W) latent decoded in this process as the cluster
     decodes it (cluster/decode.py): tiles of `core` latent pixels, the exact passes, or with
-    `side` the fast mode's (statistics estimated at most `side` latent pixels a side), on a torus
-    along `wrap`'s axes (rows, columns). For tests and benchmarks."""
+    `side` the fast mode's (statistics estimated from crops of at most `side` squared latent
+    pixels of window in all, cores of `sample_core`), on a torus along `wrap`'s axes (rows,
+    columns). For tests and benchmarks."""
     height, width = latent.shape[1:]
     layout = stages.layout
     last = layout.segments - 1
@@ -386,13 +419,19 @@ def decode_in_tiles(
     if side is None:
         plan = plan_passes(layout, height, width, budget)
     else:
-        plan = plan_fast(layout, height, width, budget, max(1, math.ceil(max(height, width) / side)))
+        plan = plan_fast(layout, height, width, budget)
     known: list[np.ndarray] = []
     parts = [(Window(0, 0, height, width), head)]
     pixels = np.full((3, height * stages.scale, width * stages.scale), np.nan, np.float32)
     for step in plan:
-        tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end), *wrap)
         scale = layout.scales[step.start]
+        if step.sample:
+            crops = sample_crops(height, width, sample_core, layout.halo(step.start, step.end), side * side, *wrap)
+            windows = np.stack([paste(c.window, parts, scale, *torus) for c in crops])
+            pieces = [c.pieces for c in crops]
+            known += stages.sample(windows, pieces, step.start, known, crop_padding(crops, height, width, *wrap))
+            continue
+        tiles = plan_decode_tiles(height, width, core, layout.halo(step.start, step.end), *wrap)
         got = [
             stages.run(paste(t.window, parts, scale, *torus), t.core_in_window, step.start, step.end, known, step.probe)
             for t in tiles
@@ -400,14 +439,6 @@ def decode_in_tiles(
         if step.probe is not None:
             known.append(merge(got))
         elif step.end < last:
-            if step.sample:
-                at = layout.scales[step.end + 1]
-                sample = paste(
-                    Window(0, 0, *strided_shape(height, width, at, step.sample)),
-                    [strided(t.core, values, at, step.sample) for t, values in zip(tiles, got)],
-                    1,
-                )
-                known += stages.record(sample, step.end + 1, wrap)
             if step.keep:
                 parts = [(t.core, values) for t, values in zip(tiles, got)]
         else:

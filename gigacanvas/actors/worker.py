@@ -118,12 +118,11 @@ class Worker:
         pixels on the canvas), pasted from `parts` (the head's output or the last checkpoint's
         cores) over `part_windows`, with `torus` = (height or None, width or None) the latent
         lengths of the wrapped axes: GroupNorm moments with a probe; its pixels as (h, w, 3) uint8
-        after the last segment; else (checkpoint or None, (window, strided sample) or None, shape),
-        of which the caller keeps the first two in the object store and fetches the shape."""
+        after the last segment; else (checkpoint or None, shape), of which the caller keeps the
+        first in the object store and fetches the shape."""
         from gigacanvas.actors.memwatch import watched
         from gigacanvas.actors.vaedecode import to_uint8
-        from gigacanvas.tiling.decodetiles import paste, strided
-        from gigacanvas.tiling.grid import Window
+        from gigacanvas.tiling.decodetiles import paste
 
         stages = self._loaded().decode_stages()
         layout = stages.layout
@@ -135,20 +134,26 @@ class Worker:
                 return out
             if step.end == layout.segments - 1:
                 return to_uint8(out)
-            on_canvas = Window(window.y + core.y, window.x + core.x, core.h, core.w)
-            sample = strided(on_canvas, out, layout.scales[step.end + 1], step.sample) if step.sample else None
-            return (out if step.keep else None), sample, out.shape
+            return (out if step.keep else None), out.shape
 
-    def decode_record(self, start: int, shape: tuple[int, int], *samples, wrap: tuple[bool, bool] = (False, False)) -> list:
-        """The fast mode's estimate: GroupNorm moments from boundary `start` on, over one whole
-        decode of the cores' strided samples, (window, array) pairs pasted into a (shape) canvas."""
+    def decode_sample(self, step, crops, known, padding, part_windows, *parts: np.ndarray, torus=(None, None)) -> list:
+        """The fast mode's estimate of every GroupNorm past `known`: the `crops`
+        (tiling/decodetiles.py's SampleCrops) pasted from `parts` at boundary `step.start` and
+        decoded together on this worker (actors/vaedecode.py's `sample`), padded circularly along
+        `padding`'s axes (tiling/decodetiles.py's `crop_padding`)."""
+        from gigacanvas.actors.memwatch import watched
         from gigacanvas.tiling.decodetiles import paste
-        from gigacanvas.tiling.grid import Window
 
-        return self._loaded().decode_stages().record(paste(Window(0, 0, *shape), list(samples), 1), start, wrap)
+        stages = self._loaded().decode_stages()
+        scale = stages.layout.scales[step.start]
+        parts_at = list(zip(part_windows, parts))
+        with watched(self._peaks, "sample"):
+            windows = np.stack([paste(c.window, parts_at, scale, *torus) for c in crops])
+            return stages.sample(windows, [c.pieces for c in crops], step.start, known, padding)
 
     def decode_peaks(self) -> dict[str, float]:
-        """{"head": MiB, "tail": MiB}: this process's own peak memory in each decode stage it ran."""
+        """{"head": MiB, "tail": MiB, "sample": MiB, and each one's "... start"}: this process's own
+        memory in each decode stage it ran (actors/memwatch.py)."""
         return dict(self._peaks)
 
     def _loaded(self):

@@ -13,8 +13,8 @@ pixels go into the store's `image` as they arrive: the driver holds one tile at 
 picture, and the result is the whole decode's to float rounding, with no blending at all.
 
 `fast`: the first up-block's statistics exactly (a pass per GroupNorm, cheap at the latent's
-resolution), then the rest estimated by one small whole decode, on one worker, of every k-th pixel
-of the cores at that block's end (at most `FAST_STATS_SIDE` latent pixels a side), and one pass
+resolution), then the rest estimated on one worker from a few crops spread over the canvas and
+decoded together (at most `FAST_STATS_SIDE` squared latent pixels of window in all), and one pass
 for the pixels (tiling/decodepasses.py's `plan_fast`).
 
 `blend` (spec version 1, kept so older pictures render again as they were made): overlapping
@@ -31,7 +31,6 @@ every tile's input depend only on the canvas and the tile size (spec.VAE_DECODES
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +41,13 @@ import numpy as np
 from gigacanvas.actors.vaedecode import to_uint8
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.tiling import TileBlender, plan_tiles
-from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, DecodePass, plan_fast, plan_passes
-from gigacanvas.tiling.decodetiles import overlapping, plan_decode_tiles, strided_shape
+from gigacanvas.tiling.decodepasses import CHECKPOINT_BUDGET, SAMPLE_CORE, DecodePass, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import crop_padding, overlapping, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.groupstats import merge
 
 VAE_OVERLAP_FRACTION = 4  # blend: overlap = a quarter of the tile, as diffusers' tiled VAE uses
-FAST_STATS_SIDE = 128  # latent pixels: the fast mode's statistics decode is at most 1024 px a side
+FAST_STATS_SIDE = 128  # latent pixels: the fast mode's crops hold at most a 1024 px square's worth of window
 
 
 @dataclass(frozen=True)
@@ -96,17 +95,18 @@ def decode_into_store(
         known = None  # the one tile is the canvas: it normalises with its own statistics, in one call
         plan: tuple[DecodePass, ...] = (DecodePass(0, last),)
     elif mode == "fast":
-        stride = max(1, math.ceil(max(lat_h, lat_w) / FAST_STATS_SIDE))
-        plan = plan_fast(layout, lat_h, lat_w, CHECKPOINT_BUDGET, stride)
+        plan = plan_fast(layout, lat_h, lat_w, CHECKPOINT_BUDGET)
     else:
         plan = plan_passes(layout, lat_h, lat_w, CHECKPOINT_BUDGET)
     scale = store.scale
 
     for step in plan:
+        if step.sample:
+            known += _sample(pool, step, layout, (lat_h, lat_w), known, held, wrap)
+            continue
         tiles = plan_decode_tiles(lat_h, lat_w, tile_lat, layout.halo(step.start, step.end), *wrap)
         known_ref = ray.put(known)
         answers: dict[int, Any] = {}
-        samples: dict[int, Any] = {}
         windows = [w for w, _ in held]
 
         def submit(worker: Any, index: int, step: DecodePass = step, tiles=tiles, known_ref=known_ref, windows=windows) -> Any:
@@ -115,8 +115,8 @@ def decode_into_store(
             args = (step, tile.window, tile.core_in_window, known_ref, [windows[i] for i in reads], *(held[i][1] for i in reads))
             if step.probe is not None or step.end == last:
                 return worker.decode_run.remote(*args, torus=torus)
-            answers[index], samples[index], shape = worker.decode_run.options(num_returns=3).remote(*args, torus=torus)
-            return shape  # the pool fetches this; the checkpoint and the sample stay in the object store
+            answers[index], shape = worker.decode_run.options(num_returns=2).remote(*args, torus=torus)
+            return shape  # the pool fetches this; the checkpoint stays in the object store
 
         def on_done(index: int, got: Any, step: DecodePass = step, tiles=tiles) -> None:
             if step.probe is not None:
@@ -129,26 +129,39 @@ def decode_into_store(
         pool.map(range(len(tiles)), submit, on_done)
         if step.probe is not None:
             known.append(merge(answers[i] for i in range(len(tiles))))  # tile order: same bits on any pool
-        elif step.end < last:
-            if step.sample:
-                at = strided_shape(lat_h, lat_w, layout.scales[step.end + 1], step.sample)
-                known += _record(pool, step.end + 1, at, samples, wrap)
-            if step.keep:
-                held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
+        elif step.end < last and step.keep:
+            held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
     del held
     seconds = time.perf_counter() - started
     return DecodeReport(mode, len(tiles), len(plan), layout.halo(0, last), head_s, seconds, _peaks(pool))
 
 
-def _record(
-    pool: WorkerPool, start: int, shape: tuple[int, int], samples: dict[int, Any], wrap: tuple[bool, bool]
+def _sample(
+    pool: WorkerPool,
+    step: DecodePass,
+    layout: Any,
+    shape: tuple[int, int],
+    known: list[np.ndarray],
+    held: list[tuple[Window, Any]],
+    wrap: tuple[bool, bool],
 ) -> list[np.ndarray]:
-    """The fast mode's estimate of the GroupNorms from boundary `start` on, on one worker, from the
-    cores' strided samples (refs: the driver never holds them)."""
+    """The fast mode's estimate of every GroupNorm past `known`, on one worker, from the crops of
+    tiling/decodetiles.py's `sample_crops` pasted from `held` (refs: the driver never holds them)."""
+    lat_h, lat_w = shape
+    halo = layout.halo(step.start, step.end)
+    crops = sample_crops(lat_h, lat_w, SAMPLE_CORE, halo, FAST_STATS_SIDE * FAST_STATS_SIDE, *wrap)
+    torus = (lat_h if wrap[0] else None, lat_w if wrap[1] else None)
+    windows = [w for w, _ in held]
+    reads = sorted({i for c in crops for i in overlapping(windows, c.window, *torus)})
+    padding = crop_padding(crops, lat_h, lat_w, *wrap)
     got: dict = {}
-    refs = [samples[i] for i in range(len(samples))]
-    pool.map(["record"], lambda worker, _: worker.decode_record.remote(start, shape, *refs, wrap=wrap), lambda _, s: got.update(s=s))
-    return got["s"]
+
+    def submit(worker: Any, _: str) -> Any:
+        refs = (held[i][1] for i in reads)
+        return worker.decode_sample.remote(step, crops, known, padding, [windows[i] for i in reads], *refs, torus=torus)
+
+    pool.map(["sample"], submit, lambda _, stats: got.update(stats=stats))
+    return got["stats"]
 
 
 def _peaks(pool: WorkerPool) -> tuple[dict, ...]:

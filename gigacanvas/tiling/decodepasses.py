@@ -9,10 +9,15 @@ fixed by the caller, so the passes (and their bits) follow from the canvas alone
 cluster's memory.
 
 The fast mode needs no pass per GroupNorm: `plan_fast` gathers the first up-block's statistics
-exactly (at the latent's resolution they cost little, and they carry half of the estimate's error:
-SD3.5's VAE, 256 px, 2.4 of 255 against 4.6 estimating all), then samples every k-th pixel of
-every core at that block's end, and the rest is estimated from one small whole decode of that
-sample (actors/vaedecode.py's `record`).
+exactly (at the latent's resolution they cost little), then estimates every later one from a
+sample: a grid of crops reaching both edges of the canvas along each axis (tiling/decodetiles.py's
+`sample_crops`), read at that block's end (or at the mid-block's output where no checkpoint fits)
+and decoded together on one worker, each GroupNorm's statistics pooled over their cores with each
+stratum's weight (actors/vaedecode.py's `sample`). A crop's core is the real activation and the
+edge bands, where zero padding makes the activations unlike the middle's, are sampled whole, so
+the estimate errs only by how the middle varies. Its predecessor, a strided sample of the whole
+canvas (every k-th pixel, decoded whole), erred by what striding does to the convolutions after
+it (docs/benchmarks.md has both).
 """
 
 from __future__ import annotations
@@ -25,6 +30,11 @@ from dataclasses import dataclass
 # resolution, is 4 GiB there) and the first (512 channels at 1/4 resolution) up to 4096 px. A
 # constant, so the passes depend on the spec alone.
 CHECKPOINT_BUDGET = 4 << 30
+
+# The fast mode's crops: cores of this many latent pixels a side (256 px). Smaller cores spread the
+# sample over more of the canvas for the same work but pay more halo each (SD3.5's VAE reads 6
+# latent pixels around a core from the first up-block's end, 13 from the mid-block's output).
+SAMPLE_CORE = 32
 
 
 @dataclass(frozen=True)
@@ -65,13 +75,14 @@ class TailLayout:
 class DecodePass:
     """Every tile once: read boundary `start`, run segments start..end, and return GroupNorm
     `probe`'s moments over the core; with no probe, the core's activations at boundary end + 1
-    (a checkpoint) or, past the last segment, its pixels."""
+    (a checkpoint) or, past the last segment, its pixels. A `sample` pass runs the fast mode's
+    crops instead of the tiles, once, and estimates every GroupNorm not yet known."""
 
     start: int
     end: int
     probe: int | None = None
     keep: bool = True  # without a probe, before the last segment: keep the core as a checkpoint
-    sample: int = 0  # and/or return every `sample`-th pixel of it (tiling/decodetiles.py's `strided`)
+    sample: bool = False
 
 
 def plan_passes(layout: TailLayout, height: int, width: int, budget: int) -> tuple[DecodePass, ...]:
@@ -91,15 +102,15 @@ def plan_passes(layout: TailLayout, height: int, width: int, budget: int) -> tup
     return tuple(passes)
 
 
-def plan_fast(layout: TailLayout, height: int, width: int, budget: int, stride: int) -> tuple[DecodePass, ...]:
-    """The fast decode's passes: the first segment's GroupNorms exactly, then one pass that samples
-    every `stride`-th pixel of its end (kept as a checkpoint if it fits `budget`), from which the
-    caller estimates the rest, and the pixels."""
+def plan_fast(layout: TailLayout, height: int, width: int, budget: int) -> tuple[DecodePass, ...]:
+    """The fast decode's passes: the first segment's GroupNorms exactly, a checkpoint at its end if
+    it fits `budget`, the sample from there (else from the mid-block's output), and the pixels."""
     last = layout.segments - 1
-    if layout.segments == 1:
-        return (*(DecodePass(0, 0, k) for k in range(len(layout.norm_segments))), DecodePass(0, 0))
     passes = [DecodePass(0, 0, k) for k, s in enumerate(layout.norm_segments) if s == 0]
-    keep = layout.checkpoint_bytes(1, height, width) <= budget
-    passes.append(DecodePass(0, 0, keep=keep, sample=stride))
-    passes.append(DecodePass(1 if keep else 0, last))
-    return tuple(passes)
+    if layout.segments == 1:
+        return (*passes, DecodePass(0, 0))
+    start = 0
+    if layout.checkpoint_bytes(1, height, width) <= budget:
+        passes.append(DecodePass(0, 0))
+        start = 1
+    return (*passes, DecodePass(start, last, sample=True), DecodePass(start, last))

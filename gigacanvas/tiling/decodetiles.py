@@ -16,6 +16,7 @@ tile's own convs then pad with zeros only inside the halo, which never reaches i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,16 +146,99 @@ def _paste_wrapped(
     return out
 
 
-def strided(core: Window, values: np.ndarray, scale: int, stride: int) -> tuple[Window, np.ndarray]:
-    """The pixels of a core's activations (at `scale` pixels per latent pixel) whose canvas
-    coordinates are multiples of `stride`, and the window they fill in the strided canvas: the
-    cores' samples tile `strided_shape` exactly, as slicing the whole canvas `[::stride]` would."""
-    y, x = core.y * scale, core.x * scale
-    oy, ox = -y % stride, -x % stride
-    part = values[:, oy::stride, ox::stride]
-    return Window((y + oy) // stride, (x + ox) // stride, *part.shape[1:]), part
+@dataclass(frozen=True)
+class SampleCrop:
+    """One crop of the fast decode's sample: the `window` it reads (latent pixels on the canvas,
+    across a wrapped edge where one joins) and the `pieces` of its core, each a Window relative to
+    the window with the weight its pixels count with: the area of the canvas's stratum it stands
+    for over the area sampled there."""
+
+    window: Window
+    pieces: tuple[tuple[Window, float], ...]
 
 
-def strided_shape(height: int, width: int, scale: int, stride: int) -> tuple[int, int]:
-    """(h, w) of a (height, width) latent canvas's activations at `scale`, every `stride`-th pixel."""
-    return -(-height * scale // stride), -(-width * scale // stride)
+def _axis_crops(length: int, core: int, halo: int, count: int, wrap: bool) -> list[tuple[int, int, list[tuple[int, int, float]]]]:
+    """Along one axis: (window start, window length, [(piece start, piece length, weight)], pieces
+    relative to the window) of about `count` crops.
+
+    A crop near an edge the canvas has (not wrapped) reaches it: its core runs to the edge, so the
+    band of depth `edge` = window - halo along each edge, where the zero padding makes the
+    activations unlike the middle's, is sampled whole (weight 1) and never extrapolated from the
+    middle; the middle is a stratum of its own, sampled by cores spread evenly over it and
+    weighted by its length over theirs. On a wrapped axis every position is alike: one stratum."""
+    window = core + 2 * halo
+    if window >= length:  # the axis whole: one crop edge to edge
+        return [(0, length, [(0, length, 1.0)])]
+    if wrap:
+        count = max(1, min(count, length // core))
+        starts = [(2 * i + 1) * length // (2 * count) - core // 2 for i in range(count)]
+        return [(at - halo, window, [(halo, core, length / (count * core))]) for at in starts]
+    edge = window - halo
+    middle = length - 2 * edge
+    if middle <= 0:  # the two edge crops' cores meet: they cover the axis, split where they meet
+        cut = length // 2
+        return [(0, window, [(0, cut, 1.0)]), (length - window, window, [(window - (length - cut), length - cut, 1.0)])]
+    out = [(0, window, [(0, edge, 1.0)])]
+    if middle < core:  # one core fills the middle
+        out.append((edge - halo, window, [(halo, middle, 1.0)]))
+    else:
+        inner = max(1, min(count - 2, middle // core))
+        for i in range(inner):
+            at = edge + (2 * i + 1) * middle // (2 * inner) - core // 2
+            at = min(max(at, edge), length - edge - core)
+            out.append((at - halo, window, [(halo, core, middle / (inner * core))]))
+    out.append((length - window, window, [(halo, edge, 1.0)]))
+    return out
+
+
+def sample_crops(
+    height: int, width: int, core: int, halo: int, budget: int, wrap_y: bool = False, wrap_x: bool = False
+) -> tuple[SampleCrop, ...]:
+    """Crops for the fast decode's statistics: a grid of windows of `core` + 2 `halo` latent pixels
+    a side, as many as fit `budget` latent pixels of window area (at least three per axis the
+    canvas has edges along: both edge bands and the middle), strata as square as the canvas
+    allows; every window one size, so they run as one batch. A canvas within the budget is one
+    crop of itself: the exact statistics.
+
+    Why crops and strata: a crop's core is the real activation (the convolutions past it see their
+    true neighbours), unlike a strided sample of the canvas, and the weights make the pooled
+    moments those of the whole canvas wherever each stratum is alike throughout. The edge bands
+    matter: SD3.5's VAE at 512 px (first up-block exact), cores covering the middle 56 % of the
+    canvas but no edge estimated the rest worse (2.6 of 255 off on average) than every 2nd pixel
+    of all of it (1.7); 3 x 3 crops of 16 latent pixels with the edge bands, 0.24.
+    """
+    if height * width <= budget:
+        return (SampleCrop(Window(0, 0, height, width), ((Window(0, 0, height, width), 1.0),)),)
+    core = max(1, core)
+    window = core + 2 * halo
+
+    def least(length: int, wrap: bool) -> int:
+        return 1 if window >= length or wrap else 3
+
+    def most(length: int, wrap: bool) -> int:
+        return 1 if window >= length else max(least(length, wrap), length // core)
+
+    choices = [
+        (ny * nx, -abs(math.log((height / ny) / (width / nx))), ny, nx)
+        for ny in range(least(height, wrap_y), most(height, wrap_y) + 1)
+        for nx in range(least(width, wrap_x), most(width, wrap_x) + 1)
+        if ny * min(window, height) * nx * min(window, width) <= budget
+        or (ny, nx) == (least(height, wrap_y), least(width, wrap_x))
+    ]
+    _, _, count_y, count_x = max(choices)
+    crops = []
+    for wy, hy, pieces_y in _axis_crops(height, core, halo, count_y, wrap_y):
+        for wx, hx, pieces_x in _axis_crops(width, core, halo, count_x, wrap_x):
+            pieces = tuple(
+                (Window(py, px, ph, pw), fy * fx) for py, ph, fy in pieces_y for px, pw, fx in pieces_x
+            )
+            crops.append(SampleCrop(Window(wy, wx, hy, hx), pieces))
+    return tuple(crops)
+
+
+def crop_padding(crops: tuple[SampleCrop, ...], height: int, width: int, wrap_y: bool, wrap_x: bool) -> tuple[bool, bool]:
+    """Along which axes a batch of `sample_crops` pads circularly: a wrapped axis its crops span
+    whole (there the canvas's own edges join); a crop cut along a wrapped axis read its halo
+    across the edge already and pads with zeros, like a tile."""
+    window = crops[0].window
+    return wrap_y and (window.y, window.h) == (0, height), wrap_x and (window.x, window.w) == (0, width)

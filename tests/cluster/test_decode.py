@@ -29,7 +29,7 @@ class _InProcess:
     """A plain `Worker` behind the `.method.remote(...)` calls decode_into_store makes of an actor."""
 
     def __init__(self, worker, calls):
-        for name in ("decode_layout", "decode_head", "decode_run", "decode_record", "decode"):
+        for name in ("decode_layout", "decode_head", "decode_run", "decode_sample", "decode"):
             fn = getattr(worker, name)
             setattr(self, name, _Method(lambda *a, fn=fn, name=name, **k: (calls.append(name), fn(*a, **k))[1]))
 
@@ -95,10 +95,28 @@ def test_fast_and_blend_modes_decode_too(worker, ray_cluster):
     latent = np.random.default_rng(2).standard_normal((16, 16, 24)).astype(np.float32)
     exact, _, _ = _decode(worker, "e", latent, 8, "exact")
     fast, report, calls = _decode(worker, "f", latent, 8, "fast")
-    # the first up-block's 4 GroupNorms, a pass sampling its end (and keeping it), the pixels
-    assert report.passes == 6 and calls.count("decode_record") == 1
-    # the statistics decode is at most FAST_STATS_SIDE a side: a canvas this small is estimated
-    # from itself whole, so the fast mode is exact here too
+    # the first up-block's 4 GroupNorms, a checkpoint pass at its end, the sample, the pixels
+    assert report.passes == 7 and calls.count("decode_sample") == 1
+    # the crops hold at most FAST_STATS_SIDE squared: a canvas this small is one crop of itself,
+    # so the fast mode is exact here too
     assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 1
     blend, report, calls = _decode(worker, "b", latent, 8, "blend")
     assert report.mode == "blend" and "decode" in calls and blend.std() > 5
+
+
+def test_fast_mode_crops_on_the_workers_are_the_in_process_decodes(worker, ray_cluster, monkeypatch):
+    """With a sample smaller than the canvas (3 x 3 crops of 4 latent pixels), the crops the
+    driver plans and a worker pastes from the checkpoint give the pixels decode_in_tiles does."""
+    from gigacanvas.actors.vaedecode import decode_in_tiles, to_uint8
+    from gigacanvas.cluster import decode
+
+    monkeypatch.setattr(decode, "FAST_STATS_SIDE", 12)
+    monkeypatch.setattr(decode, "SAMPLE_CORE", 4)
+    latent = np.random.default_rng(2).standard_normal((16, 16, 24)).astype(np.float32)
+    fast, _, calls = _decode(worker, "fc", latent, 8, "fast", workers=2)
+    assert calls.count("decode_sample") == 1
+    stages = worker._loaded().decode_stages()
+    ours = to_uint8(decode_in_tiles(stages, latent, 8, side=12, sample_core=4))
+    np.testing.assert_array_equal(fast, ours)
+    exact, _, _ = _decode(worker, "fe", latent, 8, "exact")
+    assert np.abs(fast.astype(int) - exact.astype(int)).mean() > 0  # estimated: the crops were used

@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_passes
-from gigacanvas.tiling.decodetiles import overlapping, paste, plan_decode_tiles
+from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_fast, plan_passes
+from gigacanvas.tiling.decodetiles import SampleCrop, crop_padding, overlapping, paste, plan_decode_tiles, sample_crops
 from gigacanvas.tiling.grid import Window
 
 
@@ -92,7 +92,9 @@ def test_a_window_the_parts_do_not_cover_is_refused():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    height=st.integers(1, 40), width=st.integers(1, 40), core=st.integers(1, 25), halo=st.integers(0, 50),
+    # cores of 4 or more: 1-pixel cores of a 40 x 40 canvas are 1600 tiles pasting from 1600 parts,
+    # minutes a run for nothing a few hundred tiles don't show
+    height=st.integers(1, 40), width=st.integers(1, 40), core=st.integers(4, 25), halo=st.integers(0, 50),
     scale=st.sampled_from([1, 2]), wrap=st.sampled_from([(True, False), (False, True), (True, True)]),
 )
 def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width, core, halo, scale, wrap):
@@ -111,3 +113,61 @@ def test_on_a_torus_a_window_takes_its_halo_across_the_joined_edge(height, width
         reads = overlapping(cores, w, *torus)
         got = paste(w, [parts[i] for i in reads], scale, *torus)
         np.testing.assert_array_equal(got, canvas[:, ys[:, None], xs])
+
+
+@given(
+    height=st.integers(1, 300), width=st.integers(1, 300), core=st.integers(1, 64), halo=st.integers(0, 20),
+    budget=st.integers(1, 40000), wrap=st.sampled_from([(False, False), (True, False), (False, True), (True, True)]),
+)
+def test_sample_crops_weigh_disjoint_exact_cores_to_the_canvas(height, width, core, halo, budget, wrap):
+    crops = sample_crops(height, width, core, halo, budget, *wrap)
+    if height * width <= budget:  # the canvas fits: one crop of itself, the exact statistics
+        assert crops == (SampleCrop(Window(0, 0, height, width), ((Window(0, 0, height, width), 1.0),)),)
+        return
+    assert len({(c.window.h, c.window.w) for c in crops}) == 1  # one batch
+    owner = np.zeros((height, width), int)
+    weight = np.zeros((height, width))
+    for c in crops:
+        w = c.window
+        for piece, share in c.pieces:
+            assert share >= 1.0 - 1e-9
+            # exact: the halo is inside the window on every side the canvas goes on past it
+            for lo, size, w_lo, w_size, length, wrapped in (
+                (piece.y, piece.h, w.y, w.h, height, wrap[0]), (piece.x, piece.w, w.x, w.w, width, wrap[1])
+            ):
+                assert 0 <= lo and lo + size <= w_size
+                assert wrapped or (0 <= w_lo and w_lo + w_size <= length)
+                assert lo >= halo or w_lo + lo == 0 or (wrapped and w_size == length)
+                assert w_size - lo - size >= halo or w_lo + lo + size == length or (wrapped and w_size == length)
+            ys = np.arange(w.y + piece.y, w.y + piece.y + piece.h) % height
+            xs = np.arange(w.x + piece.x, w.x + piece.x + piece.w) % width
+            owner[np.ix_(ys, xs)] += 1
+            weight[np.ix_(ys, xs)] = share
+    assert owner.max() == 1  # no pixel counted twice
+    assert weight.sum() == pytest.approx(height * width)  # the weights stand for the whole canvas
+    for axis, length, wrapped in ((0, height, wrap[0]), (1, width, wrap[1])):
+        if not wrapped and crops[0].window[2 + axis] < length:  # both edges sampled where the canvas has them
+            line = owner.any(axis=1 - axis)
+            assert line[0] and line[-1]
+    padding = crop_padding(crops, height, width, *wrap)
+    assert padding == (wrap[0] and crops[0].window.h == height, wrap[1] and crops[0].window.w == width)
+
+
+def test_sample_crops_fit_the_budget_and_spread_over_the_canvas():
+    # SD3.5 at 2048 px from the first up-block's end: windows of 44, a 3 x 3 grid at the least
+    crops = sample_crops(256, 256, 32, 6, 128 * 128)
+    assert len(crops) == 9
+    ys, xs = {c.window.y for c in crops}, {c.window.x for c in crops}
+    assert ys == xs == {0, 106, 212}
+    # a budget for more: more crops, within it
+    more = sample_crops(256, 256, 32, 6, 256 * 160)
+    assert len(more) > 9 and sum(c.window.h * c.window.w for c in more) <= 256 * 160
+
+
+def test_fast_plan_samples_after_the_first_segment_from_its_checkpoint_if_it_fits():
+    plan = plan_fast(SD35, 256, 256, 4 << 30)
+    first = [k for k, s in enumerate(SD35.norm_segments) if s == 0]
+    last = SD35.segments - 1
+    assert plan == (*(DecodePass(0, 0, k) for k in first), DecodePass(0, 0), DecodePass(1, last, sample=True), DecodePass(1, last))
+    # no room for the checkpoint: the crops and the pixels read the mid-block's output
+    assert plan_fast(SD35, 256, 256, 0)[-2:] == (DecodePass(0, last, sample=True), DecodePass(0, last))

@@ -5,7 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge
+from gigacanvas.tiling.groupstats import group_moments, mean_and_variance, merge, weighted
 
 
 @settings(max_examples=60, deadline=None)
@@ -35,3 +35,11 @@ def test_a_large_offset_does_not_cancel_the_variance():
     values = np.full((1, 1000), 1e8) + np.arange(1000) % 2
     parts = [group_moments(values[:, i : i + 100]) for i in range(0, 1000, 100)]
     assert abs(mean_and_variance(merge(parts))[1][0] - 0.25) < 1e-9
+
+
+@given(weight=st.integers(1, 5), seed=st.integers(0, 100))
+def test_a_weighted_part_counts_as_that_many_copies_of_itself(weight, seed):
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((3, 40)) * 3 + 1, rng.standard_normal((3, 25))
+    copies = merge([group_moments(a), *[group_moments(b)] * weight])
+    np.testing.assert_allclose(merge([group_moments(a), weighted(group_moments(b), weight)]), copies, rtol=1e-9)
