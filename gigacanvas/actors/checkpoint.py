@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from gigacanvas.actors import configs, models
 from gigacanvas.actors.configs import read_json
@@ -124,6 +124,31 @@ def transformer_source(root: Path, transformer_file: str | Path | None, family: 
     if config is not None:
         return checkpoints, configs.as_object(config, f"transformer config in {sources[0]}")
     return checkpoints, read_json(root / family.denoiser / "config.json", "config")
+
+
+def load_denoiser(model_class: Any, root: Path, transformer_file: str | Path | None, family: Family, precision: str, device: str, what: str):
+    """`family`'s denoiser (`model_class`, e.g. a transformer or a UNet) from the folder's shards or
+    a single file, each tensor read straight into its final dtype so that loading an FP8 model
+    never holds it in bf16 whole; a checkpoint of another model is one line naming `what`."""
+    from accelerate import init_empty_weights
+
+    from gigacanvas.actors.precision import dtype_rule
+
+    checkpoints, config = transformer_source(root, transformer_file, family)
+    with init_empty_weights(include_buffers=False):
+        model = model_class.from_config(config)
+    dtype_for = dtype_rule(model, precision, device)
+    state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
+    source = transformer_file or str(root / family.denoiser)
+    try:
+        result = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shape mismatches: a checkpoint of another size of model
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
+        raise UsageError(f"model {source} does not fit the {what} config ({detail})") from None
+    if result.missing_keys or result.unexpected_keys:
+        detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
+        raise UsageError(f"model {source} does not fit the {what} config (mismatched keys: {detail})")
+    return model
 
 
 def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]]:

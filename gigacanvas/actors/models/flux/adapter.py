@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 from gigacanvas.actors.adapter import ModelAdapter
-from gigacanvas.actors.checkpoint import iter_tensors, transformer_source
+from gigacanvas.actors.checkpoint import load_denoiser
 from gigacanvas.actors.models.flux import FAMILY, NEGATIVE, PACK
-from gigacanvas.actors.precision import apply_precision, dtype_rule, dtypes
+from gigacanvas.actors.precision import apply_precision, dtypes
 from gigacanvas.errors import UsageError
 
 
@@ -154,26 +154,9 @@ class FluxAdapter(ModelAdapter):
         return self._modules[role]
 
     def _load_transformer(self):
-        """The transformer from the folder's shards or a single file, each tensor read straight
-        into its final dtype so that loading an FP8 model never holds it in bf16 whole."""
-        from accelerate import init_empty_weights
         from diffusers import FluxTransformer2DModel
 
-        checkpoints, config = transformer_source(Path(self.info.path), self.info.transformer_file, FAMILY)
-        with init_empty_weights(include_buffers=False):
-            model = FluxTransformer2DModel.from_config(config)
-        dtype_for = dtype_rule(model, self.precision, self.device)
-        state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
-        source = self.info.transformer_file or self._path("transformer")
-        try:
-            result = model.load_state_dict(state, strict=False, assign=True)
-        except RuntimeError as exc:  # shape mismatches: a checkpoint of another size of model
-            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
-            raise UsageError(f"model {source} does not fit the Flux transformer config ({detail})") from None
-        if result.missing_keys or result.unexpected_keys:
-            detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
-            raise UsageError(f"model {source} does not fit the Flux transformer config (mismatched keys: {detail})")
-        return model
+        return load_denoiser(FluxTransformer2DModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "Flux transformer")
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: FluxConditioning, guidance: float) -> np.ndarray:
         transformer = self._load("transformer")

@@ -29,10 +29,9 @@ import numpy as np
 import torch
 
 from gigacanvas.actors.adapter import ModelAdapter
-from gigacanvas.actors.checkpoint import iter_tensors, transformer_source
+from gigacanvas.actors.checkpoint import load_denoiser
 from gigacanvas.actors.models.sdxl import FAMILY
-from gigacanvas.actors.precision import apply_precision, dtype_rule, dtypes
-from gigacanvas.errors import UsageError
+from gigacanvas.actors.precision import apply_precision, dtypes
 
 
 @dataclass(frozen=True)
@@ -124,26 +123,9 @@ class SDXLAdapter(ModelAdapter):
         return self._modules[role]
 
     def _load_unet(self):
-        """The UNet from the folder's `unet/` or a single file, each tensor read straight into its
-        final dtype so that loading an FP8 model never holds it in bf16 whole."""
-        from accelerate import init_empty_weights
         from diffusers import UNet2DConditionModel
 
-        checkpoints, config = transformer_source(Path(self.info.path), self.info.transformer_file, FAMILY)
-        with init_empty_weights(include_buffers=False):
-            model = UNet2DConditionModel.from_config(config)
-        dtype_for = dtype_rule(model, self.precision, self.device)
-        state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
-        source = self.info.transformer_file or self._path(FAMILY.denoiser)
-        try:
-            result = model.load_state_dict(state, strict=False, assign=True)
-        except RuntimeError as exc:  # shape mismatches: a checkpoint of another size of model
-            detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line), "shape mismatch")
-            raise UsageError(f"model {source} does not fit the SDXL UNet config ({detail})") from None
-        if result.missing_keys or result.unexpected_keys:
-            detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
-            raise UsageError(f"model {source} does not fit the SDXL UNet config (mismatched keys: {detail})")
-        return model
+        return load_denoiser(UNet2DConditionModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "SDXL UNet")
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: SDXLConditioning, guidance: float) -> np.ndarray:
         unet = self._load("transformer")
