@@ -131,7 +131,7 @@ def decode_into_store(
             known.append(merge(answers[i] for i in range(len(tiles))))  # tile order: same bits on any pool
         elif step.end < last and step.keep:
             held = [(tiles[i].core, answers[i]) for i in range(len(tiles))]  # the previous checkpoint is dropped
-    del held
+    held = []  # the last checkpoint's refs go: the object store frees it
     seconds = time.perf_counter() - started
     return DecodeReport(mode, len(tiles), len(plan), layout.halo(0, last), head_s, seconds, _peaks(pool))
 
