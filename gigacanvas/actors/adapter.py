@@ -99,8 +99,8 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def decode_stages(self) -> Any:
-        """The seamless decode's stages for this model (`head`, `run`, `record`, `layout`, a
-        tiling/decodetiles.py TailLayout; actors/vaedecode.py's `SeamlessVae` for a diffusers
+        """The seamless decode's stages for this model (`head`, `run`, `sample`, `layout`, a
+        tiling/decodepasses.py TailLayout; actors/vaedecode.py's `SeamlessVae` for a diffusers
         AutoencoderKL)."""
 
     def preload(self) -> None:
