@@ -132,8 +132,14 @@ def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
 
 def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     """An existing picture is replaced only if it is this render's (same spec, precision, model
-    bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is.
+    bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is,
+    nor an upscale's own picture (a gigacanvas picture upscaled in place would be lost).
     An `.ome.zarr` output that is the store itself is the claim's to judge (claim.py)."""
+    if spec.image is not None and same_place(spec.out, spec.image):  # an upscale's own picture, never replaced
+        raise UsageError(
+            f"out {spec.out} is the picture being upscaled ({spec.image}); gigacanvas never replaces it "
+            "(not even with --overwrite): pass another --out"
+        )
     if output_kind(spec.out) == "ome-zarr" and same_place(spec.out, spec.store_url):
         return
     found = existing_output_spec(spec.out)

@@ -120,6 +120,8 @@ def render(
     the_plan = plan(spec)
     spec, info = the_plan.spec, the_plan.info
     claim = claim_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
+    if claim.resumable and claim.store.protocol != "memory":
+        signals.note_store(spec.store_url)  # it holds steps already: a stop during start-up must not say "nothing to resume"
     try:
         if claim.resumable and claim.store.decoded and not denoise_only:
             return _write_finished(the_plan, claim, notify, started)

@@ -92,6 +92,28 @@ def _too_big(label: str, pixels: str) -> UsageError:
     )
 
 
+def _probe(file, label: str) -> None:
+    """The picture's format and size from its header alone (Pillow reads no pixels to open one),
+    refused as `read_source` would, so that a file of gigabytes that is no picture upscale reads
+    costs a header's read, not its whole bytes in memory."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with _guard_lifted():
+            with Image.open(file) as im:
+                kind = im.format or "unknown"
+                if kind not in FORMATS:
+                    raise UsageError(f"{label} is a {kind} picture; upscale reads PNG, JPEG, TIFF and WebP")
+                if im.width * im.height > MAX_SOURCE_PIXELS:
+                    raise _too_big(label, f"{im.width}x{im.height}")
+    except Image.DecompressionBombError:
+        raise _too_big(label, f"over {2 * MAX_SOURCE_PIXELS:,}") from None
+    except UnidentifiedImageError:
+        raise UsageError(f"{label} is not a picture upscale can read (damaged, or not PNG, JPEG, TIFF or WebP)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a damaged header
+        raise UsageError(f"{label} is damaged ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+
+
 def read_source(path: str, expect: str | None = None) -> Source:
     """The picture at `path` (a path or an object-storage URL), checked as the module docstring
     says; `expect`: the fingerprint it must have (a resumed upscale's), else one line."""
@@ -100,6 +122,8 @@ def read_source(path: str, expect: str | None = None) -> Source:
     label = f"image {path}"
     with open_picture(path, label) as file:
         try:
+            _probe(file, label)  # a film or a disk image passed by mistake is refused before it is read whole
+            file.seek(0)
             data = file.read(MAX_SOURCE_BYTES + 1)
         except OSError as exc:
             raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc

@@ -193,3 +193,27 @@ def test_the_first_signal_decides_the_code_even_if_ray_rewraps_it():
         signals._interrupt(signal.SIGTERM)  # what the handler records before raising
     code, line = signals.ending(KeyboardInterrupt())  # ray.get re-raised a plain KeyboardInterrupt
     assert code == 143 and "nothing to resume" in line
+
+
+def test_a_stop_while_resuming_starts_up_promises_the_resume_not_nothing(tiny_model, tmp_path, monkeypatch):
+    """`gigacanvas resume` (or a render finding its store) stopped while Ray starts: the store holds
+    steps, so the line must name the resume, never 'nothing to resume' (a user would delete it)."""
+    from types import SimpleNamespace
+
+    from gigacanvas.cluster import placement, render as render_module, signals
+    from gigacanvas.cluster.spec import RenderSpec
+
+    store = SimpleNamespace(decoded=False, protocol="file", lease=None)
+    claim = SimpleNamespace(store=store, resumable=True, release=lambda: None)
+    monkeypatch.setattr(render_module, "claim_store", lambda *a, **k: claim)
+
+    def stopped(address):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(placement, "connect", stopped)
+    monkeypatch.setattr(signals, "_state", signals._State())
+    spec = RenderSpec(prompt="x", width=256, height=256, steps=2, model=tiny_model, out=str(tmp_path / "a.png"))
+    with signals.guard(), pytest.raises(KeyboardInterrupt) as stop:
+        render_module.render(spec, progress=False, notify=lambda line: None)
+    code, line = signals.ending(stop.value)
+    assert code == 130 and line.startswith("gigacanvas: interrupted; resume with: gigacanvas resume --store "), line

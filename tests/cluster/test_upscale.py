@@ -223,3 +223,22 @@ def test_an_upscale_picture_repeats_as_a_spec_of_the_same_picture_only(kept, pic
         capsys, "upscale", str(other), "--spec", out, "--model", tiny_model, "--out", str(tmp_path / "b.png"), "--dry-run"
     )
     assert code == 2 and err.count("\n") == 1 and "is the upscale of another picture" in err, err
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "dotted"])
+def test_an_upscale_never_writes_over_its_own_picture_even_with_overwrite(spelling, tiny_model, tmp_path, capsys):
+    """A gigacanvas picture upscaled with --out naming itself (--overwrite lets another render's
+    picture be replaced) would lose the user's picture: refused in one line, the file untouched."""
+    from gigacanvas.storage.picture import write_png
+
+    picture = tmp_path / "poster.png"
+    write_png(picture, _source()[..., :3].copy(), {"prompt": "a poster", "width": 64, "height": 48}, "a poster")
+    before = picture.read_bytes()
+    (tmp_path / "link.png").symlink_to(picture)
+    out = {"same": str(picture), "symlink": str(tmp_path / "link.png"), "dotted": f"{tmp_path}/./poster.png"}[spelling]
+    code, _, err = run_cli(
+        capsys, "upscale", str(picture), "--scale", "4", "--prompt", "x", "--model", tiny_model, "--tile-size", "128",
+        "--out", out, "--store", str(tmp_path / "s.zarr"), "--overwrite", "--dry-run",
+    )
+    assert code == 2 and err.count("\n") == 1 and "is the picture being upscaled" in err, err
+    assert picture.read_bytes() == before and not (tmp_path / "s.zarr").exists()

@@ -62,3 +62,26 @@ def test_a_multi_page_tiff_is_refused(tmp_path):
     Image.fromarray(RGB).save(tmp_path / "m.tif", save_all=True, append_images=[Image.fromarray(RGB[::-1].copy())])
     with pytest.raises(UsageError, match="has 2 frames"):
         read_source(str(tmp_path / "m.tif"))
+
+
+def test_a_large_file_that_is_no_picture_is_refused_from_its_header_unread(tmp_path, monkeypatch):
+    """A film passed by mistake is refused before its bytes are read whole (they were, up to 4 GiB)."""
+    from gigacanvas.storage import picture
+
+    path = tmp_path / "holiday.mp4"
+    with open(path, "wb") as file:
+        file.write(b"\0\0\0\x18ftypmp42")
+        file.truncate(64 << 20)  # sparse: 64 MiB on no disk
+    reads = []
+    opened = picture.open_regular
+
+    def counting(*args):
+        file = opened(*args)
+        real = file.read
+        file.read = lambda n=-1: reads.append(n) or real(n)  # noqa: B023
+        return file
+
+    monkeypatch.setattr("gigacanvas.storage.source.open_picture", counting)
+    with pytest.raises(UsageError, match="is not a picture upscale can read"):
+        read_source(str(path))
+    assert all(0 <= n < 1 << 20 for n in reads), reads
