@@ -64,7 +64,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 f"wrap {spec.wrap} with {axis} {size} no larger than tile_size {tile} needs shifted windows; "
                 "drop --shift-windows off"
             )
-    compose, strength = _resolve_compose(spec, info)
+    compose, strength = _resolve_compose(spec, info, steps)
     if spec.source is not None:
         from gigacanvas.cluster.upscale import check_canvas
 
@@ -75,28 +75,51 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     )
 
 
-def _resolve_compose(spec: RenderSpec, info: ModelInfo) -> tuple[str, float | None]:
+def _resolve_compose(spec: RenderSpec, info: ModelInfo, steps: int) -> tuple[str, float | None]:
     """(compose as a stage count or none, strength): `auto` composes a canvas larger than the
     model's native area in one stage; versions 1-3 knew no composition (their pictures render as
-    made). A picture records the resolved value, so a later meaning of auto cannot change it."""
+    made). A picture records the resolved value, so a later meaning of auto cannot change it.
+
+    A refinement that would start at step 0 below strength 1 starts from pure noise: the picture
+    it refines would not count (2 steps at 0.6, say). `auto` then does not compose; an upscale or
+    an explicit stage count is refused in one line rather than silently ignore the picture."""
     from gigacanvas.cluster.compose import sizes
     from gigacanvas.cluster.spec import DEFAULT_STRENGTH
+    from gigacanvas.tiling.compose import start_step
 
+    strength = DEFAULT_STRENGTH if spec.strength is None else spec.strength
     if spec.source is not None:  # an upscale refines its source: nothing to compose (cluster/upscale.py)
         if spec.wrap:  # the tiled encode does not wrap: the start latent would carry the picture's edges
             raise UsageError(f"upscale cannot wrap yet (wrap {spec.wrap}); drop --wrap")
-        return "none", DEFAULT_STRENGTH if spec.strength is None else spec.strength
+        _check_start(steps, strength, "picture")
+        return "none", strength
     compose = spec.compose or _default_compose(spec.spec_version)
     if compose == "auto":
         larger = spec.width * spec.height > info.native_tile_px**2
-        compose = "1" if larger and not spec.wrap else "none"  # a torus is not composed (yet): see README
+        counts = start_step(steps, strength) > 0 or strength >= 1
+        compose = "1" if larger and counts and not spec.wrap else "none"  # a torus is not composed (yet): see README
     if compose == "none":
         return "none", None
     if spec.wrap:
         raise UsageError(f"compose {compose} cannot wrap yet (wrap {spec.wrap}); pass --compose none")
     resolved = spec.replace(compose=compose)
     sizes(resolved, info)  # one line if the stages do not fit the canvas
-    return compose, DEFAULT_STRENGTH if spec.strength is None else spec.strength
+    _check_start(steps, strength, "composition")
+    return compose, strength
+
+
+def _check_start(steps: int, strength: float, what: str) -> None:
+    from gigacanvas.tiling.compose import start_step
+
+    if strength >= 1 or start_step(steps, strength) > 0:
+        return
+    need = next(s for s in range(steps, steps + 10_000) if start_step(s, strength) > 0)
+    fits = [k / 1000 for k in range(1, 1000) if start_step(steps, k / 1000) > 0]
+    lower = f", or --strength {fits[-1]:g} or less" if fits else ""
+    raise UsageError(
+        f"strength {strength:g} of {steps} steps starts the refinement at step 0, from pure noise: the {what} "
+        f"would not count; pass --steps {need} or more{lower}"
+    )
 
 
 def _default_compose(version: object) -> str:

@@ -114,7 +114,7 @@ def test_a_refinement_stopped_midway_resumes_to_the_same_pixels_and_another_stre
 
     # another strength: a new render of the same store (--overwrite) that reuses the composition
     code, stdout, err = run_cli(
-        capsys, "render", "--spec", str(tmp_path / "r.png"), "--model", tiny_model, "--strength", "0.9",
+        capsys, "render", "--spec", str(tmp_path / "r.png"), "--model", tiny_model, "--strength", "1",
         "--store", final_url, "--out", str(tmp_path / "r9.png"), "--overwrite", "--no-progress",
     )
     assert code == 0, err
@@ -126,6 +126,9 @@ def test_a_refinement_stopped_midway_resumes_to_the_same_pixels_and_another_stre
     "flags, message",
     [
         (["--strength", "0"], "strength 0.0 must be a number above 0 and at most 1"),
+        # 3 steps at 0.8 start at step 0: the composition would not count
+        (["--compose", "1", "--strength", "0.8", "--steps", "3"], "strength 0.8 of 3 steps starts the refinement at "
+         "step 0, from pure noise: the composition would not count; pass --steps 5 or more, or --strength 0.666 or less"),
         (["--strength", "1.01"], "strength 1.01 must be a number above 0 and at most 1"),
         (["--strength", "nan"], "strength nan must be a number above 0 and at most 1"),
         (["--compose", "many"], "compose 'many' is not auto, none or a number of stages from 1 to 8"),

@@ -179,6 +179,8 @@ def _bad_pictures(tmp_path) -> dict[str, str]:
         ("good", ["--scale", "0"], None, "scale 0.0 must be a number above 0 and at most 64"),
         ("good", ["--scale", "4", "--strength", "0"], None, "strength 0.0 must be a number above 0 and at most 1"),
         ("good", ["--scale", "4", "--strength", "1.5"], None, "strength 1.5 must be a number above 0 and at most 1"),
+        ("good", ["--scale", "4", "--steps", "2"], None, "strength 0.6 of 2 steps starts the refinement at step 0, from "
+         "pure noise: the picture would not count; pass --steps 3 or more, or --strength 0.5 or less"),
         ("good", ["--width", "250"], None, "width 250 is not a positive multiple of 16; try 256"),
         ("good", ["--scale", "4", "--width", "256"], None, "pass either --scale or --width/--height, not both"),
         ("good", [], None, "pass --scale (e.g. 4) or --width/--height"),
