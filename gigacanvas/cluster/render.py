@@ -321,8 +321,8 @@ def _run(
             with tqdm(desc="encode", unit="tile", disable=None if progress else True) as bar:
                 first = start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1))
         store.write_noise(first)
-    if note and store.protocol != "memory":  # a memory:// store dies with this process: nothing to resume
-        signals.note_store(spec.store_url)
+    # noted once: a resumable store by `render` as it claims it, a new one above once created (a
+    # memory:// store dies with this process: nothing to resume)
 
     disable = None if progress else True
     t0 = time.perf_counter()
