@@ -108,3 +108,66 @@ class ModelAdapter(ABC):
 
     def release(self, role: str) -> None:
         """Drop a role's weights (`text`, `transformer`, `vae`) to give their memory back."""
+
+
+class FolderAdapter(ModelAdapter):
+    """What every family served from a diffusers folder shares: weights by role (`_load`, the
+    family's), one AutoencoderKL for the blend decode, the refinement's encode and the seamless
+    decode's stages, and dropping roles. The latent convention is diffusers' img2img pipelines':
+    `(z - shift) * scale` into the denoiser's space, a VAE without a shift factor shifting by 0."""
+
+    def __init__(self, info: ModelInfo, device: str = "cpu", precision: str = "fp32"):
+        super().__init__(info, device, precision)
+        self._modules: dict[str, Any] = {}
+        self._stages: Any = None
+
+    def _path(self, sub: str = "") -> str:
+        from pathlib import Path
+
+        return str(Path(self.info.path) / sub)
+
+    @abstractmethod
+    def _load(self, role: str) -> Any:
+        """The module of `role` (`transformer` for the denoiser whatever its kind, `vae`, ...),
+        loaded on first use and kept in `_modules`."""
+
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        import torch
+
+        vae = self._load("vae")
+        z = torch.from_numpy(latents).to(self.device, vae.dtype)
+        with torch.inference_mode():
+            z = z / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+            pixels = vae.decode(z, return_dict=False)[0]
+        return pixels.float().cpu().numpy()
+
+    def encode(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        vae = self._load("vae")
+        x = torch.from_numpy(pixels).to(self.device, vae.dtype)
+        with torch.inference_mode():
+            z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
+            z = (z - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
+        return z.float().cpu().numpy()
+
+    def decode_stages(self) -> Any:
+        if self._stages is None:
+            from gigacanvas.actors.vaedecode import SeamlessVae
+
+            vae = self._load("vae")
+            self._stages = SeamlessVae(vae, self.device, vae.dtype)
+        return self._stages
+
+    def preload(self) -> None:
+        self._load("transformer")
+        self._load("vae")
+
+    def release(self, role: str) -> None:
+        self._modules.pop(role, None)
+        if role == "vae":
+            self._stages = None
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()

@@ -30,12 +30,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from gigacanvas.actors.adapter import ModelAdapter
+from gigacanvas.actors.adapter import FolderAdapter
 from gigacanvas.actors.checkpoint import load_denoiser
 from gigacanvas.actors.models.flux import FAMILY, NEGATIVE, PACK
 from gigacanvas.actors.precision import apply_precision, dtypes
@@ -75,7 +74,7 @@ def image_ids(h: int, w: int) -> torch.Tensor:
     return ids.reshape(-1, 3)
 
 
-class FluxAdapter(ModelAdapter):
+class FluxAdapter(FolderAdapter):
     """Flux.1 from a diffusers folder; weights are loaded per role on first use."""
 
     MAX_SEQUENCE_LENGTH = 512  # T5 tokens: FluxPipeline's default
@@ -84,11 +83,6 @@ class FluxAdapter(ModelAdapter):
         super().__init__(info, device, precision)
         # The text encoders and the VAE follow the mode's compute dtype but are never stored in FP8.
         self.dtype = dtypes(precision, device)[1]
-        self._modules: dict[str, Any] = {}
-        self._stages: Any = None
-
-    def _path(self, sub: str = "") -> str:
-        return str(Path(self.info.path) / sub)
 
     def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
         """The pipeline's schedule for a picture of `latent_h` x `latent_w`: the tile the model sees.
@@ -181,37 +175,3 @@ class FluxAdapter(ModelAdapter):
                 return_dict=False,
             )[0]
         return unpack(out, h, w).float().cpu().numpy()
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        z = torch.from_numpy(latents).to(self.device, self.dtype)
-        with torch.inference_mode():
-            z = z / vae.config.scaling_factor + vae.config.shift_factor
-            pixels = vae.decode(z, return_dict=False)[0]
-        return pixels.float().cpu().numpy()
-
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        x = torch.from_numpy(pixels).to(self.device, self.dtype)
-        with torch.inference_mode():
-            z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
-            z = (z - vae.config.shift_factor) * vae.config.scaling_factor  # as FluxImg2ImgPipeline
-        return z.float().cpu().numpy()
-
-    def decode_stages(self):
-        if self._stages is None:
-            from gigacanvas.actors.vaedecode import SeamlessVae
-
-            self._stages = SeamlessVae(self._load("vae"), self.device, self.dtype)
-        return self._stages
-
-    def preload(self) -> None:
-        self._load("transformer")
-        self._load("vae")
-
-    def release(self, role: str) -> None:
-        self._modules.pop(role, None)
-        if role == "vae":
-            self._stages = None
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()

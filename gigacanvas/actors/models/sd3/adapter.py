@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from gigacanvas.actors.adapter import ModelAdapter
+from gigacanvas.actors.adapter import FolderAdapter
 from gigacanvas.actors.checkpoint import load_denoiser
 from gigacanvas.actors.models.sd3 import FAMILY
 from gigacanvas.actors.precision import apply_precision, dtypes
@@ -32,7 +31,7 @@ class SD3Conditioning:
     negative_pooled: torch.Tensor | None
 
 
-class SD3Adapter(ModelAdapter):
+class SD3Adapter(FolderAdapter):
     """SD3/SD3.5 from a diffusers folder; weights are loaded per role on first use."""
 
     def __init__(self, info, device="cpu", precision="fp32"):
@@ -40,11 +39,6 @@ class SD3Adapter(ModelAdapter):
         # The text encoders and the VAE run once per render or per tile at the end: they follow
         # the mode's compute dtype but are never stored in FP8.
         self.dtype = dtypes(precision, device)[1]
-        self._modules: dict[str, Any] = {}
-        self._stages: Any = None
-
-    def _path(self, sub: str = "") -> str:
-        return str(Path(self.info.path) / sub)
 
     def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
         import diffusers
@@ -133,37 +127,3 @@ class SD3Adapter(ModelAdapter):
                 uncond, text = out.chunk(2)
                 out = uncond + guidance * (text - uncond)
         return out.float().cpu().numpy()
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        z = torch.from_numpy(latents).to(self.device, self.dtype)
-        with torch.inference_mode():
-            z = z / vae.config.scaling_factor + vae.config.shift_factor
-            pixels = vae.decode(z, return_dict=False)[0]
-        return pixels.float().cpu().numpy()
-
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        x = torch.from_numpy(pixels).to(self.device, self.dtype)
-        with torch.inference_mode():
-            z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
-            z = (z - vae.config.shift_factor) * vae.config.scaling_factor  # as StableDiffusion3Img2ImgPipeline
-        return z.float().cpu().numpy()
-
-    def decode_stages(self):
-        if self._stages is None:
-            from gigacanvas.actors.vaedecode import SeamlessVae
-
-            self._stages = SeamlessVae(self._load("vae"), self.device, self.dtype)
-        return self._stages
-
-    def preload(self) -> None:
-        self._load("transformer")
-        self._load("vae")
-
-    def release(self, role: str) -> None:
-        self._modules.pop(role, None)
-        if role == "vae":
-            self._stages = None
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()

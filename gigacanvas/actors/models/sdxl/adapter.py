@@ -23,12 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from gigacanvas.actors.adapter import ModelAdapter
+from gigacanvas.actors.adapter import FolderAdapter
 from gigacanvas.actors.checkpoint import load_denoiser
 from gigacanvas.actors.models.sdxl import FAMILY
 from gigacanvas.actors.precision import apply_precision, dtypes
@@ -51,7 +50,7 @@ def time_ids(h_px: int, w_px: int) -> list[int]:
     return [h_px, w_px, 0, 0, h_px, w_px]
 
 
-class SDXLAdapter(ModelAdapter):
+class SDXLAdapter(FolderAdapter):
     """SDXL from a diffusers folder; weights are loaded per role on first use."""
 
     def __init__(self, info, device="cpu", precision="fp32"):
@@ -59,11 +58,6 @@ class SDXLAdapter(ModelAdapter):
         # The text encoders follow the mode's compute dtype but are never stored in FP8; the VAE
         # too, but for fp16 with a VAE that overflows in it (`vae_dtype`).
         self.dtype = dtypes(precision, device)[1]
-        self._modules: dict[str, Any] = {}
-        self._stages: Any = None
-
-    def _path(self, sub: str = "") -> str:
-        return str(Path(self.info.path) / sub)
 
     def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
         """The folder's scheduler set to `steps` (SDXL's schedule does not depend on the size)."""
@@ -157,37 +151,3 @@ class SDXLAdapter(ModelAdapter):
                 uncond, text = out.chunk(2)
                 out = uncond + guidance * (text - uncond)
         return out.float().cpu().numpy()
-
-    def decode(self, latents: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        z = torch.from_numpy(latents).to(self.device, vae.dtype)
-        with torch.inference_mode():
-            pixels = vae.decode(z / vae.config.scaling_factor, return_dict=False)[0]
-        return pixels.float().cpu().numpy()
-
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
-        vae = self._load("vae")
-        x = torch.from_numpy(pixels).to(self.device, vae.dtype)
-        with torch.inference_mode():
-            z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
-            z = z * vae.config.scaling_factor  # as StableDiffusionXLImg2ImgPipeline
-        return z.float().cpu().numpy()
-
-    def decode_stages(self):
-        if self._stages is None:
-            from gigacanvas.actors.vaedecode import SeamlessVae
-
-            vae = self._load("vae")
-            self._stages = SeamlessVae(vae, self.device, vae.dtype)
-        return self._stages
-
-    def preload(self) -> None:
-        self._load("transformer")
-        self._load("vae")
-
-    def release(self, role: str) -> None:
-        self._modules.pop(role, None)
-        if role == "vae":
-            self._stages = None
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
