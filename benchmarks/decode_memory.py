@@ -27,19 +27,43 @@ import sys
 import tempfile
 
 
+def _watch_driver(peaks: dict) -> None:
+    """The driver's own peak per phase: its render calls (the step loop, the decode, the outputs)
+    wrapped in memwatch's sampler, so a canvas-sized array held in one phase shows in that phase's
+    row (`ru_maxrss` alone gives one number for the whole run, object-store pages included)."""
+    from gigacanvas.actors import memwatch
+    from gigacanvas.cluster import render as render_module
+
+    def wrapped(name: str, function):
+        def call(*args, **kwargs):
+            with memwatch.watched(peaks, name):
+                return function(*args, **kwargs)
+
+        return call
+
+    for name, attribute in (("denoise", "denoise"), ("decode", "decode_into_store"), ("outputs", "write_output")):
+        setattr(render_module, attribute, wrapped(name, getattr(render_module, attribute)))
+
+
 def _one(size: int, decode: str, vae_tile: int, folder: str) -> dict:
+    from gigacanvas.actors import memwatch
     from gigacanvas.cluster.render import render
     from gigacanvas.cluster.spec import RenderSpec
+
+    driver: dict = {}
+    _watch_driver(driver)
 
     out = os.path.join(folder, f"m{size}.png" if size <= 16384 else f"m{size}.tif")
     spec = RenderSpec(
         prompt="memory", width=size, height=size, steps=1, guidance=1.0, seed=1, actors=2, precision="fp32",
         vae_tile_size=vae_tile, vae_decode=decode, store=os.path.join(folder, f"m{size}.zarr"), out=out,
     )
-    result = render(spec, progress=False, notify=lambda line: None)
+    with memwatch.watched(driver, "render"):
+        result = render(spec, progress=False, notify=lambda line: None)
     report = result.decode
     return {
         "driver_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver": driver,
         "peaks": list(report.peaks) if report else [],
         "tiles": report.tiles if report else 0,
         "decode_s": result.decode_seconds,
@@ -63,12 +87,12 @@ def main() -> None:
         f"{'size':>6} {'tiles':>6} {'driver MiB':>11} {'head MiB':>9} {'tail MiB (per worker)':>24} "
         f"{'tail start MiB':>16} {'decode s':>9} {'total s':>8}"
     )
-    rows = {}
+    rows, drivers = {}, {}
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as folder:
             done = subprocess.run(
                 [sys.executable, __file__, "--one", str(size), "--decode", args.decode, "--vae-tile", str(args.vae_tile), "--folder", folder],
-                capture_output=True, text=True,
+                capture_output=True, text=True, check=False,
             )
         if done.returncode:
             print(f"{size:>6} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
@@ -78,11 +102,17 @@ def main() -> None:
         tails = [p.get("tail", 0.0) for p in got["peaks"]]
         starts = [p.get("tail start", 0.0) for p in got["peaks"]]
         rows[size] = max(tails) if tails else None
+        drivers[size] = got["driver"]
         print(
             f"{size:>6} {got['tiles']:>6} {got['driver_mib']:>11.0f} {max(heads) if heads else 0:>9.0f} "
             f"{', '.join(f'{t:.0f}' for t in tails):>24} {', '.join(f'{t:.0f}' for t in starts):>16} "
             f"{got['decode_s']:>9.1f} {got['total_s']:>8.1f}"
         )
+    phases = ("render start", "denoise", "decode", "outputs", "render")
+    print("driver's own memory (anonymous RSS, MiB) at the render's start and its peak per phase:")
+    print(f"{'size':>6} " + " ".join(f"{p:>13}" for p in phases))
+    for size, peaks in drivers.items():
+        print(f"{size:>6} " + " ".join(f"{peaks.get(p, 0.0):>13.0f}" for p in phases))
     small, large = min(rows, default=None), max(rows, default=None)
     if small and large and small != large and rows[small] and rows[large]:
         print(f"tail peak {large} / {small}: {rows[large] / rows[small]:.2f}x (target <= 1.2x)")

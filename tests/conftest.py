@@ -14,11 +14,19 @@ import tempfile
 import pytest
 from hypothesis import settings
 
+from tests.helpers import LOOPBACK_RAY
+
 # Shared 2-core machines: a property's examples must not fail on wall-clock deadlines.
 settings.register_profile("gigacanvas", deadline=None)
 settings.load_profile("gigacanvas")
 # Actor start-ups keep the product's bound (GIGACANVAS_ACTOR_START_TIMEOUT, 300 s): a tighter one
 # turns a loaded machine into failures; a render that fails for real fails sooner than that.
+
+# Every Ray the tests start (the shared cluster, cluster_utils' nodes, `ray start` heads, the
+# processes they spawn) listens and connects on loopback only: Ray otherwise resolves even an
+# explicit 127.0.0.1 to the machine's network address (services.resolve_ip_for_localhost), and
+# this switch, read when Ray is imported, is the one that keeps a node's address at 127.0.0.1.
+os.environ.update(LOOPBACK_RAY)
 
 # The built-in model's cache goes to a temp folder: tests never write to the user's home.
 os.environ["GIGACANVAS_CACHE"] = tempfile.mkdtemp(prefix="gigacanvas-test-cache-")

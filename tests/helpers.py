@@ -22,6 +22,9 @@ from typing import Callable, Iterator
 import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
+# Read by Ray at import (ray_constants.ENABLE_RAY_CLUSTER): off, a node's address is 127.0.0.1 and
+# its servers bind there, so no test reaches a non-loopback address (see tests/conftest.py).
+LOOPBACK_RAY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 # The spec most renders of the tiny model use: tiles of 256 px on a 512 x 320 canvas, 6 to 8 tiles
 # per step (shifted windows) in batches of 2, and 2 x 2 decode tiles (enough to spread the exact

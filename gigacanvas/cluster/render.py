@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from gigacanvas.actors.loading import check_weights_precision
 from gigacanvas.actors.precision import resolve_precision
 from gigacanvas.cluster import placement, signals
 from gigacanvas.cluster.claim import Claim, claim_store
+from gigacanvas.cluster.compose import start_latent, start_of
 from gigacanvas.cluster.decode import DecodeReport, decode_into_store
 from gigacanvas.cluster.dispatch import WorkerPool
-from gigacanvas.cluster.compose import start_latent, start_of
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan, stage_plan
 from gigacanvas.cluster.progress import denoise_progress
 from gigacanvas.cluster.spec import RenderSpec
@@ -36,7 +38,7 @@ from gigacanvas.cluster.steploop import (
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.outputs import write_output
-from gigacanvas.tiling import initial_noise
+from gigacanvas.tiling import Window, noise_window
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,10 @@ def _run(
             _run_stages(the_plan, pool, mode, progress, notify, cond)
             source = the_plan.stages[-1]
         if source is None and spec.source is None:
-            first = start_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w), scheduler)
+            # band by band: the seed's noise of any window is drawn without the rest (tiling/noise.py)
+            def first(y0: int, y1: int) -> np.ndarray:
+                rows = Window(y0, 0, y1 - y0, the_plan.lat_w)
+                return start_noise(noise_window(spec.seed, info.latent_channels, rows), scheduler)
         else:
             image = _source_image(spec, store, source)
             notify(

@@ -439,11 +439,23 @@ class LatentStore:
             self._start = start
         return self._start
 
-    def write_noise(self, noise: np.ndarray) -> None:
+    def write_noise(self, noise: np.ndarray | Callable[[int, int], np.ndarray]) -> None:
         """The initial latent (at `start_step`), then every band's record at that step (the store is
-        'ours' after the last)."""
+        'ours' after the last).
+
+        `noise` is the whole (C, H, W) latent or a function of a row range [y0, y1) giving those
+        rows: then it is asked band by band (a band is a whole number of the array's row chunks),
+        so the writer never holds more than one band of a canvas that may be far larger than it.
+        """
         self._check_lease()
-        _retrying(self.url, "writing the initial noise", lambda: self.group["noise"].__setitem__(Ellipsis, noise))
+        array = self.group["noise"]
+        if callable(noise):
+            for y0, y1 in self.bands:
+                rows = noise(y0, y1)
+                _retrying(self.url, "writing the initial noise", lambda y0=y0, y1=y1, rows=rows: array.__setitem__((slice(None), slice(y0, y1)), rows))
+                del rows
+        else:
+            _retrying(self.url, "writing the initial noise", lambda: array.__setitem__(Ellipsis, noise))
         for band in range(len(self.bands)):
             record = {"step": self.start_step, "slot": "noise", "at": time.time(), "prev": None}
             data = json.dumps(record).encode()
@@ -467,7 +479,7 @@ class LatentStore:
         y0, y1 = self.bands[band]
         self._check_lease()
         array = self.group[f"latent_{slot}"]
-        _retrying(self.url, f"writing band {band}", lambda: array.__setitem__((slice(None), slice(y0, y1)), rows))
+        _retrying(self.url, f"writing band {band}", lambda y0=y0, y1=y1, rows=rows: array.__setitem__((slice(None), slice(y0, y1)), rows))
         prev = {"step": record["step"], "slot": record["slot"], "at": record.get("at")}
         new = {"step": step, "slot": slot, "at": time.time(), "prev": prev}
         data = json.dumps(new).encode()

@@ -22,7 +22,7 @@ import pytest
 
 from gigacanvas.cluster import placement
 from gigacanvas.errors import UsageError
-from tests.helpers import free_port, ray_head
+from tests.helpers import LOOPBACK_RAY, free_port, ray_head
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def fakes():
 
 
 def driver(code: str, auth: str | None, **env: str) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | env
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | LOOPBACK_RAY | env
     if auth:
         environ["RAY_AUTH_MODE"] = auth
     return subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120, env=environ)

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import free_port, ray_head, run_cli
+from tests.helpers import LOOPBACK_RAY, free_port, ray_head, run_cli
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -67,6 +67,7 @@ def jobs(tiny_model, tmp_path_factory):
     # The head as a plain `ray start` has it: no RAY_* settings, no PYTHONPATH, no venv on PATH.
     path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if Path(p) != VENV_BIN)
     head_env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"} | {"PATH": path}
+    head_env |= LOOPBACK_RAY  # a test's own setting, not the user's: the head listens on loopback only
     with ray_head(2, gcs, client, dashboard_port=dashboard, env=head_env):
         request = json.dumps([f"http://127.0.0.1:{dashboard}", runtime_env, entrypoints, DEADLINE_S])
         run = subprocess.run(

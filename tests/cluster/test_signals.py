@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import LOOPBACK_RAY
+
 RAY_DUMP = ("*** SIGTERM received", "PC: @")
 
 
@@ -41,7 +43,7 @@ class Render:
         argv = [sys.executable, "-m", "gigacanvas", "render", "--prompt", "x", "--width", "256", "--height", "256",
                 "--steps", str(steps), "--actors", "1", "--cpus-per-actor", "1",
                 "--store", str(self.store), "--out", str(self.out)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | LOOPBACK_RAY
         if address:
             argv += ["--address", address]
             env["RAY_AUTH_MODE"] = "token"

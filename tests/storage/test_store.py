@@ -47,6 +47,24 @@ def test_create_commit_and_read_back(tmp_path, kind):
     assert LatentStore(url).decoded and LatentStore(url).read_latent()[1] == 2
 
 
+def test_noise_written_band_by_band_equals_the_whole(tmp_path):
+    """A canvas's noise may be far larger than the driver: the callable form is asked for one band's
+    rows at a time, each band once, and the array ends up as the whole write would leave it."""
+    whole = np.random.default_rng(1).standard_normal((4, 40, 24)).astype(np.float32)
+    store = LatentStore(str(tmp_path / "s.zarr"))
+    store.create({"seed": 1}, "abc", channels=4, height=40, width=24, scale=8, bands=3)
+    asked = []
+
+    def rows(y0, y1):
+        asked.append((y0, y1))
+        return whole[:, y0:y1]
+
+    store.write_noise(rows)
+    assert asked == list(store.bands) and len(asked) == 3
+    np.testing.assert_array_equal(LatentStore(str(tmp_path / "s.zarr")).read_noise(), whole)
+    assert LatentStore(str(tmp_path / "s.zarr")).read_latent()[1] == 0
+
+
 def test_create_never_replaces_an_existing_group(tmp_path):
     url = str(tmp_path / "s.zarr")
     _make(url).write_noise(np.zeros((4, 16, 24), np.float32))
