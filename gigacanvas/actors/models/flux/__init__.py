@@ -64,6 +64,7 @@ FAMILY = Family(
     original_blocks="double_blocks",
     convert_original="diffusers.loaders.single_file_utils:convert_flux_transformer_checkpoint_to_diffusers",
     checkpoint_format="gigacanvas-flux-transformer",
+    gguf_arch="flux",
     architectures="gigacanvas.actors.models.flux.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.flux.tiny:build_tiny_pipeline",
     fp8_skip=("x_embedder",),
