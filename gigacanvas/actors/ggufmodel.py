@@ -36,6 +36,10 @@ RESHAPED = "comfy.gguf.orig_shape."  # metadata city96's converter writes for te
 _FP8_MODES = ("fp8", "fp8-compute")
 
 
+Q8_0_BLOCK, Q8_0_BYTES = 32, 34  # weights per block, bytes per block (32 int8 and one fp16 scale)
+SMALL = 1024  # city96's converter keeps tensors of at most this many elements in F32
+
+
 def is_gguf(path: str | Path | None) -> bool:
     """Whether `path` names a GGUF file (by its suffix, as users name them)."""
     return path is not None and Path(str(path)).suffix.lower() == SUFFIX
@@ -139,3 +143,35 @@ def load_gguf(model_class: Any, root: Path, path: str | Path, family: Any, preci
     except (ValueError, RuntimeError, KeyError, IndexError) as exc:  # shapes or keys of another size of model
         detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
         raise UsageError(f"model {path} does not fit the {what} config ({detail})") from None
+
+
+def city96_quantises(name: str, shape: tuple[int, ...], kept: tuple[str, ...]) -> bool:
+    """Whether city96's converter quantises the tensor `name` (a diffusers name) of `shape` to Q8_0.
+
+    His rule: 1-D tensors and those of at most 1024 elements stay F32, the family's input and
+    output layers (`Family.gguf_kept`) stay unquantised, 2-D weights whose rows fill whole blocks
+    are quantised; larger kernels only where his converter reshapes them into 256-wide rows
+    (SDXL's convolutions), which needs their size to divide by 256.
+    """
+    import math
+    import re
+
+    numel = math.prod(shape)
+    if len(shape) < 2 or numel <= SMALL or any(re.search(p, name.rpartition(".")[0]) for p in kept):
+        return False
+    return shape[-1] % Q8_0_BLOCK == 0 if len(shape) == 2 else numel % 256 == 0
+
+
+def q8_0_bytes(model: Any, kept: tuple[str, ...], compute_bytes: int = 2) -> tuple[int, int]:
+    """(resident bytes, quantised parameters) of `model` (the meta device is enough) loaded from
+    a city96-style Q8_0 GGUF: 34 bytes per 32 quantised weights, and every other tensor in the
+    compute dtype (`compute_bytes` each), as diffusers' loader casts the file's F32/F16 ones."""
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    total = quantised = 0
+    for name, tensor in tensors:
+        if city96_quantises(name, tuple(tensor.shape), kept):
+            total += tensor.numel() // Q8_0_BLOCK * Q8_0_BYTES
+            quantised += tensor.numel()
+        else:
+            total += tensor.numel() * compute_bytes
+    return total, quantised

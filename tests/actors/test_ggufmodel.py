@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from gigacanvas.actors.checkpoint import transformer_files
-from gigacanvas.actors.ggufmodel import inspect_gguf
+from gigacanvas.actors.ggufmodel import city96_quantises, inspect_gguf, q8_0_bytes
 from gigacanvas.actors.loading import load_adapter, open_model
 from gigacanvas.actors.models.flux import FAMILY as FLUX
 from gigacanvas.actors.models.flux.adapter import unpack
@@ -33,20 +33,19 @@ from tests.helpers import run_cli
 Q4_K_KEY = "t_embedder.mlp.0.weight"  # SD3's timestep MLP input: 256 wide, one K-quant superblock per row
 
 
-def write_gguf(path: Path, tensors: dict, arch: str, qtype=None, raw: dict | None = None) -> Path:
-    """A GGUF of `tensors` as city96's converter writes one: 2-D weights whose rows fit `qtype`'s
-    blocks in `qtype` (default Q8_0), the rest F32; `raw` adds {name: (uint8 blocks, type)} as is."""
+def write_gguf(path: Path, tensors: dict, arch: str, quantise=None, raw: dict | None = None) -> Path:
+    """A GGUF of `tensors`: Q8_0 where `quantise(name, shape)` says so (default: every 2-D weight
+    whose rows fill whole blocks), the rest F32; `raw` adds {name: (uint8 blocks, type)} as is."""
     import gguf
 
-    qtype = gguf.GGMLQuantizationType.Q8_0 if qtype is None else qtype
     writer = gguf.GGUFWriter(str(path), arch=arch)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     for name, tensor in tensors.items():
         if raw and name in raw:
             continue
         array = tensor.float().numpy()
-        fits = array.ndim == 2 and array.shape[-1] % gguf.GGML_QUANT_SIZES[qtype][0] == 0
-        kind = qtype if fits else gguf.GGMLQuantizationType.F32
+        fits = quantise(name, array.shape) if quantise else array.ndim == 2 and array.shape[-1] % 32 == 0
+        kind = gguf.GGMLQuantizationType.Q8_0 if fits else gguf.GGMLQuantizationType.F32
         writer.add_tensor(name, gguf.quants.quantize(array, kind), raw_dtype=kind)
     for name, (blocks, kind) in (raw or {}).items():
         writer.add_tensor(name, blocks, raw_dtype=kind)
@@ -69,8 +68,13 @@ def q4_k_blocks(rows: int, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def flux_gguf(tiny_flux_model, tmp_path_factory) -> str:
+    """The diffusers layout, quantised by city96's rule (so the byte count can be checked against it)."""
     tensors = load_file(str(transformer_files(Path(tiny_flux_model))[0]))
-    return str(write_gguf(tmp_path_factory.mktemp("gguf") / "flux-Q8_0.gguf", tensors, "flux"))
+
+    def quantise(name, shape):
+        return city96_quantises(name, shape, FLUX.gguf_kept)
+
+    return str(write_gguf(tmp_path_factory.mktemp("gguf") / "flux-Q8_0.gguf", tensors, "flux", quantise))
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +120,8 @@ def test_one_whole_tile_with_a_gguf_flux_transformer_equals_the_pipeline(tiny_fl
     assert info.fingerprint != open_model(tiny_flux_model).fingerprint  # the file is the model's identity
     adapter = load_adapter(info, "cpu", "fp32")
     transformer = adapter._load("transformer")
-    q = transformer.transformer_blocks[0].attn.to_q
-    assert isinstance(q, GGUFLinear) and q.weight.dtype == torch.uint8  # 34 bytes per 32 weights in memory
+    ff = transformer.transformer_blocks[0].ff.net[0].proj
+    assert isinstance(ff, GGUFLinear) and ff.weight.dtype == torch.uint8  # 34 bytes per 32 weights in memory
     h, w, steps = 16, 16, 2
     noise = torch.from_numpy(initial_noise(11, 16, h, w))[None]
     ref = _fluxpipe_latent(tiny_flux_model, transformer, noise, h, w, steps)
@@ -153,13 +157,22 @@ def test_an_original_layout_sd3_gguf_with_a_k_quant_equals_the_pipeline(tiny_mod
     np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=0, atol=1e-5)
 
 
-def test_bf16_computes_in_bf16_with_the_weights_still_quantised(tiny_flux_model, flux_gguf):
+def test_bf16_computes_in_bf16_with_the_weights_still_quantised_as_counted(tiny_flux_model, flux_gguf):
+    """The benchmark's Q8_0 count (`q8_0_bytes` on the meta device) is what diffusers holds."""
     from diffusers.quantizers.gguf.utils import GGUFLinear
 
+    from gigacanvas.actors.configs import read_json
+    from gigacanvas.actors.models.architectures import meta_transformer
+
     transformer = load_adapter(open_model(flux_gguf, tiny_flux_model), "cpu", "bf16")._load("transformer")
-    q = transformer.transformer_blocks[0].attn.to_q
-    assert isinstance(q, GGUFLinear) and q.compute_dtype == torch.bfloat16 and q.weight.dtype == torch.uint8
+    ff = transformer.single_transformer_blocks[0].proj_mlp
+    assert isinstance(ff, GGUFLinear) and ff.compute_dtype == torch.bfloat16 and ff.weight.dtype == torch.uint8
     assert transformer.transformer_blocks[0].attn.norm_q.weight.dtype == torch.bfloat16  # F32 in the file
+    tensors = list(transformer.parameters()) + list(transformer.buffers())
+    resident = sum(t.numel() * t.element_size() for t in tensors)
+    meta = meta_transformer(read_json(Path(tiny_flux_model) / "transformer" / "config.json", "config"))
+    counted, quantised = q8_0_bytes(meta, FLUX.gguf_kept, compute_bytes=2)
+    assert resident == counted and quantised > sum(t.numel() for t in meta.parameters()) // 2
 
 
 def test_the_header_check_knows_the_original_flux_layout(tmp_path):

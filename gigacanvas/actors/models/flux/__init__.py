@@ -65,6 +65,7 @@ FAMILY = Family(
     convert_original="diffusers.loaders.single_file_utils:convert_flux_transformer_checkpoint_to_diffusers",
     checkpoint_format="gigacanvas-flux-transformer",
     gguf_arch="flux",
+    gguf_kept=("^x_embedder", "^context_embedder", "^time_text_embed", "^norm_out", "^proj_out"),
     architectures="gigacanvas.actors.models.flux.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.flux.tiny:build_tiny_pipeline",
     fp8_skip=("x_embedder",),

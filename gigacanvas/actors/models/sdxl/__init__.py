@@ -67,6 +67,7 @@ FAMILY = Family(
     diffusers_blocks="down_blocks",
     original_blocks="input_blocks",
     checkpoint_format="gigacanvas-sdxl-unet",
+    gguf_kept=("^conv_in", "^conv_out", "^time_embedding", "^add_embedding", "^class_embedding"),
     architectures="gigacanvas.actors.models.sdxl.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.sdxl.tiny:build_tiny_pipeline",
     # the UNet's input and output convolutions and its timestep and size/pooled-text embedding MLPs
