@@ -1,4 +1,4 @@
-"""FP8 vs bf16 memory of the full-size transformers and the SDXL UNet (random weights, CPU is fine).
+"""FP8 and GGUF Q8_0 vs bf16 memory of the full-size transformers and the SDXL UNet (random weights, CPU is fine).
 
 Each (architecture, mode) is measured in its own process: the model is built on the meta device,
 then every tensor is drawn directly in the dtype the gigacanvas loader gives it (FP8 for the cast
@@ -9,6 +9,12 @@ A mode whose weights would not fit in this machine's available memory (Flux.1 [d
 is counted instead: the same dtype rule applied to the model on the meta device, tensor by tensor
 (`precision.weight_bytes`), with no peak RSS. `--count` counts every mode of the listed
 architectures. The `how` column says which figures were measured and which counted.
+
+GGUF Q8_0 (`gguf-q8_0`) is always counted: the resident bytes of the transformer as diffusers'
+GGUF loader holds a city96-style Q8_0 file (actors/ggufmodel.py `q8_0_bytes`: 34 bytes per 32
+quantised weights; the tensors his converter keeps unquantised, `Family.gguf_kept`, 1-D ones and
+those of at most 1024 elements, in bf16). tests/actors/test_ggufmodel.py checks the count against
+a real GGUF load of the tiny Flux model. Building a full-size GGUF would take many minutes here.
 
     .venv/bin/python benchmarks/fp8_memory.py [--arch sd3.5-large sd3.5-medium flux.1-dev sdxl-base] [--count flux.1-dev]
 """
@@ -52,6 +58,18 @@ def count(arch: str, mode: str) -> dict:
     return {"arch": arch, "mode": mode, "params": params, "fp8_params": fp8, "weights": weight_bytes(model, mode, "cuda"), "peak_rss": None}
 
 
+def count_gguf(arch: str) -> dict:
+    """The resident bytes of `arch` loaded from a Q8_0 GGUF, counted on the meta device."""
+    from gigacanvas.actors.ggufmodel import q8_0_bytes
+    from gigacanvas.actors.models import for_transformer
+    from gigacanvas.actors.models.architectures import architecture, meta_transformer
+
+    model = meta_transformer(architecture(arch))
+    weights, quantised = q8_0_bytes(model, for_transformer(model).gguf_kept, compute_bytes=2)  # bf16 compute
+    params = sum(t.numel() for t in model.parameters())
+    return {"arch": arch, "mode": "gguf-q8_0", "params": params, "fp8_params": quantised, "weights": weights, "peak_rss": None}
+
+
 def _available() -> int:
     """This machine's MemAvailable in bytes (what a measured mode may use without swapping)."""
     with open("/proc/meminfo") as fh:
@@ -82,21 +100,22 @@ def main() -> None:
             if run.returncode:
                 sys.exit(f"{arch} {mode} failed: {run.stderr.strip().splitlines()[-1]}")
             rows[arch, mode] = {**json.loads(run.stdout.strip().splitlines()[-1]), "how": "measured"}
+        rows[arch, "gguf-q8_0"] = {**count_gguf(arch), "how": "counted"}
     gib = 2**30
     print(f"machine: {platform.processor() or platform.machine()}, CPU only; random weights, bf16 compute layout")
-    print(f"{'arch':14} {'mode':5} {'how':9} {'params (B)':>10} {'in fp8':>7} {'weights GiB':>12} {'peak RSS GiB':>13} {'weights/bf16':>13} {'peak/bf16':>10}")
+    print(f"{'arch':14} {'mode':9} {'how':9} {'params (B)':>10} {'8-bit':>7} {'weights GiB':>12} {'peak RSS GiB':>13} {'weights/bf16':>13} {'peak/bf16':>10}")
     for arch in args.arch:
         base = rows[arch, "bf16"]
-        for mode in ("bf16", "fp8"):
+        for mode in ("bf16", "fp8", "gguf-q8_0"):
             r = rows[arch, mode]
             both = r["peak_rss"] is not None and base["peak_rss"] is not None
             peak = f"{r['peak_rss'] / gib:13.2f}" if r["peak_rss"] is not None else f"{'n/a':>13}"
             print(
-                f"{arch:14} {mode:5} {r['how']:9} {r['params'] / 1e9:10.2f} {r['fp8_params'] / r['params']:7.1%} "
+                f"{arch:14} {mode:9} {r['how']:9} {r['params'] / 1e9:10.2f} {r['fp8_params'] / r['params']:7.1%} "
                 f"{r['weights'] / gib:12.2f} {peak} {r['weights'] / base['weights']:13.3f} "
                 f"{(r['peak_rss'] / base['peak_rss'] if both else float('nan')):10.3f}"
             )
-    print("goal: fp8 weights <= 0.55 x bf16")
+    print("goal: fp8 weights <= 0.55 x bf16 (8-bit: the share of parameters stored in FP8, or in Q8_0 blocks)")
 
 
 if __name__ == "__main__":
