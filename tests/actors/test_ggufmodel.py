@@ -182,6 +182,15 @@ def test_the_header_check_knows_the_original_flux_layout(tmp_path):
     assert (info.layout, info.precision, info.metadata["gguf_types"]) == ("original", "gguf", "Q8_0")
 
 
+def test_convert_refuses_a_gguf(tiny_flux_model, flux_gguf, tmp_path):
+    from gigacanvas.actors.convert import convert_transformer
+    from gigacanvas.errors import UsageError
+
+    with pytest.raises(UsageError, match="is a GGUF file, already quantised; render it as it is"):
+        convert_transformer(flux_gguf, str(tmp_path / "t.safetensors"), base_model=tiny_flux_model)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _cli_error(capsys, tmp_path, model, base, *flags) -> str:
     code, _, err = run_cli(
         capsys, "render", "--model", str(model), "--base-model", str(base), "--prompt", "a fox",
