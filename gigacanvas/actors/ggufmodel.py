@@ -34,8 +34,6 @@ SUFFIX = ".gguf"
 PRECISION = "gguf"  # ModelInfo.weights_precision of a GGUF transformer
 RESHAPED = "comfy.gguf.orig_shape."  # metadata city96's converter writes for tensors it reshaped
 _FP8_MODES = ("fp8", "fp8-compute")
-
-
 Q8_0_BLOCK, Q8_0_BYTES = 32, 34  # weights per block, bytes per block (32 int8 and one fp16 scale)
 SMALL = 1024  # city96's converter keeps tensors of at most this many elements in F32
 
@@ -62,8 +60,9 @@ def _reader(path: Path):
     except Exception as exc:  # noqa: BLE001 - ValueError, IndexError, OSError: one clear line whatever broke
         detail = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
         raise UsageError(f"model {path} is not a readable GGUF file ({detail}); is it truncated or corrupt?") from None
-    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
-    if not reader.tensors or end > path.stat().st_size:
+    if not reader.tensors:
+        raise UsageError(f"model {path} is a GGUF file that holds no tensors; it is not a transformer")
+    if max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors) > path.stat().st_size:
         raise UsageError(f"model {path} is not a readable GGUF file (it ends before its last tensor); is it truncated?")
     return reader
 
