@@ -175,6 +175,19 @@ def test_bf16_computes_in_bf16_with_the_weights_still_quantised_as_counted(tiny_
     assert resident == counted and quantised > sum(t.numel() for t in meta.parameters()) // 2
 
 
+def test_the_file_is_the_identity_by_content(tiny_flux_model, flux_gguf, tmp_path):
+    """A copy elsewhere is the same model (resume finds its store); one changed weight byte is not."""
+    import shutil
+
+    copy = Path(shutil.copy(flux_gguf, tmp_path / "copy.gguf"))
+    same = open_model(str(copy), tiny_flux_model).fingerprint
+    assert same == open_model(flux_gguf, tiny_flux_model).fingerprint
+    data = bytearray(copy.read_bytes())
+    data[-3] ^= 1  # inside the last tensor's data
+    copy.write_bytes(bytes(data))
+    assert open_model(str(copy), tiny_flux_model).fingerprint != same
+
+
 def test_the_header_check_knows_the_original_flux_layout(tmp_path):
     """city96's Flux files: `double_blocks...` keys, architecture flux (header only, no load)."""
     path = write_gguf(tmp_path / "o.gguf", {"double_blocks.0.img_attn.qkv.weight": torch.zeros(96, 32)}, "flux")
