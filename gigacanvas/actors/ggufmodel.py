@@ -15,7 +15,9 @@ the planning checks, which read the header only (`gguf.GGUFReader` maps the file
 - every tensor's type is one diffusers dequantises ("a GGUF of an unsupported type" otherwise);
 - no tensor was reshaped for the quantiser (`comfy.gguf.orig_shape.*`: city96's SDXL/SD1
   files), which diffusers' loader does not undo;
-- the family loads GGUF at all (`Family.gguf_arch`): SDXL does not, see its `__init__`.
+- the family loads GGUF at all (`Family.gguf_arch`): SDXL does not, see its `__init__`;
+- its tensors, mapped to diffusers' keys on the meta device, fill the base folder's transformer
+  config (`check_fits`): diffusers' loader would leave a missing weight on the meta device.
 
 Precision: the weights are already quantised, so the `--precision` mode only picks the compute
 dtype (bf16, fp16, fp32). FP8 on top would dequantise and quantise again, to a format no smaller
@@ -110,6 +112,36 @@ def inspect_gguf(path: str | Path, family: Any):
         raise UsageError(f"model {path} is a GGUF with reshaped tensors ({RESHAPED}*), which diffusers' GGUF loader does not undo")
     types = sorted({known[int(t.tensor_type)] for t in reader.tensors})
     return CheckpointInfo(str(path), family.name, layout, PRECISION, None, {"gguf_types": ",".join(types)})
+
+
+def check_fits(info: Any, family: Any, config: dict) -> None:
+    """Refuse a GGUF whose tensors do not fill `config`'s transformer, before any actor loads it.
+
+    diffusers' GGUF loader leaves a weight the file lacks on the meta device and fails later, on
+    every actor, with no word of the file; so the header's shapes are mapped to diffusers' keys
+    here, on the meta device (the family's own converter for the original layout), and compared
+    with the transformer built from the base folder's config.
+    """
+    import diffusers
+    import torch
+    from accelerate import init_empty_weights
+
+    from gigacanvas.actors.models import load
+
+    tensors = {t.name: torch.empty(tuple(int(n) for n in reversed(t.shape)), device="meta") for t in _reader(Path(info.path)).tensors}
+    try:
+        if info.layout == "original":
+            tensors = load(family.convert_original)(tensors)
+    except (KeyError, RuntimeError, ValueError, IndexError) as exc:
+        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), exc.__class__.__name__)
+        raise UsageError(f"model {info.path} does not fit the {family.short} transformer config of the base model ({detail})") from None
+    with init_empty_weights():
+        expected = getattr(diffusers, family.transformer_class).from_config(config).state_dict()
+    missing = [k for k in expected if k not in tensors]
+    wrong = [f"{k} {tuple(tensors[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if missing or wrong:
+        detail = f"missing {', '.join(missing[:3])}" if missing else f"shapes {', '.join(wrong[:2])}"
+        raise UsageError(f"model {info.path} does not fit the {family.short} transformer config of the base model ({detail}); is it another size or release?")
 
 
 def check_gguf_precision(weights_precision: str, requested: str, source: str) -> None:

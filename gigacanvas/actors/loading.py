@@ -205,6 +205,10 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     quiet_libraries()  # the checks below import diffusers
     source = transformer_file or root / family.denoiser / "config.json"
     transformer = configs.check_transformer(config, str(source), family)
+    if checkpoints[0].precision == "gguf":  # diffusers' GGUF loader would not say what is missing
+        from gigacanvas.actors.ggufmodel import check_fits
+
+        check_fits(checkpoints[0], family, config)
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)
     configs.check_pair(sizes["latent_channels"], vae, root)

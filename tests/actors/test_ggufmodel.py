@@ -214,7 +214,7 @@ def _cli_error(capsys, tmp_path, model, base, *flags) -> str:
     return lines[0]
 
 
-def test_bad_gguf_inputs_are_one_line_each(capsys, tmp_path, tiny_flux_model, tiny_sdxl_model, flux_gguf, sd3_gguf):
+def test_bad_gguf_inputs_are_one_line_each(capsys, tmp_path, tiny_model, tiny_flux_model, tiny_sdxl_model, flux_gguf, sd3_gguf):
     import gguf
 
     unsupported = write_gguf(
@@ -231,6 +231,17 @@ def test_bad_gguf_inputs_are_one_line_each(capsys, tmp_path, tiny_flux_model, ti
     )
     llm = write_gguf(tmp_path / "llm.gguf", {"blk.0.attn_q.weight": torch.zeros(32, 32)}, "llama")
     assert "is a GGUF of another model (its architecture is llama)" in _cli_error(capsys, tmp_path, llm, tiny_flux_model)
+    blocks = load_file(str(transformer_files(Path(tiny_flux_model))[0]))
+    short = write_gguf(tmp_path / "short.gguf", {k: v for k, v in blocks.items() if not k.startswith("single_transformer_blocks.1.")}, "flux")
+    assert _cli_error(capsys, tmp_path, short, tiny_flux_model).startswith(
+        f"gigacanvas: error: model {short.resolve()} does not fit the Flux transformer config of the base model "
+        "(missing single_transformer_blocks.1."
+    )
+    original = _to_original(load_file(str(transformer_files(Path(tiny_model))[0])))
+    one_block = write_gguf(tmp_path / "one.gguf", {k: v for k, v in original.items() if not k.startswith("joint_blocks.1.")}, "sd3")
+    assert _cli_error(capsys, tmp_path, one_block, tiny_model).startswith(
+        f"gigacanvas: error: model {one_block.resolve()} does not fit the SD3 transformer config of the base model (missing "
+    )
     data = Path(flux_gguf).read_bytes()
     for name, cut in (("half", len(data) // 2), ("tail", len(data) - 7), ("empty", 0)):
         (tmp_path / f"{name}.gguf").write_bytes(data[:cut])
