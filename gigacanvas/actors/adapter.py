@@ -30,7 +30,7 @@ class ModelInfo:
     patch_size: int  # in latent pixels: tile sides must be multiples of it
     native_tile_px: int  # the side the model was trained at
     transformer_file: str | None = None  # a single-file transformer replacing the folder's
-    weights_precision: str = "fp32"  # how the transformer weights are stored: fp8, bf16, ...
+    weights_precision: str = "fp32"  # how the transformer weights are stored: fp8, bf16, ..., gguf
     # The largest tile side, in pixels, the transformer's positional table covers (SD3 crops a
     # table of pos_embed_max_size patches per side; larger inputs raise); None: no such limit.
     max_tile_px: int | None = None

@@ -11,7 +11,8 @@ Files met in the wild, all handled here for every family (its `Family` names the
   drops the scale gives a grey or white picture without an error, so the tests render through
   both spellings and compare against the unscaled model.
 - float8_e5m2 weights, recognised and reported (upcast exactly; never read as e4m3).
-Pickle formats never reach this module (see `loading.py`).
+GGUF files are inspected and loaded by `ggufmodel.py` (dispatched here by suffix); pickle formats
+never reach this module (see `loading.py`).
 """
 
 from __future__ import annotations
@@ -113,10 +114,13 @@ def transformer_files(root: Path, folder: str = "transformer") -> list[Path]:
 def transformer_source(root: Path, transformer_file: str | Path | None, family: Family):
     """(checkpoints, config) of `family`'s transformer: the single file if given, else the folder's shards.
 
-    A file written by `convert` carries its own config; otherwise the folder's config applies.
+    A file written by `convert` carries its own config; otherwise the folder's config applies (a
+    GGUF's too: see actors/ggufmodel.py).
     """
+    from gigacanvas.actors.ggufmodel import inspect_gguf, is_gguf
+
     sources = [transformer_file] if transformer_file else transformer_files(root, family.denoiser)
-    checkpoints = [inspect_checkpoint(s, family) for s in sources]
+    checkpoints = [inspect_gguf(s, family) if is_gguf(s) else inspect_checkpoint(s, family) for s in sources]
     try:
         config = checkpoints[0].config
     except ValueError:
@@ -132,8 +136,11 @@ def load_denoiser(model_class: Any, root: Path, transformer_file: str | Path | N
     never holds it in bf16 whole; a checkpoint of another model is one line naming `what`."""
     from accelerate import init_empty_weights
 
+    from gigacanvas.actors.ggufmodel import is_gguf, load_gguf
     from gigacanvas.actors.precision import dtype_rule
 
+    if is_gguf(transformer_file):  # stays quantised: diffusers' GGUF loader, not a state dict
+        return load_gguf(model_class, root, transformer_file, family, precision, device, what)
     checkpoints, config = transformer_source(root, transformer_file, family)
     with init_empty_weights(include_buffers=False):
         model = model_class.from_config(config)

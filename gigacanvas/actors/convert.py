@@ -42,6 +42,8 @@ def convert_transformer(
     if out.resolve().is_relative_to(info.path):
         raise UsageError(f"output {dst} is inside the model folder {info.path}; write it somewhere else")
     family = models.family(info.family)
+    if info.weights_precision == "gguf":  # see actors/ggufmodel.py
+        raise UsageError(f"model {src} is a GGUF file, already quantised; render it as it is (--model with --base-model)")
     if not family.transformer_class:
         raise UsageError(f"model {src} is a stand-in without weights; there is no transformer to convert")
     checkpoints, config = transformer_source(Path(info.path), info.transformer_file, family)

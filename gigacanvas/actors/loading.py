@@ -25,6 +25,7 @@ from gigacanvas.actors.models import Family
 from gigacanvas.errors import UsageError
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
+SINGLE_FILE_SUFFIXES = (".safetensors", ".gguf")  # a transformer file with --base-model (GGUF: ggufmodel.py)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)
 
@@ -168,7 +169,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     """Check `model` and describe it, reading configs and safetensors headers only.
 
     `model` is a diffusers folder of a known family, a hub id, None (the tiny model), a single-file
-    `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`, or a
+    `.safetensors` or `.gguf` transformer whose VAE, text encoders and configs come from `base_model`, or a
     stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`).
     """
     stand_in = models.for_scheme(model) if model is not None else None
@@ -183,8 +184,8 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     else:
         root, remote = _resolve_folder(model, "model")
         if root.is_file():
-            if root.suffix.lower() != ".safetensors":
-                raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors file")
+            if root.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+                raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors or .gguf file")
             if base_model is None:
                 raise UsageError(
                     f"model {model} is a single transformer file; pass --base-model with the {models.supported()} "
@@ -204,6 +205,10 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     quiet_libraries()  # the checks below import diffusers
     source = transformer_file or root / family.denoiser / "config.json"
     transformer = configs.check_transformer(config, str(source), family)
+    if checkpoints[0].precision == "gguf":  # diffusers' GGUF loader would not say what is missing
+        from gigacanvas.actors.ggufmodel import check_fits
+
+        check_fits(checkpoints[0], family, config)
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)
     configs.check_pair(sizes["latent_channels"], vae, root)
@@ -244,6 +249,8 @@ def check_weights_precision(info: ModelInfo, mode: str, strict: bool) -> str | N
             f"model {source} stores {kind} weights, not float8_e4m3fn, and --strict-precision is set; "
             "make an FP8 file with `gigacanvas convert` or drop --strict-precision"
         )
+    if info.weights_precision == "gguf":  # planning refuses fp8 modes; `resolve_precision` keeps auto off them
+        return None
     if info.weights_precision == "fp8-e5m2":
         return f"gigacanvas: model {source} stores E5M2 (float8_e5m2) weights; they are upcast exactly, then run as {mode}"
     return None

@@ -44,8 +44,8 @@ def model_cache_dir() -> Path:
 
 def _check_listing(what: str, url: str):
     def check(listing) -> None:
-        if listing.single and not url.lower().endswith(".safetensors"):
-            raise UsageError(f"{what} {url} is neither a diffusers folder nor a .safetensors file")
+        if listing.single and not url.lower().endswith((".safetensors", ".gguf")):
+            raise UsageError(f"{what} {url} is neither a diffusers folder nor a .safetensors or .gguf file")
         if not listing.single and "model_index.json" not in listing.files:
             raise UsageError(f"{what} {url} has no model_index.json; it is not a diffusers pipeline folder")
 

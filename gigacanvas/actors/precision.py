@@ -87,26 +87,31 @@ def unsupported_reason(mode: str, caps: Capabilities) -> str | None:
     return None
 
 
-def _auto(caps: Capabilities) -> str:
+def _auto(caps: Capabilities, fp8: bool = True) -> str:
     if caps.device == "cpu":
         # bf16 doubles matmul speed on CPUs with native bf16 (measured: benchmarks/fp8_speed.py);
         # elsewhere it is emulated and slower than fp32. FP8 storage is slower still on a CPU.
         return "bf16" if caps.cpu_bf16 else "fp32"
-    for mode in ("fp8-compute", "bf16", "fp16"):
+    for mode in ("fp8-compute", "bf16", "fp16")[0 if fp8 else 1 :]:
         if unsupported_reason(mode, caps) is None:
             return mode
     return "fp32"
 
 
-def resolve_precision(requested: str, caps: list[Capabilities], strict: bool = False) -> tuple[str, str | None]:
+def resolve_precision(
+    requested: str, caps: list[Capabilities], strict: bool = False, fp8: bool = True
+) -> tuple[str, str | None]:
     """The one mode every actor runs, and a one-line note when it differs from the request.
 
     One mode for all actors, because precision changes the bits: a mixed cluster runs the mode the
-    least capable actor supports.
+    least capable actor supports. `fp8=False` (a GGUF transformer, already quantised: see
+    actors/ggufmodel.py) keeps `auto` on the plain dtypes; planning refuses an explicit FP8 mode.
     """
     if requested == "auto":
         ranked = list(FALLBACK) + ["fp32"]
-        return max((_auto(c) for c in caps), key=ranked.index), None
+        return max((_auto(c, fp8) for c in caps), key=ranked.index), None
+    if not fp8 and requested in ("fp8", "fp8-compute"):
+        raise UsageError(f"precision {requested} does not apply to this model's already quantised weights")
     mode, reasons = requested, []
     while True:
         reason = next((r for c in caps if (r := unsupported_reason(mode, c)) is not None), None)

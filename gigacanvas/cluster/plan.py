@@ -26,6 +26,7 @@ from gigacanvas.tiling.shift import StepGrids
 def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     """Fill the model-dependent defaults (steps, guidance, tiles), refuse what the model takes no
     value for, and check sizes against the model's alignment."""
+    from gigacanvas.actors.ggufmodel import check_gguf_precision
     from gigacanvas.actors.loading import check_tile_size
 
     align = info.align_px
@@ -43,6 +44,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     guidance = spec.guidance if spec.guidance is not None else defaults.get("guidance", DEFAULT_GUIDANCE)
     tile = spec.tile_size or info.native_tile_px
     check_tile_size(info, tile)
+    check_gguf_precision(info.weights_precision, spec.precision, info.transformer_file or info.path)
     shift = _default_shift(spec.spec_version) if spec.shift_windows is None else spec.shift_windows
     # Shifted windows need no overlap (benchmarks/seams.py); a fixed grid, an eighth of the tile in whole VAE cells
     default_overlap = 0 if shift else tile // 8 // 8 * 8

@@ -135,7 +135,7 @@ def render(
         try:
             bands = _band_count(the_plan, claim, len(workers))
             spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load
-            mode, note = resolve_precision(spec.precision, caps, spec.strict_precision)
+            mode, note = resolve_precision(spec.precision, caps, spec.strict_precision, fp8=info.weights_precision != "gguf")
             weights_note = check_weights_precision(info, mode, spec.strict_precision)
             for line in (note, weights_note):
                 if line:

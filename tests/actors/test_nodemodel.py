@@ -72,7 +72,7 @@ def test_a_single_file_url_with_a_url_base_model(bucket, tiny_model, tmp_path, n
     assert [s[0] for s in info.sources] == ["transformer_file", "path"]
     here = localize(info)
     assert here.transformer_file.endswith("t.safetensors") and here.fingerprint == info.fingerprint
-    with pytest.raises(UsageError, match="is neither a diffusers folder nor a .safetensors file"):
+    with pytest.raises(UsageError, match="is neither a diffusers folder nor a .safetensors or .gguf file"):
         open_model(f"{bucket}/tiny-sd3/model_index.json")
     with pytest.raises(UsageError, match="files holds no files gigacanvas reads"):
         open_model(f"{bucket}/files")  # only a root-level file: not a model folder

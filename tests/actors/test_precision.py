@@ -23,6 +23,14 @@ def test_auto_is_the_fastest_mode_every_actor_has(caps, mode):
     assert resolve_precision("auto", caps) == (mode, None)
 
 
+@pytest.mark.parametrize("caps, mode", [([H100], "bf16"), ([V100], "fp16"), ([CPU_BF16], "bf16"), ([CPU], "fp32")])
+def test_auto_keeps_already_quantised_weights_off_fp8(caps, mode):
+    """A GGUF transformer (fp8=False) computes in a plain dtype; FP8 would quantise it again."""
+    assert resolve_precision("auto", caps, fp8=False) == (mode, None)
+    with pytest.raises(UsageError, match="does not apply to this model's already quantised weights"):
+        resolve_precision("fp8-compute", caps, fp8=False)
+
+
 @pytest.mark.parametrize(
     "requested, caps, mode, reason",
     [

@@ -60,6 +60,12 @@ class Family:
     original_blocks: str = ""
     convert_original: str = ""
     checkpoint_format: str = ""  # the `format` metadata of the transformer files `convert` writes
+    # The `general.architecture` of its GGUF transformer files (city96's converter writes "flux",
+    # "sd3"), loaded through diffusers' GGUF support (actors/ggufmodel.py); empty: GGUF is refused.
+    gguf_arch: str = ""
+    # Module-name patterns (re.search) of the layers city96's converter keeps out of the quantiser
+    # (his llama.cpp patch, in diffusers' names): what a GGUF's byte count keeps in the compute dtype.
+    gguf_kept: tuple[str, ...] = ()
     architectures: str = ""  # "module:ATTR", a dict of full-size transformer configs by name
     tiny_pipeline: str = ""  # "module:function", seed -> a tiny random-weight diffusers pipeline
     # Module-name patterns (re.search) kept out of FP8 besides precision.py's FP8_SKIP_PATTERNS:

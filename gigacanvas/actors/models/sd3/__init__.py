@@ -41,6 +41,8 @@ FAMILY = Family(
     original_blocks="joint_blocks",
     convert_original="diffusers.loaders.single_file_utils:convert_sd3_transformer_checkpoint_to_diffusers",
     checkpoint_format="gigacanvas-sd3-transformer",
+    gguf_arch="sd3",
+    gguf_kept=("^pos_embed", "^time_text_embed", "^context_embedder", "^norm_out", "^proj_out"),
     architectures="gigacanvas.actors.models.sd3.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.sd3.tiny:build_tiny_pipeline",
 )

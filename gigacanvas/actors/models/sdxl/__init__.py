@@ -19,6 +19,10 @@ pipeline's default picture. A UNet has no positional table, so there is no large
 Single files: the diffusers layout (`down_blocks.N...`, a folder's `unet/` weights) works as
 `--model FILE --base-model FOLDER` (and `gigacanvas convert` writes one); the original Stability
 layout (`input_blocks.N...`) is refused in one line at planning (no `convert_original` yet).
+GGUF files are refused too (no `gguf_arch`): diffusers' GGUF support swaps only Linear layers
+for quantised ones, and the SDXL GGUFs in circulation (city96's converter) reshape the tensors
+whose rows do not fit the quantiser's blocks and record the shape in `comfy.gguf.orig_shape.*`
+metadata, which diffusers' loader does not undo.
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ FAMILY = Family(
     diffusers_blocks="down_blocks",
     original_blocks="input_blocks",
     checkpoint_format="gigacanvas-sdxl-unet",
+    gguf_kept=("^conv_in", "^conv_out", "^time_embedding", "^add_embedding", "^class_embedding"),
     architectures="gigacanvas.actors.models.sdxl.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.sdxl.tiny:build_tiny_pipeline",
     # the UNet's input and output convolutions and its timestep and size/pooled-text embedding MLPs
