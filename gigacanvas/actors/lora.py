@@ -248,10 +248,8 @@ def fuse_into_denoiser(model: Any, family: Family, loras) -> None:
         if not any(k.startswith(family.denoiser + ".") for k in state):
             continue  # a text-encoder-only LoRA
         name = _adapter_name(index)
-        if family.denoiser == "unet":
-            load, kwargs = cls.load_lora_into_unet, {"unet": model}
-        else:
-            load, kwargs = cls.load_lora_into_transformer, {"transformer": model}
+        # diffusers names it for the component: load_lora_into_transformer, load_lora_into_unet
+        load, kwargs = getattr(cls, f"load_lora_into_{family.denoiser}"), {family.denoiser: model}
         if "network_alphas" in inspect.signature(load).parameters:
             kwargs["network_alphas"] = alphas
         load(state, adapter_name=name, metadata=metadata, **kwargs)
