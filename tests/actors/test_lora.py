@@ -104,20 +104,32 @@ def test_a_kohya_lora_matches_the_sdxl_pipeline_with_its_lora(tiny_sdxl_model, s
 
 
 def test_weight_zero_is_the_model_without_the_lora(tiny_model, sd3_lora, tmp_path):
-    """Bit for bit, text encoders and transformer; and weight 0.7 is not (so the test can fail)."""
-    from gigacanvas.actors.loading import load_adapter, open_model
+    """Bit for bit, transformer and text encoder, through the loaders the actors use; and weight
+    0.7 is not (so the test can fail)."""
+    from types import SimpleNamespace
 
-    base = open_model(tiny_model)
-    x = np.random.default_rng(0).standard_normal((1, 16, 16, 16)).astype(np.float32)
+    import torch
+    from diffusers import SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection
 
-    def prediction(entries):
-        spec = RenderSpec(prompt="a fox", model=tiny_model, lora=entries, out=str(tmp_path / "x.png"))
-        adapter = load_adapter(with_loras(spec, base)[1], "cpu", "fp32")
-        return adapter.predict(x, 500.0, adapter.encode_prompt("a fox", "", 4.5), 4.5)
+    from gigacanvas.actors.checkpoint import load_denoiser
+    from gigacanvas.actors.lora import fuse_into_text_encoders
+    from gigacanvas.actors.models.sd3 import FAMILY
 
-    plain = prediction(None)
-    np.testing.assert_array_equal(prediction((f"{sd3_lora}:0",)), plain)
-    assert np.abs(prediction((f"{sd3_lora}:{WEIGHT}",)) - plain).max() > 1e-3
+    base = plan(RenderSpec(prompt="a fox", model=tiny_model, out=str(tmp_path / "x.png"))).info
+
+    def weights(weight):
+        loras = () if weight is None else with_loras(RenderSpec(prompt="a fox", lora=(f"{sd3_lora}:{weight}",)), base)[1].loras
+        denoiser = load_denoiser(SD3Transformer2DModel, Path(tiny_model), None, FAMILY, "fp32", "cpu", "t", loras)
+        pipe = SimpleNamespace(text_encoder=CLIPTextModelWithProjection.from_pretrained(Path(tiny_model) / "text_encoder"))
+        fuse_into_text_encoders(pipe, FAMILY, loras)
+        return {**denoiser.state_dict(), **{f"te.{k}": v for k, v in pipe.text_encoder.state_dict().items()}}
+
+    plain, zero, some = weights(None), weights(0), weights(WEIGHT)
+    assert plain.keys() == zero.keys() == some.keys()  # no adapter layers left behind
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    changed = [k for k in plain if not torch.equal(plain[k], some[k])]
+    assert any(k.startswith("te.") for k in changed) and any(not k.startswith("te.") for k in changed)
 
 
 def test_fp8_stores_the_fused_weights(tiny_model, sd3_lora, tmp_path):
