@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
     for flag, kind, text in RESUME_FLAGS:
         resume.add_argument(flag, type=kind, default=None, help=text)
+    resume.add_argument(
+        "--lora", action="append", default=None, metavar="FILE[:WEIGHT]",
+        help="where the same LoRA files are now, each with its recorded weight, if they moved (others are refused)",
+    )
     resumed = {flag for flag, _, _ in RESUME_FLAGS} | {"--store"}
     for flag, kind, _ in RENDER_FLAGS:  # accepted only to be refused with a reason (resume.refuse_flag)
         if flag not in resumed:

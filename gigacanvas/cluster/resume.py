@@ -29,7 +29,9 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 # What `resume` takes from flags over the store's record: places and spread, not pixels. A
 # precision other than the recorded one is accepted only if it runs the mode the store was
 # rendered in (`render` checks it), so the pixels cannot change.
-RESUME_OVERRIDES = ("out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every")
+RESUME_OVERRIDES = (
+    "out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every", "lora",
+)
 PATH_FIELDS = ("out", "model", "base_model", "preview", "image")  # may be relative to the folder the render ran in
 
 
