@@ -79,14 +79,9 @@ def check_loras(refs, info) -> tuple[LoraFile, ...]:
 
 def file_fingerprint(path: Path) -> str:
     """16 hex digits of the file's SHA-256 (cached by stat, as the model's: actors/fingerprint.py)."""
-    from gigacanvas.actors.fingerprint import CACHE_NAME, _read_cache, _write_cache, cache_dir, file_hash
+    from gigacanvas.actors.fingerprint import cached_file_hash
 
-    cache_file = cache_dir() / CACHE_NAME
-    new: dict[str, list] = {}
-    digest = file_hash(path, _read_cache(cache_file), new)
-    if new:
-        _write_cache(cache_file, new)
-    return digest[:16]
+    return cached_file_hash(path)[:16]
 
 
 def _local_file(given: str) -> Path:
