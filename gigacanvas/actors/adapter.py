@@ -48,6 +48,9 @@ class ModelInfo:
     # Spec fields this model takes no value for but its default (a negative prompt for a
     # guidance-distilled model), as (field, why): planning refuses another value in one line.
     refused: tuple[tuple[str, str], ...] = ()
+    # LoRAs every actor fuses into the model as it loads it (actors/lora.py), as (local path,
+    # weight, content fingerprint), in the order given; filled at planning from `--lora`.
+    loras: tuple[tuple[str, float, str], ...] = ()
 
     @property
     def align_px(self) -> int:
@@ -130,6 +133,15 @@ class FolderAdapter(ModelAdapter):
     def _load(self, role: str) -> Any:
         """The module of `role` (`transformer` for the denoiser whatever its kind, `vae`, ...),
         loaded on first use and kept in `_modules`."""
+
+    def _fuse_text_loras(self, pipe: Any) -> None:
+        """Fuse the text-encoder parts of the render's LoRAs into `pipe`'s encoders (actors/lora.py)."""
+        if self.info.loras:
+            from gigacanvas.actors import models
+            from gigacanvas.actors.lora import denoiser_config, fuse_into_text_encoders
+
+            family = models.family(self.info.family)
+            fuse_into_text_encoders(pipe, family, self.info.loras, denoiser_config(self.info, family))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:
         import torch

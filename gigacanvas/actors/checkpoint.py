@@ -130,14 +130,21 @@ def transformer_source(root: Path, transformer_file: str | Path | None, family: 
     return checkpoints, read_json(root / family.denoiser / "config.json", "config")
 
 
-def load_denoiser(model_class: Any, root: Path, transformer_file: str | Path | None, family: Family, precision: str, device: str, what: str):
+def load_denoiser(
+    model_class: Any, root: Path, transformer_file: str | Path | None, family: Family, precision: str, device: str, what: str,
+    loras: tuple = (),
+):
     """`family`'s denoiser (`model_class`, e.g. a transformer or a UNet) from the folder's shards or
     a single file, each tensor read straight into its final dtype so that loading an FP8 model
-    never holds it in bf16 whole; a checkpoint of another model is one line naming `what`."""
+    never holds it in bf16 whole; a checkpoint of another model is one line naming `what`.
+
+    With `loras` (ModelInfo.loras) the tensors are read in the compute dtype, the LoRAs fused into
+    them (actors/lora.py), and only then are the FP8-stored layers cast to FP8: the LoRA is in the
+    weights that FP8 quantises, at no cost per step."""
     from accelerate import init_empty_weights
 
     from gigacanvas.actors.ggufmodel import is_gguf, load_gguf
-    from gigacanvas.actors.precision import dtype_rule
+    from gigacanvas.actors.precision import dtype_rule, dtypes
 
     if is_gguf(transformer_file):  # stays quantised: diffusers' GGUF loader, not a state dict
         return load_gguf(model_class, root, transformer_file, family, precision, device, what)
@@ -145,7 +152,9 @@ def load_denoiser(model_class: Any, root: Path, transformer_file: str | Path | N
     with init_empty_weights(include_buffers=False):
         model = model_class.from_config(config)
     dtype_for = dtype_rule(model, precision, device)
-    state = {k: t for c in checkpoints for k, t in iter_tensors(c, dtype_for)}
+    compute = dtypes(precision, device)[1]
+    read_as = (lambda key: compute) if loras else dtype_for
+    state = {k: t for c in checkpoints for k, t in iter_tensors(c, read_as)}
     source = transformer_file or str(root / family.denoiser)
     try:
         result = model.load_state_dict(state, strict=False, assign=True)
@@ -155,6 +164,13 @@ def load_denoiser(model_class: Any, root: Path, transformer_file: str | Path | N
     if result.missing_keys or result.unexpected_keys:
         detail = ", ".join((result.missing_keys + result.unexpected_keys)[:3])
         raise UsageError(f"model {source} does not fit the {what} config (mismatched keys: {detail})")
+    if loras:
+        from gigacanvas.actors.lora import fuse_into_denoiser
+
+        fuse_into_denoiser(model, family, loras)
+        for key, tensor in model.state_dict(keep_vars=True).items():  # now the FP8 storage, as without LoRAs
+            if tensor.dtype != dtype_for(key):
+                tensor.data = tensor.data.to(dtype_for(key))
     return model
 
 

@@ -90,6 +90,16 @@ def file_hash(path: Path, cache: dict[str, list], new: dict[str, list]) -> str:
     return digest
 
 
+def cached_file_hash(path: Path) -> str:
+    """One file's SHA-256 through the cache (a LoRA's: actors/lora.py), the cache updated if it was hashed."""
+    cache_file = cache_dir() / CACHE_NAME
+    new: dict[str, list] = {}
+    digest = file_hash(path, _read_cache(cache_file), new)
+    if new:
+        _write_cache(cache_file, new)
+    return digest
+
+
 NOTICE_BYTES = 1 << 30
 
 

@@ -55,6 +55,11 @@ RENDER_FLAGS = (
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),
 )
 
+LORA_HELP = (
+    "a LoRA .safetensors (diffusers or kohya format) fused into the model at WEIGHT (default 1, at most 10 either "
+    "way), repeatable; the weight is the text after the last colon only when it is a number"
+)
+
 # `upscale` takes render's flags but --compose (it refines the picture given), with its own words for these.
 UPSCALE_HELP = {
     "--width": "canvas width in pixels, a multiple of 16, instead of --scale (alone: the height follows the picture's aspect)",
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--spec", help="YAML, JSON or gigacanvas PNG whose keys are these flags; flags override it")
     for flag, kind, text in RENDER_FLAGS:
         render.add_argument(flag, type=kind, default=None, help=text)
+    render.add_argument("--lora", action="append", default=None, metavar="FILE[:WEIGHT]", help=LORA_HELP)
     render.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
     render.add_argument(
         "--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision"
@@ -112,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, kind, text in RENDER_FLAGS:
         if flag not in UPSCALE_SKIPS:
             upscale.add_argument(flag, type=kind, default=None, help=UPSCALE_HELP.get(flag, text))
+    upscale.add_argument("--lora", action="append", default=None, metavar="FILE[:WEIGHT]", help=LORA_HELP)
     upscale.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
     upscale.add_argument("--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision")
     upscale.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -125,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--store", required=True, help="the render's zarr store URL (OUT.zarr by default)")
     for flag, kind, text in RESUME_FLAGS:
         resume.add_argument(flag, type=kind, default=None, help=text)
+    resume.add_argument(
+        "--lora", action="append", default=None, metavar="FILE[:WEIGHT]",
+        help="where the same LoRA files are now, each with its recorded weight, if they moved (others are refused)",
+    )
     resumed = {flag for flag, _, _ in RESUME_FLAGS} | {"--store"}
     for flag, kind, _ in RENDER_FLAGS:  # accepted only to be refused with a reason (resume.refuse_flag)
         if flag not in resumed:
@@ -187,12 +198,17 @@ def _plan_or_render(spec, args: argparse.Namespace) -> int:
     return 0
 
 
+def _loras(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The `--lora` entries, in order; None when none was given (a spec file's `lora:` then applies)."""
+    return tuple(args.lora) if args.lora else None
+
+
 def _render(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.spec import build_spec
 
     flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
     flags = {name: getattr(args, name) for name in flags}
-    spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags)
+    spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, lora=_loras(args), **flags)
     return _plan_or_render(spec, args)
 
 
@@ -202,7 +218,8 @@ def _upscale(args: argparse.Namespace) -> int:
     names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in RENDER_FLAGS if flag not in UPSCALE_SKIPS]
     flags = {name: getattr(args, name) for name in names}
     spec = upscale_spec(
-        args.image, args.scale, args.alpha, args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, **flags
+        args.image, args.scale, args.alpha, args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision,
+        lora=_loras(args), **flags
     )
     return _plan_or_render(spec, args)
 

@@ -77,6 +77,27 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     )
 
 
+def with_loras(spec: RenderSpec, info: ModelInfo) -> tuple[RenderSpec, ModelInfo]:
+    """Check `--lora` against the model (actors/lora.py) and record what the LoRAs are: the spec's
+    `lora_fingerprints` (their content and weights: part of the store's and picture's identity)
+    and `info.loras` (what every actor fuses). A spec that already records LoRAs (a picture, a
+    store being resumed) must be given the very same files and weights."""
+    from dataclasses import replace
+
+    from gigacanvas.actors.lora import check_loras
+    from gigacanvas.cluster.lora import parse_loras, record
+
+    files = check_loras(parse_loras(spec.lora or ()), info)
+    made = record([(f.fingerprint, f.weight) for f in files])
+    if spec.lora_fingerprints is not None and spec.lora_fingerprints != made:
+        given = "no --lora" if made is None else f"LoRAs {made}"
+        raise UsageError(
+            f"this spec was made with LoRAs {_quote(spec.lora_fingerprints, 120)} (fingerprint:weight) and is given "
+            f"{given}; pass --lora with the same files and weights, in the same order"
+        )
+    return spec.replace(lora_fingerprints=made), replace(info, loras=tuple((f.path, f.weight, f.fingerprint) for f in files))
+
+
 def _resolve_compose(spec: RenderSpec, info: ModelInfo, steps: int) -> tuple[str, float | None]:
     """(compose as a stage count or none, strength): `auto` composes a canvas larger than the
     model's native area in one stage; versions 1-3 knew no composition (their pictures render as
@@ -279,6 +300,7 @@ class Plan:
             [
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
+                *[f"  lora: {path} at {weight:g} (fingerprint {fp})" for path, weight, fp in info.loras],
                 f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  compose: {compose.describe(spec, info)}",
                 f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
@@ -295,6 +317,7 @@ def plan(spec: RenderSpec) -> Plan:
     """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
     check_job_outputs(spec)  # before the model opens: a refusal in a Ray job costs nothing
     info = open_model(spec.model, spec.base_model)
+    spec, info = with_loras(spec, info)
     spec = resolve(spec, info)
     _check_output(spec, info)
     _check_store_place(spec, info)

@@ -29,7 +29,9 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 # What `resume` takes from flags over the store's record: places and spread, not pixels. A
 # precision other than the recorded one is accepted only if it runs the mode the store was
 # rendered in (`render` checks it), so the pixels cannot change.
-RESUME_OVERRIDES = ("out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every")
+RESUME_OVERRIDES = (
+    "out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every", "lora",
+)
 PATH_FIELDS = ("out", "model", "base_model", "preview", "image")  # may be relative to the folder the render ran in
 
 
@@ -137,7 +139,23 @@ def _from_folder(local: dict[str, Any], cwd: Any, given: set[str] = frozenset())
         there = os.path.join(cwd, value)
         if name in ("out", "preview") or os.path.exists(there):
             local[name] = there
+    if isinstance(local.get("lora"), list):  # FILE[:WEIGHT] each: the file part may be relative
+        local["lora"] = [_lora_from_folder(entry, cwd) for entry in local["lora"]]
     return local
+
+
+def _lora_from_folder(entry: Any, cwd: str) -> Any:
+    """A recorded `--lora` entry with a relative file made absolute against `cwd`, where it exists
+    there (the weight, after the last colon, is kept as it is)."""
+    from gigacanvas.cluster.lora import parse_lora
+
+    if not isinstance(entry, str):
+        return entry  # RenderSpec refuses it in one line
+    try:
+        path = parse_lora(entry).path
+    except UsageError:
+        return entry
+    return os.path.join(cwd, entry) if not _absolute(path) and os.path.exists(os.path.join(cwd, path)) else entry
 
 
 def _check_model(spec: RenderSpec, url: str, fingerprint: Any) -> None:

@@ -78,25 +78,26 @@ CONTENT_FIELDS = (
     "strength",
     "source",
     "alpha",
+    "lora_fingerprints",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
 # blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
 # field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha")
+OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints")
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
-LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every", "image")
+LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every", "image", "lora")
 # What a store records beside `content()` (its `local` attribute, with the folder the render ran
 # in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
 RESUME_FIELDS = (
     "model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address", "preview",
-    "preview_every", "image",
+    "preview_every", "image", "lora",
 )
 # Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
 # dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
@@ -135,6 +136,11 @@ class RenderSpec:
     source: str | None = None
     image: str | None = None
     alpha: str | None = None
+    # LoRAs fused into the model (actors/lora.py): `lora` the files as given, FILE[:WEIGHT] each
+    # (cluster/lora.py; a local field, like the model's path), `lora_fingerprints` what they are,
+    # each file's content fingerprint and weight, filled at planning: the part that decides pixels.
+    lora: tuple[str, ...] | None = None
+    lora_fingerprints: str | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -150,6 +156,7 @@ class RenderSpec:
             if not 0 < self.compose <= MAX_STAGES:
                 raise UsageError(f"compose {_quote(self.compose)} is not auto, none or a number of stages from 1 to {MAX_STAGES}")
             object.__setattr__(self, "compose", str(self.compose))
+        _check_loras(self)
         _check_types(self)
         _check_ranges(self)
         for name in ("width", "height"):
@@ -221,7 +228,7 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha"):
+        for name in ("strength", "source", "alpha", "lora_fingerprints"):
             if getattr(self, name) is None:
                 del content[name]
         return content
@@ -304,6 +311,30 @@ def _check_upscale(spec: RenderSpec) -> None:
         )
 
 
+def _check_loras(spec: RenderSpec) -> None:
+    """`lora` is one FILE[:WEIGHT] text or a list of them (a spec file's `lora:` list, a store's
+    record), held as a tuple; each is parsed now so a bad weight is refused before any work;
+    `lora_fingerprints` has `record`'s form."""
+    from gigacanvas.cluster.lora import MAX_LORAS, check_record, parse_lora
+
+    value = spec.lora
+    if isinstance(value, str):
+        value = (value,)
+    if value is not None:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"lora {_quote(value)} must be a list of FILE[:WEIGHT] texts")
+        if len(value) > MAX_LORAS:
+            raise UsageError(f"lora lists {len(value)} files; at most {MAX_LORAS} are accepted")
+        for entry in value:
+            if len(entry) > MAX_NAME or "\0" in entry:
+                raise UsageError(f"lora {_quote(entry)} is longer than {MAX_NAME} characters or holds a NUL character")
+            parse_lora(entry)
+        value = tuple(value) or None
+    object.__setattr__(spec, "lora", value)
+    if isinstance(spec.lora_fingerprints, str):
+        check_record(spec.lora_fingerprints[:MAX_NAME + 1])
+
+
 def _check_multiple(name: str, value: int, step: int) -> None:
     if value < step or value % step:
         better = max(step, -(-value // step) * step)
@@ -348,6 +379,8 @@ def not_a_single_value(value: Any) -> str | None:
 def _check_types(spec: RenderSpec) -> None:
     """Flags arrive typed; files do not. Coerce what is unambiguous, refuse the rest."""
     for name, field in FIELDS.items():
+        if name == "lora":  # the one list; _check_loras's
+            continue
         value = getattr(spec, name)
         kind = str(field.type)
         if value is None:
@@ -391,7 +424,10 @@ def _check_ranges(spec: RenderSpec) -> None:
             f"cpus_per_actor {cpus!r} is above 1 and so must be a whole number (Ray's rule); "
             f"try {math.floor(cpus)} or {math.ceil(cpus)}"
         )
-    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source"):
+    for name in (
+        "prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source",
+        "lora_fingerprints",
+    ):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME
         if value is not None and len(value) > most:

@@ -27,12 +27,14 @@ Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   cluster/upscale.py): the source picture's alpha, (h, w) uint8 at the source's size, written
   before the initial latent; the output's alpha is its upscale (outputs.with_alpha), so a resume needs
   the store alone;
-- group attributes `spec` (the pixel-deciding fields), `fingerprint` (the model's), `precision`,
+- group attributes `spec` (the pixel-deciding fields; with LoRAs, `lora_fingerprints`: each
+  LoRA's content fingerprint and weight, absent without: stores made before LoRAs match as they
+  were), `fingerprint` (the model's), `precision`,
   `bands` = [[y0, y1], ...] (the latent's row bands, contiguous, on chunk-row boundaries, so no
   two bands ever write one chunk), `local` (optional: what `gigacanvas resume --store URL` needs
   beyond the pixels, `RenderSpec.resume_record()`: model, base_model, precision as asked,
   strict_precision, actors, cpus_per_actor, out, address, preview, preview_every (these two since
-  layout 4; absent, no preview), and `cwd`, the folder relative paths are from; written at creation and by each run that resumes the store, so it names the latest
+  layout 4; absent, no preview), lora (the `--lora` entries as given; absent, none), and `cwd`, the folder relative paths are from; written at creation and by each run that resumes the store, so it names the latest
   command) and, once the picture is whole, `decoded` = true (the decode writes `image` one tile's
   core at a time, by the driver alone; an interrupted decode leaves `decoded` unset, and the next
   run decodes again from the committed latent, writing the same bytes). A store is the user's own, unlike a

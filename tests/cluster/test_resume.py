@@ -220,7 +220,8 @@ def test_resume_flags_are_the_overrides_resume_takes():
     from gigacanvas.cluster.resume import RESUME_OVERRIDES
     from gigacanvas.cluster.spec import CONTENT_FIELDS, RESUME_FIELDS
 
-    assert [flag[2:].replace("-", "_") for flag, _, _ in RESUME_FLAGS] == list(RESUME_OVERRIDES)
+    # --lora is repeatable (an `append` flag), so the parser adds it apart from RESUME_FLAGS
+    assert [flag[2:].replace("-", "_") for flag, _, _ in RESUME_FLAGS] + ["lora"] == list(RESUME_OVERRIDES)
     assert set(RESUME_OVERRIDES) <= set(RESUME_FIELDS) and not set(RESUME_OVERRIDES) & set(CONTENT_FIELDS)
 
 

@@ -124,6 +124,7 @@ class FluxAdapter(FolderAdapter):
         pipe = FluxPipeline.from_pretrained(
             self._path(), transformer=None, vae=None, torch_dtype=self.dtype, use_safetensors=True
         ).to(self.device)
+        self._fuse_text_loras(pipe)
         with torch.inference_mode():
             embeds, pooled, text_ids = pipe.encode_prompt(
                 prompt=prompt,
@@ -150,7 +151,7 @@ class FluxAdapter(FolderAdapter):
     def _load_transformer(self):
         from diffusers import FluxTransformer2DModel
 
-        return load_denoiser(FluxTransformer2DModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "Flux transformer")
+        return load_denoiser(FluxTransformer2DModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "Flux transformer", self.info.loras)
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: FluxConditioning, guidance: float) -> np.ndarray:
         transformer = self._load("transformer")

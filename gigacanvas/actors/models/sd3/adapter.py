@@ -66,6 +66,7 @@ class SD3Adapter(FolderAdapter):
         pipe = StableDiffusion3Pipeline.from_pretrained(
             self._path(), transformer=None, vae=None, torch_dtype=self.dtype, use_safetensors=True
         ).to(self.device)
+        self._fuse_text_loras(pipe)
         with torch.inference_mode():
             embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
                 prompt=prompt,
@@ -98,7 +99,7 @@ class SD3Adapter(FolderAdapter):
     def _load_transformer(self):
         from diffusers import SD3Transformer2DModel
 
-        return load_denoiser(SD3Transformer2DModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "SD3 transformer")
+        return load_denoiser(SD3Transformer2DModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "SD3 transformer", self.info.loras)
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: SD3Conditioning, guidance: float) -> np.ndarray:
         transformer = self._load("transformer")

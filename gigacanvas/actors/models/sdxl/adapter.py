@@ -76,6 +76,7 @@ class SDXLAdapter(FolderAdapter):
         pipe = StableDiffusionXLPipeline.from_pretrained(
             self._path(), unet=None, vae=None, torch_dtype=self.dtype, use_safetensors=True, add_watermarker=False
         ).to(self.device)
+        self._fuse_text_loras(pipe)
         with torch.inference_mode():
             embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
                 prompt=prompt,
@@ -119,7 +120,7 @@ class SDXLAdapter(FolderAdapter):
     def _load_unet(self):
         from diffusers import UNet2DConditionModel
 
-        return load_denoiser(UNet2DConditionModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "SDXL UNet")
+        return load_denoiser(UNet2DConditionModel, Path(self.info.path), self.info.transformer_file, FAMILY, self.precision, self.device, "SDXL UNet", self.info.loras)
 
     def predict(self, tiles: np.ndarray, timestep: float, cond: SDXLConditioning, guidance: float) -> np.ndarray:
         unet = self._load("transformer")
