@@ -206,3 +206,16 @@ def test_bad_loras_are_one_line_at_planning(case, tiny_model, sdxl_kohya_lora, t
         "wrong size": "reads 4096 inputs where the transformer's layer has",
     }[case]
     assert says in err
+
+
+def test_a_lora_on_a_gguf_transformer_is_refused_before_any_file_is_read(tiny_model, tmp_path):
+    """A LoRA is fused into the weights before they are quantised; a GGUF's are quantised already."""
+    from dataclasses import replace
+
+    from gigacanvas.actors.lora import check_loras
+    from gigacanvas.cluster.lora import parse_loras
+
+    info = replace(plan(RenderSpec(prompt="a fox", model=tiny_model, width=128, height=128)).info,
+                   weights_precision="gguf", transformer_file=str(tmp_path / "t.gguf"))
+    with pytest.raises(UsageError, match=r"^--lora cannot be fused into a GGUF transformer .*t\.gguf"):
+        check_loras(parse_loras((str(tmp_path / "never-read.safetensors"),)), info)
