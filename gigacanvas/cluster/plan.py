@@ -14,7 +14,9 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
-from gigacanvas.cluster.spec import DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs
+from gigacanvas.cluster.spec import (
+    DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs, nearest_multiple,
+)
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
@@ -32,7 +34,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     for name in ("width", "height", "tile_size", "vae_tile_size"):
         value = getattr(spec, name)
         if value and value % align:
-            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
+            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {nearest_multiple(value, align)}")
     defaults = dict(info.defaults)
     for name, why in info.refused:
         value = getattr(spec, name)
@@ -64,7 +66,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 f"wrap {spec.wrap} with {axis} {size} no larger than tile_size {tile} needs shifted windows; "
                 "drop --shift-windows off"
             )
-    compose, strength = _resolve_compose(spec, info, steps)
+    compose, strength = _resolve_compose(spec.replace(tile_size=tile, shift_windows=shift), info, steps)
     if spec.source is not None:
         from gigacanvas.cluster.upscale import check_canvas
 
@@ -78,34 +80,84 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
 def _resolve_compose(spec: RenderSpec, info: ModelInfo, steps: int) -> tuple[str, float | None]:
     """(compose as a stage count or none, strength): `auto` composes a canvas larger than the
     model's native area in one stage; versions 1-3 knew no composition (their pictures render as
-    made). A picture records the resolved value, so a later meaning of auto cannot change it.
+    made), and version 4 composed no torus. A picture records the resolved value, so a later
+    meaning of auto cannot change it.
 
     A refinement that would start at step 0 below strength 1 starts from pure noise: the picture
     it refines would not count (2 steps at 0.6, say). `auto` then does not compose; an upscale or
     an explicit stage count is refused in one line rather than silently ignore the picture."""
-    from gigacanvas.cluster.compose import sizes
     from gigacanvas.cluster.spec import DEFAULT_STRENGTH
-    from gigacanvas.tiling.compose import start_step
 
     strength = DEFAULT_STRENGTH if spec.strength is None else spec.strength
     if spec.source is not None:  # an upscale refines its source: nothing to compose (cluster/upscale.py)
-        if spec.wrap:  # the tiled encode does not wrap: the start latent would carry the picture's edges
-            raise UsageError(f"upscale cannot wrap yet (wrap {spec.wrap}); drop --wrap")
         _check_start(steps, strength, "picture")
         return "none", strength
     compose = spec.compose or _default_compose(spec.spec_version)
     if compose == "auto":
-        larger = spec.width * spec.height > info.native_tile_px**2
-        counts = start_step(steps, strength) > 0 or strength >= 1
-        compose = "1" if larger and counts and not spec.wrap else "none"  # a torus is not composed (yet): see README
+        compose = "none" if auto_declines(spec, info, steps, strength) else "1"
     if compose == "none":
         return "none", None
-    if spec.wrap:
-        raise UsageError(f"compose {compose} cannot wrap yet (wrap {spec.wrap}); pass --compose none")
     resolved = spec.replace(compose=compose)
-    sizes(resolved, info)  # one line if the stages do not fit the canvas
+    stuck = _fixed_torus_stage(resolved, info)
+    if stuck:
+        raise UsageError(f"compose {compose} with wrap {spec.wrap} needs shifted windows: {stuck}; drop --shift-windows off")
     _check_start(steps, strength, "composition")
     return compose, strength
+
+
+def _fixed_torus_stage(spec: RenderSpec, info: ModelInfo) -> str | None:
+    """Why a composed torus on a fixed grid would keep a seam (the end of a sentence), or None.
+
+    Each stage is a render of the torus at its size (`sizes` refuses stages that do not fit the
+    canvas); one whose wrapped side fits a single tile never moves it across the join on a fixed
+    grid, as `resolve` refuses for the canvas itself."""
+    from gigacanvas.cluster.compose import sizes
+
+    every = sizes(spec, info)  # one line if the stages do not fit the canvas
+    if not spec.wrap or spec.shift_windows:
+        return None
+    for width, height in every[:-1]:
+        if (spec.wrap_x and width <= spec.tile_size) or (spec.wrap_y and height <= spec.tile_size):
+            return f"its {width}x{height} px stage fits one {spec.tile_size} px tile, which a fixed grid never moves across the join"
+    return None
+
+
+def auto_declines(spec: RenderSpec, info: ModelInfo, steps: int, strength: float) -> str | None:
+    """Why `compose auto` renders this canvas from noise (the end of a sentence), or None: it composes."""
+    from gigacanvas.tiling.compose import start_step
+
+    native = info.native_tile_px
+    if spec.width * spec.height <= native**2:
+        return f"the canvas is no larger than the model's native area ({native}x{native} px): nothing to refine"
+    if not (start_step(steps, strength) > 0 or strength >= 1):
+        return f"strength {strength:g} of {steps} steps would start the refinement at step 0, from pure noise"
+    if spec.wrap and not _composes_torus(spec.spec_version):
+        return f"spec version {spec.spec_version} composed no wrapped canvas"
+    if spec.wrap and spec.tile_size is not None and spec.shift_windows is not None:  # resolved
+        stuck = _fixed_torus_stage(spec.replace(compose="1"), info)
+        if stuck:
+            return stuck
+    return None
+
+
+def _composes_torus(version: object) -> bool:
+    """Version 5 composes a wrapped canvas (the upscale and the encode wrap too); version 4's auto
+    rendered it from noise, and its pictures and stores re-render as made."""
+    return isinstance(version, int) and version >= 5
+
+
+def strength_note(asked: RenderSpec, resolved: RenderSpec, info: ModelInfo) -> str | None:
+    """A line for a `--strength` given to a render that `compose auto` renders from noise.
+
+    A note, not a refusal: auto is the default, and a command line reused across canvas sizes (a
+    strength chosen for the large ones) should still render the small ones. An explicit
+    `--compose none` with `--strength` is refused instead (spec.py): there the user asked for both."""
+    if asked.strength is None or resolved.compose != "none" or resolved.source is not None:
+        return None
+    why = auto_declines(resolved, info, resolved.steps, asked.strength)
+    if why is None:  # a version before composition: its auto meant none
+        why = f"spec version {resolved.spec_version} composed nothing"
+    return f"gigacanvas: note: --strength {asked.strength:g} has no effect: compose auto renders from noise, as {why}"
 
 
 def _check_start(steps: int, strength: float, what: str) -> None:
@@ -219,6 +271,11 @@ def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
     store = _local_path(spec.store_url)
     if store is None:
         return
+    # A file where a folder of the store's path must be: the store could never be created (found
+    # at the lease's first write, after Ray started, unless refused here).
+    blocker = next((p for p in (store, *store.parents) if p.exists() or p.is_symlink()), None)
+    if blocker is not None and blocker != store and not blocker.is_dir():
+        raise UsageError(f"store {spec.store_url} is under {blocker}, which is a file, not a folder; pass a --store elsewhere")
     here = local_path(spec.out)
     out = here.expanduser().resolve() if here is not None else None
     if out is not None and not itself and (store == out or store in out.parents or out in store.parents):
@@ -241,6 +298,7 @@ class Plan:
     budget: budget.Budget
     store_action: str  # what the render would do with the store: create, resume at step N, replace
     stages: tuple = ()  # a composed render's earlier stages (cluster/compose.py's Stage), the composition first
+    notes: tuple[str, ...] = ()  # lines the user should read before the render starts (a flag without effect)
 
     @property
     def grid(self) -> TileGrid:
@@ -285,6 +343,7 @@ class Plan:
                 f"  store: {spec.store_url} ({self.store_action})",
                 f"  out: {spec.out}",
                 *([f"  preview: {spec.preview} every {spec.preview_every} step(s)"] if spec.preview else []),
+                *(f"  {note.removeprefix('gigacanvas: ')}" for note in self.notes),
             ]
         )
 
@@ -293,7 +352,8 @@ def plan(spec: RenderSpec) -> Plan:
     """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
     check_job_outputs(spec)  # before the model opens: a refusal in a Ray job costs nothing
     info = open_model(spec.model, spec.base_model)
-    spec = resolve(spec, info)
+    asked, spec = spec, resolve(spec, info)
+    notes = tuple(n for n in (strength_note(asked, spec, info),) if n)
     _check_output(spec, info)
     _check_store_place(spec, info)
     _check_preview(spec)
@@ -308,7 +368,7 @@ def plan(spec: RenderSpec) -> Plan:
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     from gigacanvas.cluster.compose import plan_stages
 
-    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info))
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info), notes)
 
 
 def stage_plan(stage, info: ModelInfo) -> Plan:

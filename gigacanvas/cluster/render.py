@@ -119,6 +119,8 @@ def render(
         notify("gigacanvas: no --model given; using the built-in tiny random-weight SD3.5-layout model (its pictures are noise)")
     the_plan = plan(spec)
     spec, info = the_plan.spec, the_plan.info
+    for line in the_plan.notes:
+        notify(line)
     claim = claim_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     if claim.resumable and claim.store.protocol != "memory":
         signals.note_store(spec.store_url)  # it holds steps already: a stop during start-up must not say "nothing to resume"
@@ -293,9 +295,10 @@ def _run(
     # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the
     # tile's; the refinement's noising uses the same schedule as its steps
     scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
+    record = spec.resume_record(own_out=content is None)  # a stage's store records no out: not the final's
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
-        store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
+        store.set_attrs(local=record)  # `gigacanvas resume` repeats the latest command
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
@@ -303,7 +306,7 @@ def _run(
         store.create(
             spec.content() if content is None else content, info.fingerprint, info.latent_channels, the_plan.lat_h,
             the_plan.lat_w, info.vae_scale_factor, bands=bands, start=start_of(spec), precision=mode,
-            local=spec.resume_record(), **stages,
+            local=record, **stages,
         )
         if note and store.protocol != "memory":
             signals.note_store(spec.store_url)  # from here a stopped render (its stages included) resumes
