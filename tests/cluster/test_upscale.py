@@ -187,7 +187,6 @@ def _bad_pictures(tmp_path) -> dict[str, str]:
         ("good", ["--scale", "4", "--alpha", "maybe"], None, "alpha 'maybe' is not one of keep, drop"),
         ("good", ["--scale", "4", "--out", "x.tif"], None, "alpha keep writes a PNG with transparency"),
         ("good", ["--scale", "4", "--compose", "1"], None, "unrecognized arguments: --compose 1"),
-        ("good", ["--scale", "4", "--wrap", "x"], None, "upscale cannot wrap yet (wrap x); drop --wrap"),
     ],
 )
 def test_bad_upscale_input_is_one_line_and_exit_2(which, flags, limit, message, tiny_model, tmp_path, capsys, monkeypatch):
