@@ -127,6 +127,11 @@ def render(
     try:
         if claim.resumable and claim.store.decoded and not denoise_only:
             return _write_finished(the_plan, claim, notify, started)
+        picture = None
+        if spec.source is not None and not claim.resumable:  # an upscale's picture, decoded before Ray starts:
+            from gigacanvas.storage.source import read_source  # damaged pixels are one line, the store unmade
+
+            picture = read_source(spec.image, expect=spec.source)
         notify(f"gigacanvas: {placement.connect(spec.address)}")
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
         workers, caps = placement.start_workers(info, count, shape, notify)
@@ -144,7 +149,7 @@ def render(
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
             pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
-            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {})
+            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {}, picture=picture)
         finally:
             placement.stop_workers(pool.started)
             stop_reducers(spawned)
@@ -262,14 +267,16 @@ def _run_stages(the_plan: Plan, pool: WorkerPool, mode: str, progress: bool, not
             claim.release()
 
 
-def _source_image(spec: RenderSpec, store: LatentStore, stage) -> object:
+def _source_image(spec: RenderSpec, store: LatentStore, stage, picture=None) -> object:
     """A refinement's source picture, (h, w, 3) uint8: the `stage` before's, or an upscale's
-    picture (checked against its recorded fingerprint; its alpha kept in the store if asked)."""
+    `picture` (storage/source.py's Source, read by `render` before Ray started; else read here,
+    checked against its recorded fingerprint; its alpha kept in the store if asked)."""
     if stage is not None:
         return LatentStore(stage.spec.store_url).read_image()
-    from gigacanvas.storage.source import read_source
+    if picture is None:
+        from gigacanvas.storage.source import read_source
 
-    picture = read_source(spec.image, expect=spec.source)
+        picture = read_source(spec.image, expect=spec.source)
     if spec.alpha == "keep" and picture.alpha is not None:
         store.write_source_alpha(picture.alpha)  # before the initial latent: a resume needs the store alone
     return picture.rgb
@@ -278,6 +285,7 @@ def _source_image(spec: RenderSpec, store: LatentStore, stage) -> object:
 def _run(
     the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
     denoise_only: bool = False, cond: dict | None = None, content: dict | None = None, source=None, note: bool = True,
+    picture=None,
 ) -> tuple[int, float, float, float | None, DecodeReport | None]:
     """Create or resume the store, denoise (on the `spawned` reducers, one per band), decode;
     returns (steps run, denoise s, decode s, reducers' peak MiB, the decode's report).
@@ -316,7 +324,7 @@ def _run(
         if source is None and spec.source is None:
             first = start_noise(initial_noise(spec.seed, info.latent_channels, the_plan.lat_h, the_plan.lat_w), scheduler)
         else:
-            image = _source_image(spec, store, source)
+            image = _source_image(spec, store, source, picture)
             notify(
                 f"gigacanvas: upscaling {image.shape[1]}x{image.shape[0]} px to {spec.width}x{spec.height} px, "
                 f"encoding, refining from step {start_of(spec)} of {spec.steps}"
