@@ -75,6 +75,8 @@ def store_status(url: str) -> str:
             lines.append(text)
     if holder:
         lines.append(f"running: yes, {holder}")
+    elif not store.decoded and "out" in local and local["out"] is None:  # a composed render's earlier stage
+        lines.append("running: no; an earlier stage of a composed render: resume the render's own store (the folder that holds stages/)")
     elif not store.decoded:
         lines.append(f"running: no; resume with: {resume_command(url)}")
     else:
