@@ -51,8 +51,10 @@ def _tiny_vae():
 def _encoder(vae):
     import torch
 
-    def encode(pixels: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
+    from gigacanvas.actors.circular import circular_padding
+
+    def encode(pixels: np.ndarray, wrap: tuple[bool, bool] = (False, False)) -> np.ndarray:
+        with torch.inference_mode(), circular_padding(vae, wrap):
             z = vae.encode(torch.from_numpy(pixels), return_dict=False)[0].mode()
             return ((z - vae.config.shift_factor) * vae.config.scaling_factor).numpy()
 

@@ -94,10 +94,10 @@ class ModelAdapter(ABC):
         """Pixels in [-1, 1], (B, 3, h * f, w * f), for a (B, C, h, w) batch of latent tiles
         (each tile normalised on its own: the version-1 `blend` decode)."""
 
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
+    def encode(self, pixels: np.ndarray, wrap: tuple[bool, bool] = (False, False)) -> np.ndarray:
         """Latents (B, C, h / f, w / f), scaled as the denoiser sees them, for (B, 3, h, w) pixels in
         [-1, 1]: the distribution's mean, so the same pixels give the same latents (a refinement's
-        start; actors/vaeencode.py)."""
+        start; actors/vaeencode.py); `wrap` (rows, columns): pad circularly along those axes."""
         raise NotImplementedError(f"the {self.info.family} adapter cannot encode pictures")
 
     @abstractmethod
@@ -153,12 +153,14 @@ class FolderAdapter(ModelAdapter):
             pixels = vae.decode(z, return_dict=False)[0]
         return pixels.float().cpu().numpy()
 
-    def encode(self, pixels: np.ndarray) -> np.ndarray:
+    def encode(self, pixels: np.ndarray, wrap: tuple[bool, bool] = (False, False)) -> np.ndarray:
         import torch
+
+        from gigacanvas.actors.circular import circular_padding
 
         vae = self._load("vae")
         x = torch.from_numpy(pixels).to(self.device, vae.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), circular_padding(vae, wrap):
             z = vae.encode(x, return_dict=False)[0].mode()  # the mean: see actors/vaeencode.py
             z = (z - (vae.config.shift_factor or 0.0)) * vae.config.scaling_factor
         return z.float().cpu().numpy()

@@ -25,7 +25,7 @@ estimates the rest with `sample`: a batch of crops spread over the canvas run th
 the tail at once, each GroupNorm pooling its moments over their cores.
 
 On a torus (`--wrap`), every conv of the decoder pads circularly across the joined edges for the
-duration of a call (`_circular`: the same weights, the padding done by hand because a Conv2d's
+duration of a call (`_circular`, actors/circular.py: the same weights, the padding done by hand because a Conv2d's
 own `padding_mode` cannot wrap one axis and zero-pad the other): the head on the whole latent,
 the one-piece decode, and the fast mode's crops along an axis they span whole. Tiles need nothing: their windows carry
 the halo across the edge (tiling/decodetiles.py), so zero padding at a window's edge never
@@ -101,37 +101,12 @@ class SeamlessVae:
                 x = self.decoder.mid_block(self.decoder.conv_in(z), None)
         return x[0].float().cpu().numpy()
 
-    @contextmanager
-    def _circular(self, wrap: tuple[bool, bool]) -> Iterator[None]:
+    def _circular(self, wrap: tuple[bool, bool]):
         """Every padded conv of the VAE pads circularly along the wrapped axes (rows, columns) and
-        with zeros along the others, as `padding_mode="circular"` would on a torus."""
-        torch = self.torch
-        if not any(wrap):
-            yield
-            return
-        import torch.nn.functional as F
+        with zeros along the others, as `padding_mode="circular"` would on a torus (actors/circular.py)."""
+        from gigacanvas.actors.circular import circular_padding
 
-        convs = [m for m in self.vae.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
-
-        def forward_for(conv):
-            ph, pw = conv.padding
-
-            def forward(x):
-                x = F.pad(x, (pw, pw, 0, 0), mode="circular" if wrap[1] else "constant")
-                x = F.pad(x, (0, 0, ph, ph), mode="circular" if wrap[0] else "constant")
-                return F.conv2d(x, conv.weight, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
-
-            return forward
-
-        if any(isinstance(conv.padding, str) or conv.padding_mode != "zeros" for conv in convs):
-            raise ValueError("this VAE has convs with their own padding mode; the wrapped decode expects zero padding")
-        for conv in convs:
-            conv.forward = forward_for(conv)
-        try:
-            yield
-        finally:
-            for conv in convs:
-                del conv.forward
+        return circular_padding(self.vae, wrap)
 
     @contextmanager
     def _windowed_attention(self, windowed: bool) -> Iterator[None]:

@@ -17,6 +17,11 @@ so no process ever holds the canvas in pixels:
   GroupNorms and mid-block attention see the window only, so tiles differ slightly from a whole
   encode; the driver blends overlapping tiles (cluster/compose.py) and benchmarks/vae_encode.py
   measures the difference.
+- On a torus (`--wrap`), both wrap along the joined axes: the upscale treats the picture as
+  periodic (tiling/resample.py), a tile crossing an edge (the encode's grid is planned around the
+  torus, tiling/grid.py) and its halo take their pixels from the other side, and a tile spanning a
+  wrapped axis whole is encoded with circular padding (actors/circular.py), so the start latent
+  carries no seam at the join.
 """
 
 from __future__ import annotations
@@ -27,25 +32,50 @@ from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.resample import resize_window
 
 
-def upscale_window(image: np.ndarray, canvas_h: int, canvas_w: int, window: Window) -> np.ndarray:
+def upscale_window(
+    image: np.ndarray, canvas_h: int, canvas_w: int, window: Window, wrap: tuple[bool, bool] = (False, False)
+) -> np.ndarray:
     """Pixels `window` (in canvas pixels) of `image` ((h, w, 3) uint8) resized to canvas_h x canvas_w
-    with LANCZOS (tiling/resample.py), as (3, window.h, window.w) float32 in [-1, 1]."""
-    out = resize_window(image, canvas_h, canvas_w, window).astype(np.float32)
+    with LANCZOS (tiling/resample.py; periodic along `wrap`'s axes), as (3, window.h, window.w)
+    float32 in [-1, 1]."""
+    out = resize_window(image, canvas_h, canvas_w, window, wrap).astype(np.float32)
     return np.ascontiguousarray((out / np.float32(127.5) - np.float32(1.0)).transpose(2, 0, 1))
 
 
-def halo_window(window: Window, halo: int, height: int, width: int) -> tuple[Window, Window]:
+def halo_window(
+    window: Window, halo: int, height: int, width: int, wrap: tuple[bool, bool] = (False, False)
+) -> tuple[Window, Window]:
     """`window` grown by `halo` on each side within a height x width canvas, and where `window`
-    sits inside the grown one (all in the same unit)."""
-    y0, x0 = max(0, window.y - halo), max(0, window.x - halo)
-    y1, x1 = min(height, window.y + window.h + halo), min(width, window.x + window.w + halo)
+    sits inside the grown one (all in the same unit). Along a wrapped axis the halo crosses the
+    edge (the grown window reaches past it), unless the window spans the whole axis: it is then
+    encoded with circular padding (`circular_axes`) and needs no halo there."""
+    wrap_y = wrap[0] and window.h < height
+    wrap_x = wrap[1] and window.w < width
+    y0 = window.y - halo if wrap_y else max(0, window.y - halo)
+    x0 = window.x - halo if wrap_x else max(0, window.x - halo)
+    y1 = window.y + window.h + halo if wrap_y else min(height, window.y + window.h + halo)
+    x1 = window.x + window.w + halo if wrap_x else min(width, window.x + window.w + halo)
     return Window(y0, x0, y1 - y0, x1 - x0), Window(window.y - y0, window.x - x0, window.h, window.w)
 
 
-def encode_window(encode, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, scale: int) -> np.ndarray:
+def circular_axes(window: Window, height: int, width: int, wrap: tuple[bool, bool]) -> tuple[bool, bool]:
+    """Along which axes a window's encode pads circularly: a wrapped axis it spans whole (there the
+    canvas's own edges join, as in the wrapped decode's one piece)."""
+    return wrap[0] and window.h == height, wrap[1] and window.w == width
+
+
+def encode_window(
+    encode, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, scale: int,
+    wrap: tuple[bool, bool] = (False, False),
+) -> np.ndarray:
     """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w px), encoded by
-    `encode` ((1, 3, h, w) pixels -> (1, C, h / scale, w / scale) latents) with `halo` latent
-    pixels of context on every side that the canvas has, then cut back to the window."""
-    grown, inner = halo_window(window, halo, canvas[0] // scale, canvas[1] // scale)
-    pixels = upscale_window(image, *canvas, Window(grown.y * scale, grown.x * scale, grown.h * scale, grown.w * scale))
-    return np.ascontiguousarray(encode(pixels[None])[0][(slice(None), *inner.slices)])
+    `encode` ((1, 3, h, w) pixels and the axes to pad circularly -> (1, C, h / scale, w / scale)
+    latents) with `halo` latent pixels of context on every side that the canvas has, then cut back
+    to the window. On a torus (`wrap`: rows, columns) the window and its halo may cross the joined
+    edges and take their pixels from the other side."""
+    lat_h, lat_w = canvas[0] // scale, canvas[1] // scale
+    grown, inner = halo_window(window, halo, lat_h, lat_w, wrap)
+    px = Window(grown.y * scale, grown.x * scale, grown.h * scale, grown.w * scale)
+    pixels = upscale_window(image, *canvas, px, wrap)
+    latent = encode(pixels[None], circular_axes(window, lat_h, lat_w, wrap))
+    return np.ascontiguousarray(latent[0][(slice(None), *inner.slices)])

@@ -90,12 +90,15 @@ class Worker:
     def decode(self, latents: np.ndarray) -> np.ndarray:
         return self._loaded().decode(latents)
 
-    def encode_tile(self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int) -> np.ndarray:
+    def encode_tile(
+        self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, wrap: tuple[bool, bool] = (False, False)
+    ) -> np.ndarray:
         """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w pixels) and
-        encoded with a `halo` of latent pixels around it (actors/vaeencode.py): (C, h, w) float32."""
+        encoded with a `halo` of latent pixels around it (actors/vaeencode.py), on a torus along
+        `wrap`'s axes (rows, columns): (C, h, w) float32."""
         from gigacanvas.actors.vaeencode import encode_window
 
-        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor)
+        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor, wrap)
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 

@@ -15,6 +15,10 @@ ordinary render with a store of its own:
   and runs the tiled step loop from that step. Intermediate stages double the side each time
   (progressive upscaling); the last is the canvas, in the render's own store.
 
+On a torus (`--wrap`, from spec version 5) every stage wraps alike: the composition is a plain
+render of the torus at its size, and the upscale and the encode take their pixels across the
+joined edges (actors/vaeencode.py), so no stage brings an edge seam into the next.
+
 A refinement is nothing but a store whose `noise` array holds the noised composition and whose
 commit records start at the start step (storage/store.py's `start_step`): the step loop, the
 reducers, resume, status and preview need nothing new.
@@ -132,31 +136,39 @@ def noised(latent: np.ndarray, noise: np.ndarray, scheduler: Any, start: int) ->
     return np.ascontiguousarray(out[0].numpy(), dtype=np.float32)
 
 
-def encode_grid(lat_h: int, lat_w: int, tile: int):
+def encode_grid(lat_h: int, lat_w: int, tile: int, wrap: tuple[bool, bool] = (False, False)):
     """(TileGrid, halo) of the tiled encode of a lat_h x lat_w latent, in latent pixels; `tile` 0:
-    one piece (the whole encode, no halo)."""
+    one piece (the whole encode, no halo). Along a wrapped axis (`wrap`: rows, columns) the tiles
+    are spaced around the torus, the last crossing the edge (tiling/grid.py's `torus_axis`)."""
     tile = tile or max(lat_h, lat_w)
-    grid = plan_tiles(lat_h, lat_w, tile, tile // ENCODE_OVERLAP_FRACTION if tile < max(lat_h, lat_w) else 0)
+    overlap = tile // ENCODE_OVERLAP_FRACTION if tile < max(lat_h, lat_w) else 0
+    grid = plan_tiles(lat_h, lat_w, tile, overlap, *wrap)
     return grid, (tile // ENCODE_HALO_FRACTION if len(grid) > 1 else 0)
 
 
 def encode_canvas(
     pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
-    on_tile: Callable[[], None] = lambda: None,
+    on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
+    put: Callable[[np.ndarray], Any] | None = None,
 ) -> np.ndarray:
     """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px: tiles of `tile_px`
     (0: one piece) encoded on the pool's workers, blended in tile order (the same bits on any
-    number of actors). Returns (C, height / f, width / f) float32."""
-    import ray
+    number of actors); on a torus along `wrap`'s axes (rows, columns: actors/vaeencode.py).
+    `put` hands the picture to the workers (Ray's object store; a test's pool of plain workers
+    takes the array itself). Returns (C, height / f, width / f) float32."""
+    if put is None:
+        import ray
 
+        put = ray.put
     f = info.vae_scale_factor
-    grid, halo = encode_grid(height // f, width // f, tile_px // f)
+    grid, halo = encode_grid(height // f, width // f, tile_px // f, wrap)
     blender = TileBlender(grid, info.latent_channels)
-    image_ref = ray.put(np.ascontiguousarray(image))
+    image_ref = put(np.ascontiguousarray(image))
     windows = grid.windows
+    torus = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
 
     def submit(worker: Any, index: int) -> Any:
-        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo)
+        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **torus)
 
     def done(index: int, latent: np.ndarray) -> None:
         blender.add(index, latent)
@@ -171,6 +183,6 @@ def start_latent(pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo
     upscale's source) upscaled, encoded and noised to `spec.strength` with the render's own seeded
     noise (the canvas's initial noise)."""
     f, channels = info.vae_scale_factor, info.latent_channels
-    encoded = encode_canvas(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile)
+    encoded = encode_canvas(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x))
     noise = initial_noise(spec.seed, channels, spec.height // f, spec.width // f)
     return noised(encoded, noise, scheduler, start_of(spec))

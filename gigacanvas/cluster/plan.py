@@ -14,7 +14,10 @@ from gigacanvas.actors.adapter import ModelInfo
 from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
-from gigacanvas.cluster.spec import DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs
+from gigacanvas.cluster.composeplan import resolve_compose, strength_note
+from gigacanvas.cluster.spec import (
+    DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs, nearest_multiple,
+)
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
@@ -33,7 +36,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
     for name in ("width", "height", "tile_size", "vae_tile_size"):
         value = getattr(spec, name)
         if value and value % align:
-            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {-(-value // align) * align}")
+            raise UsageError(f"{name} {value} is not a multiple of {align} for this model; try {nearest_multiple(value, align)}")
     defaults = dict(info.defaults)
     for name, why in info.refused:
         value = getattr(spec, name)
@@ -66,7 +69,7 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
                 f"wrap {spec.wrap} with {axis} {size} no larger than tile_size {tile} needs shifted windows; "
                 "drop --shift-windows off"
             )
-    compose, strength = _resolve_compose(spec, info, steps)
+    compose, strength = resolve_compose(spec.replace(tile_size=tile, shift_windows=shift), info, steps)
     if spec.source is not None:
         from gigacanvas.cluster.upscale import check_canvas
 
@@ -96,58 +99,6 @@ def with_loras(spec: RenderSpec, info: ModelInfo) -> tuple[RenderSpec, ModelInfo
             f"{given}; pass --lora with the same files and weights, in the same order"
         )
     return spec.replace(lora_fingerprints=made), replace(info, loras=tuple((f.path, f.weight, f.fingerprint) for f in files))
-
-
-def _resolve_compose(spec: RenderSpec, info: ModelInfo, steps: int) -> tuple[str, float | None]:
-    """(compose as a stage count or none, strength): `auto` composes a canvas larger than the
-    model's native area in one stage; versions 1-3 knew no composition (their pictures render as
-    made). A picture records the resolved value, so a later meaning of auto cannot change it.
-
-    A refinement that would start at step 0 below strength 1 starts from pure noise: the picture
-    it refines would not count (2 steps at 0.6, say). `auto` then does not compose; an upscale or
-    an explicit stage count is refused in one line rather than silently ignore the picture."""
-    from gigacanvas.cluster.compose import sizes
-    from gigacanvas.cluster.spec import DEFAULT_STRENGTH
-    from gigacanvas.tiling.compose import start_step
-
-    strength = DEFAULT_STRENGTH if spec.strength is None else spec.strength
-    if spec.source is not None:  # an upscale refines its source: nothing to compose (cluster/upscale.py)
-        if spec.wrap:  # the tiled encode does not wrap: the start latent would carry the picture's edges
-            raise UsageError(f"upscale cannot wrap yet (wrap {spec.wrap}); drop --wrap")
-        _check_start(steps, strength, "picture")
-        return "none", strength
-    compose = spec.compose or _default_compose(spec.spec_version)
-    if compose == "auto":
-        larger = spec.width * spec.height > info.native_tile_px**2
-        counts = start_step(steps, strength) > 0 or strength >= 1
-        compose = "1" if larger and counts and not spec.wrap else "none"  # a torus is not composed (yet): see README
-    if compose == "none":
-        return "none", None
-    if spec.wrap:
-        raise UsageError(f"compose {compose} cannot wrap yet (wrap {spec.wrap}); pass --compose none")
-    resolved = spec.replace(compose=compose)
-    sizes(resolved, info)  # one line if the stages do not fit the canvas
-    _check_start(steps, strength, "composition")
-    return compose, strength
-
-
-def _check_start(steps: int, strength: float, what: str) -> None:
-    from gigacanvas.tiling.compose import start_step
-
-    if strength >= 1 or start_step(steps, strength) > 0:
-        return
-    need = next(s for s in range(steps, steps + 10_000) if start_step(s, strength) > 0)
-    fits = [k / 1000 for k in range(1, 1000) if start_step(steps, k / 1000) > 0]
-    lower = f", or --strength {fits[-1]:g} or less" if fits else ""
-    raise UsageError(
-        f"strength {strength:g} of {steps} steps starts the refinement at step 0, from pure noise: the {what} "
-        f"would not count; pass --steps {need} or more{lower}"
-    )
-
-
-def _default_compose(version: object) -> str:
-    """Version 4 composes large canvases first; versions 1-3 rendered every canvas from noise."""
-    return "auto" if isinstance(version, int) and version >= 4 else "none"
 
 
 def _default_decode(version: object) -> str:
@@ -242,6 +193,11 @@ def _check_store_place(spec: RenderSpec, info: ModelInfo) -> None:
     store = _local_path(spec.store_url)
     if store is None:
         return
+    # A file where a folder of the store's path must be: the store could never be created (found
+    # at the lease's first write, after Ray started, unless refused here).
+    blocker = next((p for p in (store, *store.parents) if p.exists() or p.is_symlink()), None)
+    if blocker is not None and blocker != store and not blocker.is_dir():
+        raise UsageError(f"store {spec.store_url} is under {blocker}, which is a file, not a folder; pass a --store elsewhere")
     here = local_path(spec.out)
     out = here.expanduser().resolve() if here is not None else None
     if out is not None and not itself and (store == out or store in out.parents or out in store.parents):
@@ -264,6 +220,7 @@ class Plan:
     budget: budget.Budget
     store_action: str  # what the render would do with the store: create, resume at step N, replace
     stages: tuple = ()  # a composed render's earlier stages (cluster/compose.py's Stage), the composition first
+    notes: tuple[str, ...] = ()  # lines the user should read before the render starts (a flag without effect)
 
     @property
     def grid(self) -> TileGrid:
@@ -309,6 +266,7 @@ class Plan:
                 f"  store: {spec.store_url} ({self.store_action})",
                 f"  out: {spec.out}",
                 *([f"  preview: {spec.preview} every {spec.preview_every} step(s)"] if spec.preview else []),
+                *(f"  {note.removeprefix('gigacanvas: ')}" for note in self.notes),
             ]
         )
 
@@ -318,7 +276,8 @@ def plan(spec: RenderSpec) -> Plan:
     check_job_outputs(spec)  # before the model opens: a refusal in a Ray job costs nothing
     info = open_model(spec.model, spec.base_model)
     spec, info = with_loras(spec, info)
-    spec = resolve(spec, info)
+    asked, spec = spec, resolve(spec, info)
+    notes = tuple(n for n in (strength_note(asked, spec, info),) if n)
     _check_output(spec, info)
     _check_store_place(spec, info)
     _check_preview(spec)
@@ -333,7 +292,7 @@ def plan(spec: RenderSpec) -> Plan:
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     from gigacanvas.cluster.compose import plan_stages
 
-    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info))
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info), notes)
 
 
 def stage_plan(stage, info: ModelInfo) -> Plan:

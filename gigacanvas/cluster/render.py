@@ -121,12 +121,19 @@ def render(
         notify("gigacanvas: no --model given; using the built-in tiny random-weight SD3.5-layout model (its pictures are noise)")
     the_plan = plan(spec)
     spec, info = the_plan.spec, the_plan.info
+    for line in the_plan.notes:
+        notify(line)
     claim = claim_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     if claim.resumable and claim.store.protocol != "memory":
         signals.note_store(spec.store_url)  # it holds steps already: a stop during start-up must not say "nothing to resume"
     try:
         if claim.resumable and claim.store.decoded and not denoise_only:
             return _write_finished(the_plan, claim, notify, started)
+        picture = None
+        if spec.source is not None and not claim.resumable:  # an upscale's picture, decoded before Ray starts:
+            from gigacanvas.storage.source import read_source  # damaged pixels are one line, the store unmade
+
+            picture = read_source(spec.image, expect=spec.source)
         notify(f"gigacanvas: {placement.connect(spec.address)}")
         count, shape = placement.plan_shape(spec.actors, spec.cpus_per_actor)
         workers, caps = placement.start_workers(info, count, shape, notify)
@@ -144,7 +151,7 @@ def render(
                 _check_resumed_precision(claim.store, spec, mode)
             placement.load_workers(workers, mode)
             pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
-            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {})
+            timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {}, picture=picture)
         finally:
             placement.stop_workers(pool.started)
             stop_reducers(spawned)
@@ -262,14 +269,16 @@ def _run_stages(the_plan: Plan, pool: WorkerPool, mode: str, progress: bool, not
             claim.release()
 
 
-def _source_image(spec: RenderSpec, store: LatentStore, stage) -> object:
+def _source_image(spec: RenderSpec, store: LatentStore, stage, picture=None) -> object:
     """A refinement's source picture, (h, w, 3) uint8: the `stage` before's, or an upscale's
-    picture (checked against its recorded fingerprint; its alpha kept in the store if asked)."""
+    `picture` (storage/source.py's Source, read by `render` before Ray started; else read here,
+    checked against its recorded fingerprint; its alpha kept in the store if asked)."""
     if stage is not None:
         return LatentStore(stage.spec.store_url).read_image()
-    from gigacanvas.storage.source import read_source
+    if picture is None:
+        from gigacanvas.storage.source import read_source
 
-    picture = read_source(spec.image, expect=spec.source)
+        picture = read_source(spec.image, expect=spec.source)
     if spec.alpha == "keep" and picture.alpha is not None:
         store.write_source_alpha(picture.alpha)  # before the initial latent: a resume needs the store alone
     return picture.rgb
@@ -278,6 +287,7 @@ def _source_image(spec: RenderSpec, store: LatentStore, stage) -> object:
 def _run(
     the_plan: Plan, claim: Claim, pool: WorkerPool, spawned: list, bands: int, mode: str, progress: bool, notify,
     denoise_only: bool = False, cond: dict | None = None, content: dict | None = None, source=None, note: bool = True,
+    picture=None,
 ) -> tuple[int, float, float, float | None, DecodeReport | None]:
     """Create or resume the store, denoise (on the `spawned` reducers, one per band), decode;
     returns (steps run, denoise s, decode s, reducers' peak MiB, the decode's report).
@@ -295,9 +305,10 @@ def _run(
     # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the
     # tile's; the refinement's noising uses the same schedule as its steps
     scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
+    record = spec.resume_record(own_out=content is None)  # a stage's store records no out: not the final's
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")
-        store.set_attrs(local=spec.resume_record())  # `gigacanvas resume` repeats the latest command
+        store.set_attrs(local=record)  # `gigacanvas resume` repeats the latest command
     else:
         if claim.replace is not None:
             store.clear(claim.replace)
@@ -305,7 +316,7 @@ def _run(
         store.create(
             spec.content() if content is None else content, info.fingerprint, info.latent_channels, the_plan.lat_h,
             the_plan.lat_w, info.vae_scale_factor, bands=bands, start=start_of(spec), precision=mode,
-            local=spec.resume_record(), **stages,
+            local=record, **stages,
         )
         if note and store.protocol != "memory":
             signals.note_store(spec.store_url)  # from here a stopped render (its stages included) resumes
@@ -318,7 +329,7 @@ def _run(
                 rows = Window(y0, 0, y1 - y0, the_plan.lat_w)
                 return start_noise(noise_window(spec.seed, info.latent_channels, rows), scheduler)
         else:
-            image = _source_image(spec, store, source)
+            image = _source_image(spec, store, source, picture)
             notify(
                 f"gigacanvas: upscaling {image.shape[1]}x{image.shape[0]} px to {spec.width}x{spec.height} px, "
                 f"encoding, refining from step {start_of(spec)} of {spec.steps}"

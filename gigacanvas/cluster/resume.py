@@ -62,6 +62,12 @@ def resume_spec(url: str, **overrides: Any) -> RenderSpec:
             "run the original render command again to resume it"
         )
     source = f"store {url}"
+    if "out" in local and local["out"] is None and overrides.get("out") is None:  # a composed render's earlier stage
+        also = "" if "stage" in content else ", or pass --out to write this stage's picture"
+        raise UsageError(
+            f"store {url} is an earlier stage of a composed render and records no picture of its own; resume the "
+            f"composed render's store (the folder that holds stages/){also}"
+        )
     content = _fields(content, CONTENT_FIELDS, source, "spec")
     missing = [name for name in CONTENT_FIELDS if name not in content and name not in OMITTABLE_FIELDS]
     if missing:  # defaults would render another picture, which the claim would refuse less clearly

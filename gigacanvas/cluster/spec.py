@@ -24,9 +24,10 @@ MAX_SEED = 2**63 - 1
 # The spec's format. A picture records the version it was made with, so that a later gigacanvas can
 # render an older picture the way it was made (a default or a field's meaning that changed is then
 # chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
-SPEC_VERSION = 4  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
+SPEC_VERSION = 5  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
 # 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
-# model's native area is composed first (`compose` auto; cluster/compose.py), before: none
+# model's native area is composed first (`compose` auto; cluster/compose.py), before: none; 5: auto
+# composes a wrapped canvas too (the upscale and the encode wrap), version 4 rendered it from noise
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -242,10 +243,14 @@ class RenderSpec:
         """Every field but the local paths: what a picture carries for `--spec picture.png`."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
 
-    def resume_record(self) -> dict[str, Any]:
+    def resume_record(self, own_out: bool = True) -> dict[str, Any]:
         """The store's `local` attribute: RESUME_FIELDS as given, and `cwd`, the folder that
-        relative paths among them (out, a model folder) are relative to."""
-        return {**{name: getattr(self, name) for name in RESUME_FIELDS}, "cwd": os.getcwd()}
+        relative paths among them (out, a model folder) are relative to. `own_out` False (a
+        composed render's earlier stage, whose picture stays in its store) records no out and no
+        preview: the final render's are not the stage's, and a resume of the stage's store must
+        never write the stage over the final picture."""
+        record = {**{name: getattr(self, name) for name in RESUME_FIELDS}, "cwd": os.getcwd()}
+        return record if own_out else {**record, "out": None, "preview": None}
 
     def parameters_line(self, precision: str) -> str:
         """An A1111-style `parameters` text, the de facto format image tools read."""
@@ -337,8 +342,13 @@ def _check_loras(spec: RenderSpec) -> None:
 
 def _check_multiple(name: str, value: int, step: int) -> None:
     if value < step or value % step:
-        better = max(step, -(-value // step) * step)
-        raise UsageError(f"{name} {_quote(value)} is not a positive multiple of {step}; try {better}")
+        raise UsageError(f"{name} {_quote(value)} is not a positive multiple of {step}; try {nearest_multiple(value, step)}")
+
+
+def nearest_multiple(value: int, step: int) -> int:
+    """The multiple of `step` nearest `value` (a tie upwards: 24 is 32 for 16), never below `step`:
+    what a size refused for its alignment suggests (17 is 16, not 32)."""
+    return max(step, (value + step // 2) // step * step)
 
 
 def _quote(value: Any, limit: int = 40) -> str:

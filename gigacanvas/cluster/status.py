@@ -75,6 +75,8 @@ def store_status(url: str) -> str:
             lines.append(text)
     if holder:
         lines.append(f"running: yes, {holder}")
+    elif not store.decoded and "out" in local and local["out"] is None:  # a composed render's earlier stage
+        lines.append("running: no; an earlier stage of a composed render: resume the render's own store (the folder that holds stages/)")
     elif not store.decoded:
         lines.append(f"running: no; resume with: {resume_command(url)}")
     else:
@@ -82,5 +84,7 @@ def store_status(url: str) -> str:
     out, cwd = local.get("out"), local.get("cwd")
     if isinstance(out, str) and isinstance(cwd, str) and "://" not in out and not os.path.isabs(os.path.expanduser(out)):
         out = os.path.join(cwd, out)  # relative to the folder the render ran in, not this one
+    if out is None and "out" in local:
+        out = "(none: an earlier stage of a composed render; its picture stays in the store)"
     lines.append(f"output: {out or '(not recorded: a store of an older gigacanvas)'}")
     return "\n".join(lines)

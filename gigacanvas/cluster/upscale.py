@@ -37,7 +37,7 @@ from typing import Any
 
 from gigacanvas.cluster.spec import ALIGN_PX, RenderSpec, _quote
 from gigacanvas.errors import UsageError
-from gigacanvas.storage.source import Source, read_source
+from gigacanvas.storage.source import SourceInfo, probe_source
 
 MAX_SCALE = 64.0  # far past any sensible upscale; a slip (--scale 400) is one line here
 
@@ -83,10 +83,11 @@ def check_canvas(spec: RenderSpec, tile: int) -> None:
 def upscale_spec(image: str, scale: float | None, alpha: str | None, spec_file: str | None, **flags: Any) -> RenderSpec:
     """The spec of an upscale of `image` from its flags (render's, but compose) over an optional
     spec file (a YAML file, or a picture: an upscale's of the same source, or a render's as a
-    template of prompt and settings); the picture is read and checked here, before any Ray work."""
+    template of prompt and settings); the picture is checked here from its header and bytes, before
+    any Ray work, and decoded by the render alone (a dry run holds none of its pixels)."""
     from gigacanvas.cluster.specfile import load_spec_file
 
-    source = read_source(image)
+    source = probe_source(image)  # the header and a hash: a dry run decodes no pixels (render.py does)
     data = load_spec_file(spec_file) if spec_file else {}
     if data.get("source") not in (None, source.fingerprint):
         raise UsageError(f"spec {spec_file} is the upscale of another picture than {image} (its source differs)")
@@ -106,8 +107,8 @@ def upscale_spec(image: str, scale: float | None, alpha: str | None, spec_file: 
     return RenderSpec(**merged)
 
 
-def _alpha(source: Source, asked: str | None) -> str | None:
+def _alpha(source: SourceInfo, asked: str | None) -> str | None:
     """What the spec records: None for an opaque source, else what was asked (keep by default)."""
-    if source.alpha is None:
+    if not source.transparent:
         return None
     return asked or "keep"

@@ -158,16 +158,23 @@ def _check_bucket(url: str) -> bool:
         raise UsageError(f"out {url} cannot be reached ({exc.__class__.__name__}: {first_line(exc)})") from exc
 
 
-def with_alpha(bands, alpha: np.ndarray, height: int, width: int):
+def with_alpha(bands, alpha: np.ndarray, height: int, width: int, wrap: tuple[bool, bool] = (False, False)):
     """(n, W, 4) uint8 bands: each of `bands` ((n, W, 3) from the top) with its rows of `alpha`
     (the source's, (h, w) uint8) upscaled to height x width by the resampler that upscaled the
-    colour (Pillow's LANCZOS), in one piece: Pillow's windowed resize is not bit for bit the
+    colour (Pillow's LANCZOS; periodic along `wrap`'s axes, rows and columns, as the colour's on a
+    torus), in one piece: Pillow's windowed resize is not bit for bit the
     whole one (tiling/resample.py), and a PNG (the only output that keeps alpha) is at most
     MAX_PNG_SIDE a side, so the whole alpha is at most 256 MiB."""
     from PIL import Image
 
-    with Image.fromarray(np.ascontiguousarray(alpha), "L") as im:
-        whole = np.asarray(im.resize((width, height), Image.LANCZOS), dtype=np.uint8)
+    if any(wrap):
+        from gigacanvas.tiling.grid import Window
+        from gigacanvas.tiling.resample import resize_window
+
+        whole = resize_window(alpha, height, width, Window(0, 0, height, width), wrap)
+    else:
+        with Image.fromarray(np.ascontiguousarray(alpha), "L") as im:
+            whole = np.asarray(im.resize((width, height), Image.LANCZOS), dtype=np.uint8)
     y = 0
     for band in bands:
         yield np.concatenate([band, whole[y : y + len(band), :, None]], axis=2)
@@ -190,7 +197,8 @@ def write_output(out: str, store, picture: dict, parameters: str) -> str:
         alpha = store.source_alpha()  # an upscale that keeps its source's transparency (cluster/upscale.py)
         if alpha is None:
             return str(write_png_bands(out, width, height, store.image_bands(), picture, parameters))
-        bands = with_alpha(store.image_bands(), alpha, height, width)
+        wrap = picture.get("wrap") or ""  # the spec's axes: x, y, xy
+        bands = with_alpha(store.image_bands(), alpha, height, width, ("y" in wrap, "x" in wrap))
         return str(write_png_bands(out, width, height, bands, picture, parameters, channels=4))
     if kind == "tiff":
         from gigacanvas.storage.tiff import write_tiff

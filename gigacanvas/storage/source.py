@@ -64,8 +64,61 @@ class Source:
         return self.rgb.shape[0]
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """What an upscale's spec needs of a picture, from its header and a hash of its bytes: no
+    pixels (`probe_source`), so a dry run or a refusal holds nothing picture-sized."""
+
+    width: int  # as a viewer shows it (EXIF orientation applied)
+    height: int
+    fingerprint: str
+    transparent: bool
+    format: str
+
+
 def fingerprint(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+_CHUNK = 1 << 18  # bytes hashed at a time: a 4 GiB file costs under a MiB of memory, not 4 GiB
+_SWAPS_SIDES = (5, 6, 7, 8)  # EXIF orientations that turn the picture a quarter (transposes, rotations)
+
+
+def probe_source(path: str) -> SourceInfo:
+    """The picture at `path` checked as `read_source` checks it, from its header and its bytes
+    hashed in chunks: no pixels are decoded (a PNG's chunks are CRC-checked as well, which finds
+    a truncated or damaged one); a damaged JPEG, TIFF or WebP is found where `read_source`
+    decodes it, before the render writes anything (render.py)."""
+    label = f"image {path}"
+    with open_picture(path, label) as file:
+        try:
+            _probe(file, label)
+            file.seek(0)
+            digest, size = hashlib.sha256(), 0
+            while size <= MAX_SOURCE_BYTES and (chunk := file.read(_CHUNK)):
+                digest.update(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise UsageError(f"{label} is unreadable ({exc.__class__.__name__})") from exc
+        if size > MAX_SOURCE_BYTES:
+            raise UsageError(f"{label} is over {MAX_SOURCE_BYTES >> 30} GiB; no picture upscale accepts is that large")
+        file.seek(0)
+        with _opened(file, label) as im:
+            width, height = im.size
+            # Pillow decodes a PNG to find an eXIf chunk it has not met before the pixels; one
+            # after them (rare) is not looked for here, nor its orientation applied to the sides
+            exif = im.getexif() if im.format != "PNG" or "exif" in im.info else {}
+            if exif.get(0x0112) in _SWAPS_SIDES:
+                width, height = height, width
+            transparent = _transparent(im)
+            kind = im.format
+            if kind == "PNG":
+                _decoded(label, im.verify)  # CRCs of every chunk, the pixels not inflated
+    return SourceInfo(width, height, "sha256:" + digest.hexdigest(), transparent, kind)
+
+
+def _transparent(im) -> bool:
+    return "A" in im.getbands() or im.mode == "PA" or "transparency" in im.info
 
 
 @contextmanager
@@ -117,7 +170,7 @@ def _probe(file, label: str) -> None:
 def read_source(path: str, expect: str | None = None) -> Source:
     """The picture at `path` (a path or an object-storage URL), checked as the module docstring
     says; `expect`: the fingerprint it must have (a resumed upscale's), else one line."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
     label = f"image {path}"
     with open_picture(path, label) as file:
@@ -135,9 +188,31 @@ def read_source(path: str, expect: str | None = None) -> Source:
             f"{label} is not the picture this upscale started from (its bytes changed: {found[:19]}..., "
             f"recorded {expect[:19]}...); put the original back, or start a new upscale with --overwrite"
         )
+    with _opened(BytesIO(data), label) as im:
+        def pixels() -> tuple[np.ndarray, np.ndarray | None]:
+            im.load()
+            oriented = ImageOps.exif_transpose(im)
+            if not _transparent(oriented):
+                return np.asarray(oriented.convert("RGB"), dtype=np.uint8).copy(), None
+            rgba = oriented.convert("RGBA")
+            alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint8).copy()
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8).copy(), alpha
+
+        rgb, alpha = _decoded(label, pixels)
+        kind = im.format
+    return Source(rgb, alpha, found, kind)
+
+
+@contextmanager
+def _opened(file, label: str):
+    """The picture in `file`, opened (header only) under the lifted bomb guard and refused as the
+    module docstring says: format, size, frames, mode; one line for anything unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with _guard_lifted():
-            with Image.open(BytesIO(data)) as im:
+            with Image.open(file) as im:
                 kind = im.format or "unknown"
                 if kind not in FORMATS:
                     raise UsageError(f"{label} is a {kind} picture; upscale reads PNG, JPEG, TIFF and WebP")
@@ -150,22 +225,24 @@ def read_source(path: str, expect: str | None = None) -> Source:
                         f"{label} has mode {im.mode}; upscale reads 8-bit grey, palette, RGB(A), CMYK or YCbCr "
                         "pictures (not 16-bit, floating point or Lab): convert it first"
                     )
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                transparent = "A" in im.getbands() or im.mode == "PA" or "transparency" in im.info
-                if transparent:
-                    rgba = im.convert("RGBA")
-                    alpha = np.asarray(rgba.getchannel("A"), dtype=np.uint8).copy()
-                    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    rgb = np.asarray(Image.alpha_composite(white, rgba).convert("RGB"), dtype=np.uint8).copy()
-                else:
-                    alpha, rgb = None, np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+                yield im
     except UsageError:
         raise
     except Image.DecompressionBombError:
         raise _too_big(label, f"over {2 * MAX_SOURCE_PIXELS:,}") from None
     except UnidentifiedImageError:
         raise UsageError(f"{label} is not a picture upscale can read (damaged, or not PNG, JPEG, TIFF or WebP)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # a damaged header
+        raise UsageError(f"{label} is damaged ({exc.__class__.__name__}: {str(exc)[:80]})") from None
+
+
+def _decoded(label: str, work):
+    """`work()`, with truncated or damaged pixels (or no memory to decode them) as one line."""
+    from PIL import Image
+
+    try:
+        return work()  # inside `_opened`, whose guard is lifted (its lock is not re-entrant)
+    except Image.DecompressionBombError:
+        raise _too_big(label, f"over {2 * MAX_SOURCE_PIXELS:,}") from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:  # truncated or damaged pixels
         raise UsageError(f"{label} is damaged ({exc.__class__.__name__}: {str(exc)[:80]})") from None
-    return Source(rgb, alpha, found, kind)

@@ -35,7 +35,8 @@ Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   beyond the pixels, `RenderSpec.resume_record()`: model, base_model, precision as asked,
   strict_precision, actors, cpus_per_actor, out, address, preview, preview_every (these two since
   layout 4; absent, no preview), lora (the `--lora` entries as given; absent, none), and `cwd`, the folder relative paths are from; written at creation and by each run that resumes the store, so it names the latest
-  command) and, once the picture is whole, `decoded` = true (the decode writes `image` one tile's
+  command; a composed render's earlier stage records `out` and `preview` as null, never the final
+  render's: its picture stays in its store, and `resume` refuses it in one line) and, once the picture is whole, `decoded` = true (the decode writes `image` one tile's
   core at a time, by the driver alone; an interrupted decode leaves `decoded` unset, and the next
   run decodes again from the committed latent, writing the same bytes). A store is the user's own, unlike a
   picture, so it may name paths and a cluster; a layout-3 store without `local` (made before it

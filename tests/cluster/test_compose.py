@@ -2,7 +2,10 @@
 
 CANVAS is 512 x 256 px, twice the tiny model's native 256 px side: its composition is 368 x 176
 px (about 256^2 px, the canvas's 2:1), and at strength 0.6 of 3 steps the refinement starts at
-step 1 (diffusers' t_start = int(3 - 1.8)) and runs two.
+step 1 (diffusers' t_start = int(3 - 1.8)) and runs two. It wraps around along x (a panorama
+strip, spec version 5): every stage, the upscale and the encode wrap, which these tests hold to
+the same promises as a plain composition's (a plain one: test_render_sdxl.py; the plain encode
+across actor counts: test_upscale.py), without a second pair of renders in CI.
 """
 
 import numpy as np
@@ -17,7 +20,7 @@ from tests.helpers import run_cli
 
 CANVAS = dict(
     prompt="a lighthouse on a cliff, poster", negative_prompt="blurry", width=512, height=256, steps=3, guidance=4.5,
-    seed=7, tile_size=256, tile_batch=2, vae_tile_size=256, strength=0.6,
+    seed=7, tile_size=256, tile_batch=2, vae_tile_size=256, strength=0.6, wrap="x",
 )
 
 
@@ -50,8 +53,16 @@ def test_the_composition_is_rendered_at_the_native_area_and_the_refinement_start
     final = LatentStore(result.store)
     assert final.start_step == 1 and final.attrs()["stages"] == [stage_url.rsplit("/", 1)[1]]
     assert final.attrs()["spec"]["compose"] == "1" and final.attrs()["spec"]["strength"] == 0.6
+    assert stage.attrs()["spec"]["wrap"] == "x"  # the composition is a torus too
     spec = read_output_spec(result.out)  # the picture records the mode and the version
-    assert (spec["compose"], spec["strength"], spec["spec_version"]) == ("1", 0.6, 4)
+    assert (spec["compose"], spec["strength"], spec["spec_version"], spec["wrap"]) == ("1", 0.6, 5, "x")
+    # the stage's store records no out: a resume of it must never write over the final picture
+    assert stage.attrs()["local"]["out"] is None and final.attrs()["local"]["out"] == result.out
+    from gigacanvas.cluster.resume import resume_spec
+    from gigacanvas.errors import UsageError
+
+    with pytest.raises(UsageError, match="is an earlier stage of a composed render and records no picture of its own"):
+        resume_spec(stage_url)
 
     # the start latent is the composition's encode noised with the render's own noise to step 1's sigma
     scheduler = make_scheduler(open_model(tiny_model), 3, 32, 64)
@@ -64,7 +75,7 @@ def test_the_composition_is_rendered_at_the_native_area_and_the_refinement_start
 
     worker = Worker(open_model(tiny_model))
     worker.load("fp32")
-    whole = worker.encode_tile(stage.read_image(), (256, 512), Window(0, 0, 32, 64), 0)  # one piece
+    whole = worker.encode_tile(stage.read_image(), (256, 512), Window(0, 0, 32, 64), 0, (False, True))  # one piece
     error = np.abs(encoded - whole).mean() / np.abs(whole).mean()
     print(f"tiled encode against the whole encode: mean abs error {error:.4f} of the mean abs latent")
     assert error < 0.1
@@ -136,7 +147,8 @@ def test_a_refinement_stopped_midway_resumes_to_the_same_pixels_and_another_stre
         (["--compose", "2"], "compose 2: stage 1 would be 736x352 px, not smaller than the canvas 512x256 px; at most 1 stage(s) fit"),
         (["--compose", "1", "--width", "256"], "compose 1: the canvas 256x256 px is no larger than the model's native area"),
         (["--compose", "none", "--strength", "0.5"], "strength 0.5 has no effect with compose none"),
-        (["--compose", "1", "--wrap", "x"], "compose 1 cannot wrap yet (wrap x); pass --compose none"),
+        (["--compose", "1", "--height", "512", "--wrap", "x", "--shift-windows", "off"], "compose 1 with wrap x needs "
+         "shifted windows: its 256x256 px stage fits one 256 px tile, which a fixed grid never moves across the join"),
     ],
 )
 def test_bad_compose_input_is_one_line_and_exit_2(flags, message, tiny_model, tmp_path, capsys):
@@ -146,3 +158,42 @@ def test_bad_compose_input_is_one_line_and_exit_2(flags, message, tiny_model, tm
     )
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_the_tiled_encode_of_a_torus_has_no_edge_and_commutes_with_rolls(tiny_model):
+    """A torus has no edge: the wrapped encode of a picture rolled by the encode tiles' spacing is
+    the roll of its encode (the tiles, their halos across the join, the circular padding along the
+    axis a tile spans whole, all move with the picture), to float rounding. The plain encode's
+    edge tiles clamp at the borders: the same roll gives another latent (about 80 % of the
+    latent's mean magnitude apart, measured once; not run here, to keep CI short).
+
+    64 x 96 px from a 16 x 24 px picture (4x): latent 8 x 12 in tiles of 8 (64 px) a quarter
+    overlapping, around the columns 2 tiles 6 apart, down the rows 1 tile spanning them."""
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.actors.worker import Worker
+    from gigacanvas.cluster.compose import encode_canvas, encode_grid
+
+    info = open_model(tiny_model)
+    worker = Worker(info)
+    worker.load("fp32")
+
+    class Plain:
+        """WorkerPool's `map` with one plain worker, in this process (no Ray)."""
+
+        class encode_tile:
+            remote = staticmethod(worker.encode_tile)
+
+        def map(self, jobs, call, done):
+            for job in jobs:
+                done(job, call(self, job))
+
+    grid, halo = encode_grid(8, 12, 8, (True, True))
+    assert grid.xs == (0, 6) and grid.ys == (0,) and halo == 1
+    picture = np.random.default_rng(5).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    rolled = np.roll(picture, (2, 12), (0, 1))  # (8, 48) px on the canvas: (1, 6) latent
+
+    def encode(image, wrap):
+        return encode_canvas(Plain(), image, 96, 64, info, 64, wrap=wrap, put=lambda array: array)
+
+    torus = encode(picture, (True, True))
+    np.testing.assert_allclose(encode(rolled, (True, True)), np.roll(torus, (1, 6), (1, 2)), atol=1e-4)

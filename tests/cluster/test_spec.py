@@ -23,6 +23,9 @@ from gigacanvas.tiling.shift import StepGrids
     "changes, message",
     [
         ({"width": 1000}, "width 1000 is not a positive multiple of 16; try 1008"),
+        ({"width": 17}, "width 17 is not a positive multiple of 16; try 16"),  # the nearest, not the next
+        ({"width": 8}, "width 8 is not a positive multiple of 16; try 16"),  # never 0
+        ({"height": 1032}, "height 1032 is not a positive multiple of 16; try 1040"),  # a tie: upwards
         ({"height": 0}, "height 0 is not a positive multiple of 16"),
         ({"steps": 0}, "steps 0 must be at least 1"),
         ({"tile_size": 256, "tile_overlap": 256}, "tile_overlap 256 must be smaller than tile_size 256"),
@@ -117,7 +120,7 @@ NAN, INF = float("nan"), float("inf")
         ({"prompt": ["a", "b"]}, "prompt must be a single value, not a list"),
         ({"width": {"a": 1}}, "width must be a single value, not a mapping"),
         ({"precision": "p" * 5000}, "precision 'ppppppppppppppppppppppppppppppppppppppp... is not one of"),
-        ({"spec_version": 5}, "spec_version 5 is newer than this gigacanvas knows (up to 4); upgrade gigacanvas"),
+        ({"spec_version": 6}, "spec_version 6 is newer than this gigacanvas knows (up to 5); upgrade gigacanvas"),
             ({"compose": "many"}, "compose 'many' is not auto, none or a number of stages from 1 to 8"),
             ({"compose": 9}, "compose 9 is not auto, none or a number of stages from 1 to 8"),
             ({"strength": 0}, "strength 0.0 must be a number above 0 and at most 1"),
@@ -162,9 +165,9 @@ def test_flags_are_checked_like_files():
 
 def test_spec_version_is_a_content_field_carried_by_pictures():
     spec = RenderSpec(prompt="x")
-    assert SPEC_VERSION == 4 and spec.spec_version == SPEC_VERSION
-    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 4
-    assert spec.content()["spec_version"] == 4
+    assert SPEC_VERSION == 5 and spec.spec_version == SPEC_VERSION
+    assert "spec_version" in CONTENT_FIELDS and spec.portable()["spec_version"] == 5
+    assert spec.content()["spec_version"] == 5
 
 
 def test_composition_follows_the_version_and_older_content_keeps_its_old_keys():
@@ -183,7 +186,13 @@ def test_composition_follows_the_version_and_older_content_keeps_its_old_keys():
         plain = resolve(small, info)
         assert (plain.compose, plain.strength, plain.stages) == ("none", None, 0)
         assert "compose" not in plain.content() and "strength" not in plain.content()
-    assert resolve(RenderSpec(prompt="x", width=512, height=320, wrap="x"), info).compose == "none"  # a torus is not composed
+    # version 5 composes a torus; version 4's auto did not, and its pictures and stores render as made
+    assert resolve(RenderSpec(prompt="x", width=512, height=320, wrap="x"), info).compose == "1"
+    old = resolve(RenderSpec(prompt="x", width=512, height=320, wrap="x", spec_version=4), info)
+    assert old.compose == "none" and "compose" not in old.content()
+    # a fixed grid could not wrap a 256 x 256 composition (one tile): auto renders from noise
+    fixed = RenderSpec(prompt="x", width=512, height=512, wrap="x", shift_windows=False)
+    assert resolve(fixed, info).compose == "none"
     assert resolve(RenderSpec(prompt="x", width=2048, height=2048, compose=" 03 "), info).compose == "3"
     assert RenderSpec(prompt="x", compose=2).compose == "2"  # `compose: 2` in a YAML file
 

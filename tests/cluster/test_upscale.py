@@ -187,7 +187,6 @@ def _bad_pictures(tmp_path) -> dict[str, str]:
         ("good", ["--scale", "4", "--alpha", "maybe"], None, "alpha 'maybe' is not one of keep, drop"),
         ("good", ["--scale", "4", "--out", "x.tif"], None, "alpha keep writes a PNG with transparency"),
         ("good", ["--scale", "4", "--compose", "1"], None, "unrecognized arguments: --compose 1"),
-        ("good", ["--scale", "4", "--wrap", "x"], None, "upscale cannot wrap yet (wrap x); drop --wrap"),
     ],
 )
 def test_bad_upscale_input_is_one_line_and_exit_2(which, flags, limit, message, tiny_model, tmp_path, capsys, monkeypatch):
@@ -244,3 +243,20 @@ def test_an_upscale_never_writes_over_its_own_picture_even_with_overwrite(spelli
     )
     assert code == 2 and err.count("\n") == 1 and "is the picture being upscaled" in err, err
     assert picture.read_bytes() == before and not (tmp_path / "s.zarr").exists()
+
+
+def test_an_upscale_on_a_torus_runs_end_to_end(picture, tiny_model, ray_cluster, tmp_path):
+    """`--wrap xy`: the upscale, the encode (one piece, padded circularly both ways), the step loop
+    and the decode all wrap; the smallest run (32 x 24 px to 128 x 96 px, one 96 px tile, one step)."""
+    small = tmp_path / "small.png"
+    Image.fromarray(_source()[::2, ::2].copy(), "RGBA").save(small)
+    flags = {**FLAGS, "steps": 2, "tile_size": 96}  # strength 0.5 of 2 steps: from step 1, one step
+    spec = upscale_spec(
+        str(small), 4.0, None, None, model=tiny_model, actors=1, store="memory://gc-upscale/torus.zarr",
+        out=str(tmp_path / "t.png"), wrap="xy", **flags,
+    )
+    result = render(spec, progress=False)
+    mode, pixels = _pixels(result.out)
+    assert mode == "RGBA" and pixels.shape == (96, 128, 4)
+    assert result.start_step == 1 and result.steps_run == 1
+    assert read_output_spec(result.out)["wrap"] == "xy" and LatentStore(result.store).attrs()["spec"]["wrap"] == "xy"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from gigacanvas.errors import UsageError
-from gigacanvas.storage.source import read_source
+from gigacanvas.storage.source import probe_source, read_source
 
 RGB = np.random.default_rng(5).integers(0, 256, (12, 20, 3), dtype=np.uint8)
 
@@ -85,3 +85,45 @@ def test_a_large_file_that_is_no_picture_is_refused_from_its_header_unread(tmp_p
     with pytest.raises(UsageError, match="is not a picture upscale can read"):
         read_source(str(path))
     assert all(0 <= n < 1 << 20 for n in reads), reads
+
+
+def test_the_probe_agrees_with_the_read_and_decodes_no_pixels(tmp_path, monkeypatch):
+    """What an upscale's spec and dry run use (`probe_source`): the read's sides (orientation
+    applied), fingerprint and transparency, from the header and the bytes hashed in chunks, with
+    no pixel decoded and nothing picture-sized held (a dry run of a 16K picture held 4 GB)."""
+    import tracemalloc
+
+    from PIL import ImageFile
+
+    big = np.random.default_rng(6).integers(0, 256, (768, 768, 4), dtype=np.uint8)  # 2.25 MiB
+    Image.fromarray(big, "RGBA").save(tmp_path / "big.png", compress_level=0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(RGB).save(tmp_path / "o.jpg", exif=exif, quality=100)
+    Image.fromarray(RGB).save(tmp_path / "p.webp", lossless=True)
+    cases = ("big.png", "o.jpg", "p.webp")
+    read = {name: read_source(str(tmp_path / name)) for name in cases[1:]}
+
+    def no_decoding(self):
+        raise AssertionError("the probe decoded pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    tracemalloc.start()
+    try:
+        probed = {name: probe_source(str(tmp_path / name)) for name in cases}
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak  # a chunk of the file at a time (256 KiB), never the whole file or picture
+    big_png = probed["big.png"]
+    assert (big_png.width, big_png.height, big_png.transparent) == (768, 768, True)
+    assert big_png.fingerprint == "sha256:" + hashlib.sha256((tmp_path / "big.png").read_bytes()).hexdigest()
+    for name in cases[1:]:
+        info, source = probed[name], read[name]
+        assert (info.height, info.width) == source.rgb.shape[:2] and info.fingerprint == source.fingerprint
+        assert info.transparent == (source.alpha is not None)
+    assert (probed["o.jpg"].width, probed["o.jpg"].height) == (12, 20)
+    data = (tmp_path / "big.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UsageError, match="is damaged"):  # a PNG's chunks are checked, not inflated
+        probe_source(str(tmp_path / "cut.png"))
