@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from gigacanvas.cluster.spec import build_spec, load_spec_file
+from gigacanvas.cluster.spec import SPEC_VERSION, build_spec, load_spec_file
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import write_png
 from tests.helpers import error_reading_fifo
@@ -121,14 +121,15 @@ def test_a_picture_with_odd_values_is_refused(tmp_path, chunk, message):
 
 
 def test_a_picture_from_a_newer_gigacanvas_is_refused(tmp_path):
-    path = _picture(tmp_path, {"prompt": "x", "spec_version": 5})
+    newer = SPEC_VERSION + 1
+    path = _picture(tmp_path, {"prompt": "x", "spec_version": newer})
     _refused(
         path,
-        f"picture {path} was made by a newer gigacanvas (spec version 5; this one knows up to 4); "
+        f"picture {path} was made by a newer gigacanvas (spec version {newer}; this one knows up to {SPEC_VERSION}); "
         "upgrade gigacanvas to render it again",
     )
-    yaml_file = _yaml(tmp_path, "prompt: x\nspec-version: 5\n")
-    _refused(yaml_file, f"spec file {yaml_file} was made by a newer gigacanvas (spec version 5;")
+    yaml_file = _yaml(tmp_path, f"prompt: x\nspec-version: {newer}\n")
+    _refused(yaml_file, f"spec file {yaml_file} was made by a newer gigacanvas (spec version {newer};")
 
 
 def test_a_picture_without_a_version_is_version_1(tmp_path):
