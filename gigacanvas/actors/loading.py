@@ -164,15 +164,18 @@ def _check_regular_files(root: Path, transformer_file: Path | None) -> None:
             raise UsageError(f"model file {file} is not a regular file (a FIFO, device or socket); refusing to open it")
 
 
-def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
+def open_model(model: str | None, base_model: str | None = None, scheduler: str | None = None) -> ModelInfo:
     """Check `model` and describe it, reading configs and safetensors headers only.
 
     `model` is a diffusers folder of a known family, a hub id, None (the tiny model), a single-file
     `.safetensors` transformer whose VAE, text encoders and configs come from `base_model`, or a
-    stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`).
+    stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`). `scheduler`: a
+    `--scheduler` class name to check against the family (its folder's scheduler is then not used).
     """
     stand_in = models.for_scheme(model) if model is not None else None
     if stand_in is not None:
+        if scheduler is not None:
+            configs.check_choice(scheduler, stand_in)
         return stand_in.describe(model, base_model)
     from gigacanvas.actors.nodemodel import BUILTIN
 
@@ -207,7 +210,7 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)
     configs.check_pair(sizes["latent_channels"], vae, root)
-    configs.check_scheduler(root, family)
+    configs.check_scheduler(root, family, scheduler)
     return ModelInfo(
         family=family.name,
         path=str(root.resolve()),

@@ -78,12 +78,13 @@ CONTENT_FIELDS = (
     "strength",
     "source",
     "alpha",
+    "scheduler",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
-# blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
-# field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha")
+# blend decode, a fixed grid before version 3, no wrap, the model's own scheduler), so stores and
+# pictures made before the field existed still match: a record without them is whole.
+OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "scheduler")
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
@@ -135,6 +136,9 @@ class RenderSpec:
     source: str | None = None
     image: str | None = None
     alpha: str | None = None
+    # A diffusers scheduler class (EulerAncestralDiscreteScheduler) configured from the model's
+    # scheduler config, among those its family allows (actors/models/); None: the model's own.
+    scheduler: str | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -184,6 +188,11 @@ class RenderSpec:
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         _check_compose(self)
         _check_upscale(self)
+        if self.scheduler is not None and not (self.scheduler.isidentifier() and self.scheduler.isascii()):
+            raise UsageError(
+                f"scheduler {_quote(self.scheduler)} is not a diffusers scheduler class name; "
+                "try EulerAncestralDiscreteScheduler, or leave --scheduler out for the model's own"
+            )
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -221,7 +230,7 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha"):
+        for name in ("strength", "source", "alpha", "scheduler"):
             if getattr(self, name) is None:
                 del content[name]
         return content
@@ -391,7 +400,9 @@ def _check_ranges(spec: RenderSpec) -> None:
             f"cpus_per_actor {cpus!r} is above 1 and so must be a whole number (Ray's rule); "
             f"try {math.floor(cpus)} or {math.ceil(cpus)}"
         )
-    for name in ("prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source"):
+    for name in (
+        "prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source", "scheduler",
+    ):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME
         if value is not None and len(value) > most:

@@ -150,16 +150,25 @@ def _euler():
     return EulerDiscreteScheduler(**SDXL_SCHEDULER)
 
 
+def _ddim():
+    """DDIM from SDXL's config (`--scheduler DDIMScheduler`): no step index, no `set_begin_index`."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(_euler().config)
+
+
 @pytest.mark.parametrize("bands", [1, 3])
-def test_a_non_flow_samplers_scaled_input_steps_the_whole_latent_and_resumes_exactly(tmp_path, bands):
+@pytest.mark.parametrize("make", [_euler, _ddim], ids=["euler", "ddim"])
+def test_a_non_flow_samplers_scaled_input_steps_the_whole_latent_and_resumes_exactly(tmp_path, bands, make):
     """Euler's windows are `scale_model_input`'s (1 / sqrt(sigma^2 + 1)) of the step the band
-    holds, also after a resume, where the reducer's scheduler starts afresh at that step."""
+    holds, also after a resume, where the reducer's scheduler starts afresh at that step; DDIM
+    steps from the timestep's value alone and resumes alike."""
     grids = StepGrids(40, 56, 16, 4)
-    noise = initial_noise(3, CHANNELS, 40, 56) * np.float32(_scheduler(3, _euler).init_noise_sigma)
-    want = _whole(noise, grids, 3, 2, _euler)
+    noise = initial_noise(3, CHANNELS, 40, 56) * np.float32(_scheduler(3, make).init_noise_sigma)
+    want = _whole(noise, grids, 3, 2, make)
     url = str(tmp_path / "s.zarr")
-    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, make=_euler, until=1)  # stopped after step 1
-    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1, make=_euler)  # new reducers resume at step 1
+    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, make=make, until=1)  # stopped after step 1
+    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1, make=make)  # new reducers resume at step 1
     np.testing.assert_array_equal(LatentStore(url).read_latent()[0], want)
 
 
