@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gigacanvas.actors import configs, models
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
-from gigacanvas.actors.checkpoint import transformer_source
+from gigacanvas.actors.checkpoint import check_fits, transformer_source
 from gigacanvas.actors.configs import read_json
 from gigacanvas.actors.fingerprint import cache_dir, fingerprint
 from gigacanvas.actors.models import Family
@@ -207,6 +207,8 @@ def open_model(model: str | None, base_model: str | None = None, scheduler: str 
     quiet_libraries()  # the checks below import diffusers
     source = transformer_file or root / family.denoiser / "config.json"
     transformer = configs.check_transformer(config, str(source), family)
+    if transformer_file:  # a file of another model or size: one line now, not on every actor's load
+        check_fits(checkpoints[0], transformer)
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)
     configs.check_pair(sizes["latent_channels"], vae, root)

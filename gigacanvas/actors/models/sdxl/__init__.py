@@ -29,8 +29,16 @@ per down block but the last, so tile sides are multiples of that factor (SDXL: 4
 pipeline's default picture. A UNet has no positional table, so there is no largest tile.
 
 Single files: the diffusers layout (`down_blocks.N...`, a folder's `unet/` weights) works as
-`--model FILE --base-model FOLDER` (and `gigacanvas convert` writes one); the original Stability
-layout (`input_blocks.N...`) is refused in one line at planning (no `convert_original` yet).
+`--model FILE --base-model FOLDER` (and `gigacanvas convert` writes one); so does the original
+Stability layout (`input_blocks.N...`, maybe under `model.diffusion_model.`), whose UNet diffusers'
+own `convert_ldm_unet_checkpoint` maps (`original.py`). A full checkpoint's VAE
+(`first_stage_model.`) and text encoders (`conditioner.`) are not used: the base folder's are,
+as for SD3 and Flux.1 files. The UNet is what the tiles, FP8 and `convert` work on; the VAE and
+encoders would need their own single-file loading on every node and planning checks of configs
+the file does not hold, and most fine-tunes ship SDXL 1.0's own. A checkpoint whose baked VAE or
+encoders matter can be made into a folder once with diffusers
+(`StableDiffusionXLPipeline.from_single_file(FILE, config=BASE_FOLDER).save_pretrained(FOLDER)`,
+offline with a local config) and passed as `--model FOLDER`.
 """
 
 from __future__ import annotations
@@ -84,6 +92,7 @@ FAMILY = Family(
     schedulers=SCHEDULERS,
     diffusers_blocks="down_blocks",
     original_blocks="input_blocks",
+    convert_original="gigacanvas.actors.models.sdxl.original:convert_original",
     checkpoint_format="gigacanvas-sdxl-unet",
     architectures="gigacanvas.actors.models.sdxl.architectures:ARCHITECTURES",
     tiny_pipeline="gigacanvas.actors.models.sdxl.tiny:build_tiny_pipeline",
