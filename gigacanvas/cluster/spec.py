@@ -254,7 +254,7 @@ class RenderSpec:
         model = Path(self.model).name if self.model else "gigacanvas-tiny-sd3"
         return (
             f"{self.prompt}\nNegative prompt: {self.negative_prompt}\n"
-            f"Steps: {self.steps}, Sampler: Euler (flow matching), CFG scale: {self.guidance}, "
+            f"Steps: {self.steps}, Sampler: {self.scheduler or 'Euler (flow matching)'}, CFG scale: {self.guidance}, "
             f"Seed: {self.seed}, Size: {self.width}x{self.height}, Model: {model}, "
             f"Tile size: {self.tile_size}, Tile overlap: {self.tile_overlap}, Precision: {precision}"
         )

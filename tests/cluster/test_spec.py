@@ -352,6 +352,8 @@ def test_a_chosen_scheduler_is_content_only_when_set_and_must_be_a_class_name():
     assert "scheduler" not in RenderSpec(prompt="x").content()
     chosen = RenderSpec(prompt="x", scheduler="EulerAncestralDiscreteScheduler")
     assert chosen.content()["scheduler"] == "EulerAncestralDiscreteScheduler" and "scheduler" in CONTENT_FIELDS
+    assert "Sampler: EulerAncestralDiscreteScheduler," in chosen.parameters_line("fp32")
+    assert "Sampler: Euler (flow matching)," in RenderSpec(prompt="x").parameters_line("fp32")  # as older pictures say
     for bad in ("Euler a", "", "x" * 5000):
         with pytest.raises(UsageError, match="^scheduler .* (is not a diffusers scheduler class name|characters long)"):
             RenderSpec(prompt="x", scheduler=bad)
