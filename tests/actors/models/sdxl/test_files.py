@@ -108,8 +108,9 @@ def test_a_damaged_or_other_models_file_is_one_line_at_planning(tiny_sdxl_model,
     from tests.helpers import run_cli
 
     path = tmp_path / "other.safetensors"
-    unet = UNet2DConditionModel.from_pretrained(tiny_sdxl_model, subfolder="unet")
-    original = {k: v.contiguous() for k, v in _original_layout(unet.state_dict(), dict(unet.config)).items()}
+    if kind in ("resized", "partial"):
+        unet = UNet2DConditionModel.from_pretrained(tiny_sdxl_model, subfolder="unet")
+        original = {k: v.contiguous() for k, v in _original_layout(unet.state_dict(), dict(unet.config)).items()}
     if kind == "resized":
         save_file({**original, "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(32, 4, 3, 3)}, str(path))
     elif kind == "partial":
