@@ -114,7 +114,25 @@ def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
     np.testing.assert_array_equal(latent, _whole(noise, grid, 3, 2))
 
 
-@pytest.mark.parametrize("make", [lambda: _flow(stochastic_sampling=True), _ancestral], ids=["flow-stochastic", "euler-ancestral"])
+def _from_sdxl(name):
+    """`--scheduler name` on SDXL: the class configured from SDXL's scheduler config."""
+    import diffusers
+
+    return lambda: getattr(diffusers, name).from_config(_euler().config)
+
+
+def _flow_lcm():
+    from diffusers import FlowMatchLCMScheduler
+
+    return FlowMatchLCMScheduler.from_config(_flow().config)
+
+
+# Every stochastic sampler a family allows for --scheduler (actors/models/), each drawing its step noise through randn_tensor
+@pytest.mark.parametrize(
+    "make",
+    [lambda: _flow(stochastic_sampling=True), _ancestral, _flow_lcm, _from_sdxl("DDPMScheduler"), _from_sdxl("LCMScheduler"), _from_sdxl("TCDScheduler")],
+    ids=["flow-stochastic", "euler-ancestral", "flow-lcm", "ddpm", "lcm", "tcd"],
+)
 def test_a_stochastic_samplers_step_noise_is_keyed_so_any_band_split_is_the_whole_latent(tmp_path, make):
     grid = StepGrids(40, 56, 16, 4)
     noise = initial_noise(3, CHANNELS, 40, 56)
