@@ -171,7 +171,7 @@ def check_choice(name: str, family: Family) -> None:
         scheduler.set_timesteps(2)
     except Exception:  # noqa: BLE001 - a class that needs more than its defaults: the plain reason
         scheduler = None
-    why = (scheduler is not None and _not_resumable(scheduler, 2)) or f"is not made for {family.label} models"
+    why = _band_unsafe(cls, {}) or (scheduler is not None and _not_resumable(scheduler, 2)) or f"is not made for {family.label} models"
     raise UsageError(f"scheduler {name} {why}; {family.label} allows {_allowed(family)}")
 
 
