@@ -192,9 +192,9 @@ def check_fits(info: CheckpointInfo, config: dict) -> None:
     with init_empty_weights(include_buffers=False):
         model = getattr(diffusers, family.transformer_class).from_config(config)
     want = {k: tuple(t.shape) for k, t in model.state_dict().items()}
-    wrong = [f"{k} {list(shapes[k])} for {list(want[k])}" for k in want if k in shapes and shapes[k] != want[k]]
-    if wrong:
-        raise UsageError(f"model {info.path} does not fit the {family.short} {family.denoiser} config (size mismatch: {wrong[0]})")
+    wrong = [f"{k}: {list(shapes[k])} in the file, {list(want[k])} in the config" for k in want if k in shapes and shapes[k] != want[k]]
+    if wrong:  # worded as the load's error (torch's "size mismatch for KEY")
+        raise UsageError(f"model {info.path} does not fit the {family.short} {family.denoiser} config (size mismatch for {wrong[0]})")
     mismatched = sorted(set(want) ^ set(shapes))
     if mismatched:
         raise UsageError(

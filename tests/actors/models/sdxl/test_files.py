@@ -93,7 +93,7 @@ def test_a_full_original_layout_checkpoint_loads_its_unet_as_the_folders(tiny_sd
     "kind, message",
     [
         # another size of UNet: refused at planning from the header, not on every actor's load
-        ("resized", "does not fit the SDXL unet config (size mismatch: conv_in.weight [32, 4, 3, 3] for [16, 4, 3, 3])"),
+        ("resized", "does not fit the SDXL unet config (size mismatch for conv_in.weight: [32, 4, 3, 3] in the file, [16, 4, 3, 3] in the config)"),
         # input_blocks but not an SDXL UNet's (SD 1.5's has them too, without the text-time embedding)
         ("partial", "holds SDXL weights in the original layout that diffusers' converter cannot map (KeyError: "),
         ("flux", "holds no SDXL transformer weights (no down_blocks or input_blocks)"),
