@@ -73,11 +73,13 @@ class ModelAdapter(ABC):
         self.precision = precision  # a resolved mode (see precision.py), never "auto"
 
     @abstractmethod
-    def make_scheduler(self, steps: int, latent_h: int, latent_w: int) -> Any:
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int, scheduler: str | None = None) -> Any:
         """A diffusers scheduler with timesteps set for `latent_h` x `latent_w` inputs: the tile
         the model sees (the tile size, clipped to the canvas), not the canvas. A schedule that
         depends on the picture's size (resolution-dependent shifting) is for what the model
-        denoises at once; one tile of the plan equals the whole canvas only when it covers it."""
+        denoises at once; one tile of the plan equals the whole canvas only when it covers it.
+        `scheduler`: a diffusers class name (`--scheduler`, checked at planning against the
+        family's `schedulers`) to use instead of the model's own, configured from its config."""
 
     @abstractmethod
     def encode_prompt(self, prompt: str, negative_prompt: str, guidance: float) -> Any:
@@ -128,6 +130,19 @@ class FolderAdapter(ModelAdapter):
         from pathlib import Path
 
         return str(Path(self.info.path) / sub)
+
+    def _scheduler(self, name: str | None = None) -> Any:
+        """The folder's scheduler, or the diffusers class `name` configured from the folder's
+        scheduler config (`Cls.from_config(folder.config)`, as diffusers users swap samplers: the
+        noise schedule and prediction type carry over); timesteps not set yet."""
+        from pathlib import Path
+
+        import diffusers
+
+        from gigacanvas.actors.configs import read_json
+
+        config = read_json(Path(self._path("scheduler/scheduler_config.json")), "config")
+        return getattr(diffusers, name or config["_class_name"]).from_config(config)
 
     @abstractmethod
     def _load(self, role: str) -> Any:

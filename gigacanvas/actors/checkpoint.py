@@ -154,7 +154,7 @@ def load_denoiser(
     dtype_for = dtype_rule(model, precision, device)
     compute = dtypes(precision, device)[1]
     read_as = (lambda key: compute) if loras else dtype_for
-    state = {k: t for c in checkpoints for k, t in iter_tensors(c, read_as)}
+    state = {k: t for c in checkpoints for k, t in iter_tensors(c, read_as, dict(model.config))}
     source = transformer_file or str(root / family.denoiser)
     try:
         result = model.load_state_dict(state, strict=False, assign=True)
@@ -174,24 +174,71 @@ def load_denoiser(
     return model
 
 
-def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]]:
+def _scales(keys: list[str]) -> tuple[dict[str, str], set[str]]:
+    """({weight key: its scale's key}, the keys that hold no weights: scales, input scales, markers)."""
+    scales = {}
+    for key in keys:
+        for name in SCALE_NAMES:
+            if key.endswith("." + name):
+                scales[key[: -len(name)] + "weight"] = key
+    skip = set(scales.values()) | {k for k in keys if k.endswith(tuple("." + n for n in INPUT_SCALE_NAMES))}
+    return scales, skip | {k for k in keys if k in MARKERS}
+
+
+def check_fits(info: CheckpointInfo, config: dict) -> None:
+    """Refuse, at planning and from the header alone, a single file whose weights do not fit the
+    family's denoiser `config` (built by diffusers: defaults filled): another model's or another
+    size's (an SD 1.5 UNet has `input_blocks` too), which would otherwise fail on every actor's load.
+
+    Original-layout keys go through the family's converter on meta tensors (shapes, no bytes): it
+    only renames, splits and joins, which meta tensors do; one that fails misses keys it needs.
+    """
+    import diffusers
+    import torch
+    from accelerate import init_empty_weights
+
+    family = models.family(info.family)
+    with _open(info.path) as f:
+        keys = [k for k in f.keys() if _is_transformer_key(k, info.layout)]  # noqa: SIM118 - a safe_open, not a dict
+        skip = _scales(keys)[1]
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys if k not in skip}
+    if info.layout == "original":
+        meta = {k.removeprefix(ORIGINAL_PREFIX): torch.empty(s, device="meta") for k, s in shapes.items()}
+        try:
+            shapes = {k: tuple(t.shape) for k, t in load(family.convert_original)(meta, config=config).items()}
+        except Exception as exc:  # noqa: BLE001 - KeyError, IndexError: whatever a partial file trips
+            detail = f"{exc.__class__.__name__}: {str(exc)[:80]}" if str(exc) else exc.__class__.__name__
+            raise UsageError(
+                f"model {info.path} holds {family.short} weights in the original layout that diffusers' converter "
+                f"cannot map ({detail}); is it another model's file, or damaged?"
+            ) from None
+    with init_empty_weights(include_buffers=False):
+        model = getattr(diffusers, family.transformer_class).from_config(config)
+    want = {k: tuple(t.shape) for k, t in model.state_dict().items()}
+    wrong = [f"{k}: {list(shapes[k])} in the file, {list(want[k])} in the config" for k in want if k in shapes and shapes[k] != want[k]]
+    if wrong:  # worded as the load's error (torch's "size mismatch for KEY")
+        raise UsageError(f"model {info.path} does not fit the {family.short} {family.denoiser} config (size mismatch for {wrong[0]})")
+    mismatched = sorted(set(want) ^ set(shapes))
+    if mismatched:
+        raise UsageError(
+            f"model {info.path} does not fit the {family.short} {family.denoiser} config "
+            f"(mismatched keys: {', '.join(mismatched[:3])}); is it another model's file?"
+        )
+
+
+def iter_tensors(info: CheckpointInfo, dtype_for, config: dict | None = None) -> Iterator[tuple[str, object]]:
     """(diffusers key, tensor) pairs, FP8 weights dequantised with their scales.
 
     `dtype_for(key)` picks each tensor's dtype as it is read, so a diffusers-layout file streams
     with peak memory near the loaded model's size. Original-layout files are dequantised whole
-    (in the compute dtype) because diffusers' converter needs every key at once.
+    (in the compute dtype) because diffusers' converter needs every key at once; `config` (the
+    transformer config they load into) goes to the converter, which for a UNet reads its layout.
     """
     import torch
 
     with _open(info.path) as f:
         keys = [k for k in f.keys() if _is_transformer_key(k, info.layout)]
-        scales = {}
-        for key in keys:
-            for name in SCALE_NAMES:
-                if key.endswith("." + name):
-                    scales[key[: -len(name)] + "weight"] = key
-        skip = set(scales.values()) | {k for k in keys if k.endswith(tuple("." + n for n in INPUT_SCALE_NAMES))}
-        skip |= {k for k in keys if k in MARKERS}
+        scales, skip = _scales(keys)
 
         def read(key: str):
             tensor = f.get_tensor(key)
@@ -209,7 +256,7 @@ def iter_tensors(info: CheckpointInfo, dtype_for) -> Iterator[tuple[str, object]
         convert = load(models.family(info.family).convert_original)
         fallback = dtype_for("")
         original = {k.removeprefix(ORIGINAL_PREFIX): read(k).to(fallback) for k in keys if k not in skip}
-    for key, tensor in convert(original).items():
+    for key, tensor in convert(original, config=config).items():
         yield key, tensor.to(dtype_for(key))
 
 

@@ -139,31 +139,76 @@ def _not_resumable(scheduler: Any, steps: int) -> str | None:
     return None
 
 
-def check_scheduler(root: Path, family: Family) -> None:
-    """Refuse a missing scheduler config, a class that is not a diffusers scheduler, a config
-    that cannot be built and set to a few steps (what the driver does once the actors run), and
-    a sampler the band loop cannot step (`_band_unsafe`, `_not_resumable`)."""
+def _scheduler_class(name: Any) -> type | None:
+    """The diffusers scheduler class called `name`, or None if there is no such class."""
     import diffusers
 
-    path = root / "scheduler" / "scheduler_config.json"
-    if not path.is_file():
-        raise UsageError(f"model {root} has no scheduler/scheduler_config.json; is the download complete?")
-    config = read_json(path, "config")
-    name = config.get("_class_name")
     try:
         cls = getattr(diffusers, name) if isinstance(name, str) and name.isidentifier() else None
     except Exception:  # noqa: BLE001 - AttributeError, or an optional backend missing
         cls = None
-    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+    return cls if isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin) else None
+
+
+def _allowed(family: Family) -> str:
+    """The schedulers `--scheduler` may pick for `family`, as a refusal lists them."""
+    names = family.schedulers
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def check_choice(name: str, family: Family) -> None:
+    """Refuse a `--scheduler` that `family` does not allow (its `schedulers`), in one line that says
+    why where the band loop's rules do (a multistep or second-order sampler) and names the allowed."""
+    if name in family.schedulers:
+        return
+    if not family.schedulers:
+        raise UsageError(f"scheduler {name} cannot be chosen for {family.label} models, which run their own; drop --scheduler")
+    cls = _scheduler_class(name)
+    if cls is None:
+        raise UsageError(f"scheduler {json.dumps(name)[:60]} is not a diffusers scheduler; {family.label} allows {_allowed(family)}")
+    try:
+        scheduler = cls()
+        scheduler.set_timesteps(2)
+    except Exception:  # noqa: BLE001 - a class that needs more than its defaults: the plain reason
+        scheduler = None
+    why = _band_unsafe(cls, {}) or (scheduler is not None and _not_resumable(scheduler, 2)) or f"is not made for {family.label} models"
+    raise UsageError(f"scheduler {name} {why}; {family.label} allows {_allowed(family)}")
+
+
+def check_scheduler(root: Path, family: Family, choice: str | None = None) -> None:
+    """Refuse a missing scheduler config, a class that is not a diffusers scheduler, a config
+    that cannot be built and set to a few steps (what the driver does once the actors run), and
+    a sampler the band loop cannot step (`_band_unsafe`, `_not_resumable`).
+
+    With `choice` (`--scheduler`) that class, allowed by the family, is built from the folder's
+    config instead, as the adapters build it, and the folder's own class is not used (so a
+    `--scheduler` is the way around a folder whose sampler the band loop cannot step)."""
+    path = root / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        raise UsageError(f"model {root} has no scheduler/scheduler_config.json; is the download complete?")
+    config = read_json(path, "config")
+    if choice is not None:
+        check_choice(choice, family)
+    name = choice or config.get("_class_name")
+    cls = _scheduler_class(name)
+    if cls is None:
         raise UsageError(
             f"model config {path} names {json.dumps(name)}, which is not a diffusers scheduler; "
             f"{family.short} uses {family.scheduler}"
         )
+    if choice:  # allowed by the family; its folder's config can still make it unusable
+        what, per_pixel = f"scheduler {name} (configured from model config {path})", f"choose another: {_allowed(family)}"
+        single = per_pixel
+    else:
+        what = f"model config {path}: {name}"
+        flag = "pass --scheduler or " if family.schedulers else ""
+        per_pixel = f"{flag}set a per-pixel sampler such as {family.scheduler}"
+        single = f"so {flag}set a single-step sampler such as {family.scheduler}"
     unsafe = _band_unsafe(cls, config)
     if unsafe:
         raise UsageError(
-            f"model config {path}: {name} {unsafe}, and gigacanvas steps the latent in row bands, so the "
-            f"pixels would depend on how many there are; set a per-pixel sampler such as {family.scheduler}"
+            f"{what} {unsafe}, and gigacanvas steps the latent in row bands, so the pixels would depend on how many "
+            f"there are; {per_pixel}"
         )
     try:
         scheduler = cls.from_config(config)
@@ -173,10 +218,7 @@ def check_scheduler(root: Path, family: Family) -> None:
         raise UsageError(f"model config {path} cannot be set up as a {name} by diffusers ({_detail(exc)}); is it damaged?") from None
     unsafe = _not_resumable(scheduler, 2)
     if unsafe:
-        raise UsageError(
-            f"model config {path}: {name} {unsafe}; gigacanvas steps each band from its step alone, "
-            f"so set a single-step sampler such as {family.scheduler}"
-        )
+        raise UsageError(f"{what} {unsafe}; gigacanvas steps each band from its step alone, {single}")
 
 
 def check_pair(latent_channels: int, vae: dict, root: Path) -> None:

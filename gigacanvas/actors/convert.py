@@ -55,7 +55,7 @@ def convert_transformer(
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Linear) and is_fp8_layer(name, patterns)
     }
-    tensors = chain.from_iterable(iter_tensors(c, lambda key: torch.float32) for c in checkpoints)
+    tensors = chain.from_iterable(iter_tensors(c, lambda key: torch.float32, dict(model.config)) for c in checkpoints)
     metadata = {
         "source_fingerprint": info.fingerprint,
         "scale_name": scale_name,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gigacanvas.actors import configs, models
 from gigacanvas.actors.adapter import ModelAdapter, ModelInfo
-from gigacanvas.actors.checkpoint import transformer_source
+from gigacanvas.actors.checkpoint import check_fits, transformer_source
 from gigacanvas.actors.configs import read_json
 from gigacanvas.actors.fingerprint import cache_dir, fingerprint
 from gigacanvas.actors.models import Family
@@ -165,15 +165,18 @@ def _check_regular_files(root: Path, transformer_file: Path | None) -> None:
             raise UsageError(f"model file {file} is not a regular file (a FIFO, device or socket); refusing to open it")
 
 
-def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
+def open_model(model: str | None, base_model: str | None = None, scheduler: str | None = None) -> ModelInfo:
     """Check `model` and describe it, reading configs and safetensors headers only.
 
     `model` is a diffusers folder of a known family, a hub id, None (the tiny model), a single-file
     `.safetensors` or `.gguf` transformer whose VAE, text encoders and configs come from `base_model`, or a
-    stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`).
+    stand-in named by its prefix (`simulated:...`, for `gigacanvas bench`). `scheduler`: a
+    `--scheduler` class name to check against the family (its folder's scheduler is then not used).
     """
     stand_in = models.for_scheme(model) if model is not None else None
     if stand_in is not None:
+        if scheduler is not None:
+            configs.check_choice(scheduler, stand_in)
         return stand_in.describe(model, base_model)
     from gigacanvas.actors.nodemodel import BUILTIN
 
@@ -206,13 +209,15 @@ def open_model(model: str | None, base_model: str | None = None) -> ModelInfo:
     source = transformer_file or root / family.denoiser / "config.json"
     transformer = configs.check_transformer(config, str(source), family)
     if checkpoints[0].precision == "gguf":  # diffusers' GGUF loader would not say what is missing
-        from gigacanvas.actors.ggufmodel import check_fits
+        from gigacanvas.actors.ggufmodel import check_fits as check_gguf_fits
 
-        check_fits(checkpoints[0], family, config)
+        check_gguf_fits(checkpoints[0], family, config)
+    elif transformer_file:  # a file of another model or size: one line now, not on every actor's load
+        check_fits(checkpoints[0], transformer)
     vae = configs.check_vae(root, family)
     sizes = family.sizes(transformer, vae)
     configs.check_pair(sizes["latent_channels"], vae, root)
-    configs.check_scheduler(root, family)
+    configs.check_scheduler(root, family, scheduler)
     return ModelInfo(
         family=family.name,
         path=str(root.resolve()),

@@ -36,6 +36,7 @@ RENDER_FLAGS = (
     ("--seed", int, "noise seed (default 0)"),
     ("--model", str, "SD3/SD3.5, Flux.1 or SDXL diffusers folder, hub id, or transformer .safetensors (default: tiny model)"),
     ("--base-model", str, "with a .safetensors --model: the diffusers folder with its VAE, encoders, configs"),
+    ("--scheduler", str, "a diffusers scheduler class, configured from the model's scheduler config, among those its family allows: SDXL EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DDIMScheduler, ...; SD3/Flux.1 FlowMatchEulerDiscreteScheduler (default: the model's own)"),
     ("--precision", str, "auto, fp8, fp8-compute, bf16, fp16 or fp32 (default auto: the device's fastest)"),
     ("--tile-size", int, "tile side in pixels (default: the model's native size, 1024 for SD3.5, Flux.1 and SDXL)"),
     ("--tile-overlap", int, "overlap between tiles in pixels (default: an eighth of the tile)"),

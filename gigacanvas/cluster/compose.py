@@ -129,7 +129,8 @@ def noised(latent: np.ndarray, noise: np.ndarray, scheduler: Any, start: int) ->
     import torch
 
     scheduler = copy.deepcopy(scheduler)
-    scheduler.set_begin_index(start)
+    if hasattr(scheduler, "set_begin_index"):  # as the img2img pipelines; DDIM's add_noise reads t alone
+        scheduler.set_begin_index(start)
     t = scheduler.timesteps[start : start + 1]
     x, n = torch.from_numpy(latent)[None], torch.from_numpy(noise)[None]
     out = scheduler.scale_noise(x, t, n) if hasattr(scheduler, "scale_noise") else scheduler.add_noise(x, n, t)

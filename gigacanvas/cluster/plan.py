@@ -274,7 +274,7 @@ class Plan:
 def plan(spec: RenderSpec) -> Plan:
     """Every check that needs no cluster: model and configs, sizes, output, store place, memory."""
     check_job_outputs(spec)  # before the model opens: a refusal in a Ray job costs nothing
-    info = open_model(spec.model, spec.base_model)
+    info = open_model(spec.model, spec.base_model, spec.scheduler)
     spec, info = with_loras(spec, info)
     asked, spec = spec, resolve(spec, info)
     notes = tuple(n for n in (strength_note(asked, spec, info),) if n)
@@ -303,9 +303,10 @@ def stage_plan(stage, info: ModelInfo) -> Plan:
     return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, f"stage {stage.index}")
 
 
-def make_scheduler(info: ModelInfo, steps: int, tile_h: int, tile_w: int):
-    """The render's scheduler, for the `tile_h` x `tile_w` (latent pixels) tiles the model sees."""
+def make_scheduler(info: ModelInfo, steps: int, tile_h: int, tile_w: int, scheduler: str | None = None):
+    """The render's scheduler, for the `tile_h` x `tile_w` (latent pixels) tiles the model sees:
+    the model's own, or the class `scheduler` names (the spec's, checked by `open_model`)."""
     from gigacanvas.actors.loading import load_adapter
 
     # The driver builds the scheduler from config only; no weights are loaded here.
-    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, tile_h, tile_w)
+    return load_adapter(info, "cpu", "fp32").make_scheduler(steps, tile_h, tile_w, scheduler)

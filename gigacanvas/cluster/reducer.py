@@ -77,7 +77,8 @@ class Reducer:
         y0, y1 = self.rows
         self.latent, self.step = self.store.read_rows(y0, y1, step)
         self.scheduler = copy.deepcopy(self._scheduler)
-        self.scheduler.set_begin_index(self.step)
+        if hasattr(self.scheduler, "set_begin_index"):  # DDIM and DDPM step from the timestep's value alone
+            self.scheduler.set_begin_index(self.step)
         self._input = None
         self._start_blend()
         return self.step

@@ -304,7 +304,7 @@ def _run(
     store = claim.store
     # for the tile the model sees (every step's tiles are one size): a size-dependent shift is the
     # tile's; the refinement's noising uses the same schedule as its steps
-    scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w)
+    scheduler = make_scheduler(info, spec.steps, the_plan.grid.tile_h, the_plan.grid.tile_w, spec.scheduler)
     record = spec.resume_record(own_out=content is None)  # a stage's store records no out: not the final's
     if claim.resumable:
         notify(f"gigacanvas: resuming {spec.store_url} at step {store.committed_step()} of {spec.steps}")

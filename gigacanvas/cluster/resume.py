@@ -168,7 +168,7 @@ def _check_model(spec: RenderSpec, url: str, fingerprint: Any) -> None:
     """The model must still be the one the store was rendered with (its bytes, not its name)."""
     from gigacanvas.actors.loading import open_model
 
-    info = open_model(spec.model, spec.base_model)  # a missing model is its one line
+    info = open_model(spec.model, spec.base_model, spec.scheduler)  # a missing model is its one line
     if info.fingerprint != fingerprint:
         model = spec.model or "the built-in tiny model"
         raise UsageError(

@@ -80,12 +80,15 @@ CONTENT_FIELDS = (
     "source",
     "alpha",
     "lora_fingerprints",
+    "scheduler",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
-# blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
-# field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints")
+# blend decode, a fixed grid before version 3, no wrap, the model's own scheduler), so stores and
+# pictures made before the field existed still match: a record without them is whole.
+OMITTABLE_FIELDS = (
+    "vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints", "scheduler",
+)
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
@@ -142,6 +145,9 @@ class RenderSpec:
     # each file's content fingerprint and weight, filled at planning: the part that decides pixels.
     lora: tuple[str, ...] | None = None
     lora_fingerprints: str | None = None
+    # A diffusers scheduler class (EulerAncestralDiscreteScheduler) configured from the model's
+    # scheduler config, among those its family allows (actors/models/); None: the model's own.
+    scheduler: str | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -192,6 +198,11 @@ class RenderSpec:
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         _check_compose(self)
         _check_upscale(self)
+        if self.scheduler is not None and not (self.scheduler.isidentifier() and self.scheduler.isascii()):
+            raise UsageError(
+                f"scheduler {_quote(self.scheduler)} is not a diffusers scheduler class name; "
+                "try EulerAncestralDiscreteScheduler, or leave --scheduler out for the model's own"
+            )
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -229,7 +240,7 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha", "lora_fingerprints"):
+        for name in ("strength", "source", "alpha", "lora_fingerprints", "scheduler"):
             if getattr(self, name) is None:
                 del content[name]
         return content
@@ -257,7 +268,7 @@ class RenderSpec:
         model = Path(self.model).name if self.model else "gigacanvas-tiny-sd3"
         return (
             f"{self.prompt}\nNegative prompt: {self.negative_prompt}\n"
-            f"Steps: {self.steps}, Sampler: Euler (flow matching), CFG scale: {self.guidance}, "
+            f"Steps: {self.steps}, Sampler: {self.scheduler or 'Euler (flow matching)'}, CFG scale: {self.guidance}, "
             f"Seed: {self.seed}, Size: {self.width}x{self.height}, Model: {model}, "
             f"Tile size: {self.tile_size}, Tile overlap: {self.tile_overlap}, Precision: {precision}"
         )
@@ -436,7 +447,7 @@ def _check_ranges(spec: RenderSpec) -> None:
         )
     for name in (
         "prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source",
-        "lora_fingerprints",
+        "lora_fingerprints", "scheduler",
     ):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME

@@ -165,3 +165,34 @@ def test_a_damaged_embedded_config_in_a_single_file_is_refused(tiny_model, tmp_p
         save_file({k: v.to(torch.bfloat16) for k, v in tensors.items()}, str(path), metadata={"transformer_config": config})
         with pytest.raises(UsageError, match=re.escape(message)):
             open_model(str(path), tiny_model)
+
+
+@pytest.mark.parametrize("choice", ["FlowMatchEulerDiscreteScheduler", "FlowMatchLCMScheduler"])
+def test_a_chosen_scheduler_the_family_allows_is_built_from_the_folders_config_instead(copy, choice):
+    """`--scheduler` is the way around a folder whose own sampler the band loop cannot step."""
+    from gigacanvas.actors.loading import load_adapter
+
+    _edit(copy / "scheduler" / "scheduler_config.json", _class_name="DPMSolverMultistepScheduler", shift=2.0)
+    _refused(copy, r"DPMSolverMultistepScheduler keeps earlier steps' state.*so pass --scheduler or set a single-step")
+    scheduler = load_adapter(open_model(str(copy), None, choice), "cpu").make_scheduler(4, 32, 32, choice)
+    assert type(scheduler).__name__ == choice and scheduler.config.shift == 2.0 and len(scheduler.timesteps) == 4
+
+
+@pytest.mark.parametrize(
+    "choice, why",
+    [
+        ("Nope", '"Nope" is not a diffusers scheduler'),
+        ("DPMSolverMultistepScheduler", "DPMSolverMultistepScheduler keeps earlier steps' state (model_outputs: a multistep solver), which a resumed band would not have"),
+        ("HeunDiscreteScheduler", "HeunDiscreteScheduler calls the model more than once per step (3 timesteps for 2 steps)"),
+        ("EulerAncestralDiscreteScheduler", "EulerAncestralDiscreteScheduler is not made for SD3/SD3.5 models"),
+    ],
+)
+def test_a_chosen_scheduler_the_family_does_not_allow_is_one_line_naming_those_it_does(copy, choice, why):
+    with pytest.raises(UsageError) as caught:
+        open_model(str(copy), None, choice)
+    assert str(caught.value) == f"scheduler {why}; SD3/SD3.5 allows FlowMatchEulerDiscreteScheduler or FlowMatchLCMScheduler"
+
+
+def test_a_stand_in_model_takes_no_chosen_scheduler():
+    with pytest.raises(UsageError, match="^scheduler DDIMScheduler cannot be chosen for simulated .*; drop --scheduler$"):
+        open_model("simulated:0", None, "DDIMScheduler")

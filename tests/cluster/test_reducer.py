@@ -114,7 +114,25 @@ def test_a_band_split_steps_the_latent_bit_for_bit(tmp_path, bands):
     np.testing.assert_array_equal(latent, _whole(noise, grid, 3, 2))
 
 
-@pytest.mark.parametrize("make", [lambda: _flow(stochastic_sampling=True), _ancestral], ids=["flow-stochastic", "euler-ancestral"])
+def _from_sdxl(name):
+    """`--scheduler name` on SDXL: the class configured from SDXL's scheduler config."""
+    import diffusers
+
+    return lambda: getattr(diffusers, name).from_config(_euler().config)
+
+
+def _flow_lcm():
+    from diffusers import FlowMatchLCMScheduler
+
+    return FlowMatchLCMScheduler.from_config(_flow().config)
+
+
+# Every stochastic sampler a family allows for --scheduler (actors/models/), each drawing its step noise through randn_tensor
+@pytest.mark.parametrize(
+    "make",
+    [lambda: _flow(stochastic_sampling=True), _ancestral, _flow_lcm, _from_sdxl("DDPMScheduler"), _from_sdxl("LCMScheduler"), _from_sdxl("TCDScheduler")],
+    ids=["flow-stochastic", "euler-ancestral", "flow-lcm", "ddpm", "lcm", "tcd"],
+)
 def test_a_stochastic_samplers_step_noise_is_keyed_so_any_band_split_is_the_whole_latent(tmp_path, make):
     grid = StepGrids(40, 56, 16, 4)
     noise = initial_noise(3, CHANNELS, 40, 56)
@@ -150,16 +168,25 @@ def _euler():
     return EulerDiscreteScheduler(**SDXL_SCHEDULER)
 
 
+def _ddim():
+    """DDIM from SDXL's config (`--scheduler DDIMScheduler`): no step index, no `set_begin_index`."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(_euler().config)
+
+
 @pytest.mark.parametrize("bands", [1, 3])
-def test_a_non_flow_samplers_scaled_input_steps_the_whole_latent_and_resumes_exactly(tmp_path, bands):
+@pytest.mark.parametrize("make", [_euler, _ddim], ids=["euler", "ddim"])
+def test_a_non_flow_samplers_scaled_input_steps_the_whole_latent_and_resumes_exactly(tmp_path, bands, make):
     """Euler's windows are `scale_model_input`'s (1 / sqrt(sigma^2 + 1)) of the step the band
-    holds, also after a resume, where the reducer's scheduler starts afresh at that step."""
+    holds, also after a resume, where the reducer's scheduler starts afresh at that step; DDIM
+    steps from the timestep's value alone and resumes alike."""
     grids = StepGrids(40, 56, 16, 4)
-    noise = initial_noise(3, CHANNELS, 40, 56) * np.float32(_scheduler(3, _euler).init_noise_sigma)
-    want = _whole(noise, grids, 3, 2, _euler)
+    noise = initial_noise(3, CHANNELS, 40, 56) * np.float32(_scheduler(3, make).init_noise_sigma)
+    want = _whole(noise, grids, 3, 2, make)
     url = str(tmp_path / "s.zarr")
-    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, make=_euler, until=1)  # stopped after step 1
-    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1, make=_euler)  # new reducers resume at step 1
+    _banded(url, noise, grids, 3, 2, bands, order_seed=bands, make=make, until=1)  # stopped after step 1
+    _banded(url, None, grids, 3, 2, bands, order_seed=bands + 1, make=make)  # new reducers resume at step 1
     np.testing.assert_array_equal(LatentStore(url).read_latent()[0], want)
 
 

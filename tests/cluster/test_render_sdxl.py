@@ -32,21 +32,24 @@ def tiny_sdxl_v_model(tmp_path_factory) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("variant", ["epsilon", "v_prediction"])
+@pytest.mark.parametrize("variant", ["epsilon", "v_prediction", "DDIMScheduler"])
 def test_one_tile_render_matches_the_sdxl_pipeline(variant, tiny_sdxl_model, tiny_sdxl_v_model, ray_cluster, tmp_path):
     """One tile covering the whole latent: the render's latent and picture are
     StableDiffusionXLPipeline's on the same prompts and initial noise (which the pipeline scales
-    by the scheduler's init_noise_sigma, as the render does)."""
+    by the scheduler's init_noise_sigma, as the render does); with `--scheduler DDIMScheduler`,
+    the pipeline's with DDIM configured from the folder's config (DDIM has no step index: its
+    reducers step from the timestep alone)."""
     import torch
-    from diffusers import StableDiffusionXLPipeline
+    from diffusers import DDIMScheduler, StableDiffusionXLPipeline
 
     from gigacanvas.tiling import initial_noise
 
-    model = tiny_sdxl_model if variant == "epsilon" else tiny_sdxl_v_model
+    model = tiny_sdxl_v_model if variant == "v_prediction" else tiny_sdxl_model
+    chosen = variant if variant.endswith("Scheduler") else None
     args = dict(prompt="a lighthouse", negative_prompt="blurry", width=256, height=192, steps=3, guidance=5.0, seed=11)
     result = render(
         RenderSpec(
-            model=model, tile_size=256, vae_tile_size=0, actors=1, precision="fp32",
+            model=model, tile_size=256, vae_tile_size=0, actors=1, precision="fp32", scheduler=chosen,
             store=f"memory://gc-render-sdxl/pin-{variant}.zarr", out=str(tmp_path / "r.png"), **args
         ),
         progress=False,
@@ -57,7 +60,9 @@ def test_one_tile_render_matches_the_sdxl_pipeline(variant, tiny_sdxl_model, tin
 
     pipe = StableDiffusionXLPipeline.from_pretrained(model, add_watermarker=False)
     pipe.set_progress_bar_config(disable=True)
-    assert pipe.scheduler.config.prediction_type == variant
+    if chosen:
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    assert pipe.scheduler.config.prediction_type == ("v_prediction" if variant == "v_prediction" else "epsilon")
     call = dict(
         prompt=args["prompt"], negative_prompt=args["negative_prompt"], width=args["width"], height=args["height"],
         num_inference_steps=args["steps"], guidance_scale=args["guidance"],
@@ -80,17 +85,45 @@ def one_band_per_actor(monkeypatch):
     monkeypatch.setattr(steploop, "BAND_BYTES", 1)  # a small canvas gets several reducers too
 
 
-def test_multi_tile_sdxl_renders_are_the_same_bits_on_one_and_two_actors(
-    tiny_sdxl_model, ray_cluster, tmp_path, one_band_per_actor
-):
-    outs = {}
-    for actors in (1, 2):
-        spec = RenderSpec(model=tiny_sdxl_model, actors=actors, out=str(tmp_path / f"{actors}.png"), **MULTI_TILE)
-        result = render(spec, progress=False)
+def test_multi_tile_sdxl_renders_are_the_same_bits_on_one_and_two_actors(tiny_sdxl_model, ray_cluster, tmp_path, one_band_per_actor):
+    """With `--scheduler EulerAncestralDiscreteScheduler`, the stricter case of the loop (Euler's
+    scaled input and first noise, and step noise besides): its step noise is the seed's, keyed by
+    position (actors/stepnoise.py), so 1 and 2 actors (and reducers) give the same bits; the
+    pipeline draws its own, so the choice is pinned by that and by differing from the folder's
+    Euler. The smallest canvas with several tiles; the picture records the sampler."""
+    spec = dict(MULTI_TILE, width=384, height=256, vae_tile_size=0)
+    latents = {}
+    for actors, chosen in ((1, "EulerAncestralDiscreteScheduler"), (2, "EulerAncestralDiscreteScheduler"), (1, None)):
+        out = tmp_path / f"{actors}-{chosen}.png"
+        result = render(RenderSpec(model=tiny_sdxl_model, actors=actors, out=str(out), scheduler=chosen, **spec), progress=False)
         assert result.tiles_per_step > 1 and len(LatentStore(result.store).bands) == actors
-        outs[actors] = (_pixels(result.out), LatentStore(result.store).read_latent()[0])
-    np.testing.assert_array_equal(outs[1][0], outs[2][0])
-    np.testing.assert_array_equal(outs[1][1], outs[2][1])
+        latents[actors, chosen] = (_pixels(out), LatentStore(result.store).read_latent()[0])
+        with Image.open(out) as im:
+            assert json.loads(im.text["gigacanvas"])["scheduler"] == chosen
+    one, two = latents[1, "EulerAncestralDiscreteScheduler"], latents[2, "EulerAncestralDiscreteScheduler"]
+    np.testing.assert_array_equal(one[0], two[0])
+    np.testing.assert_array_equal(one[1], two[1])
+    # 2 steps: only the first adds noise (the last steps to sigma 0); measured 2% of the latent, far above rounding
+    assert np.abs(one[1] - latents[1, None][1]).mean() > 1e-3 * np.abs(one[1]).mean()
+
+
+@pytest.mark.parametrize(
+    "name, why",
+    [
+        ("Nope", '"Nope" is not a diffusers scheduler'),
+        ("DPMSolverMultistepScheduler", "DPMSolverMultistepScheduler keeps earlier steps' state (model_outputs: a multistep solver)"),
+        ("KDPM2DiscreteScheduler", "KDPM2DiscreteScheduler calls the model more than once per step"),
+        ("FlowMatchEulerDiscreteScheduler", "FlowMatchEulerDiscreteScheduler is not made for SDXL models"),
+        ("Euler a", "'Euler a' is not a diffusers scheduler class name"),
+    ],
+)
+def test_a_scheduler_sdxl_does_not_allow_exits_2_in_one_line(name, why, tiny_sdxl_model, tmp_path, capsys):
+    code, _, err = run_cli(
+        capsys, "render", "--model", tiny_sdxl_model, "--prompt", "a fox", "--scheduler", name, "--out", str(tmp_path / "p.png"), "--dry-run"
+    )
+    assert code == 2 and err.count("\n") == 1 and f"error: scheduler {why}" in err, err
+    if "class name" not in why:
+        assert err.rstrip().endswith("SDXL allows EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DDIMScheduler, DDPMScheduler, LCMScheduler or TCDScheduler")
 
 
 def _planned(model, tmp_path, **flags):
@@ -121,7 +154,11 @@ def test_a_multistep_scheduler_is_refused_in_one_line(tiny_sdxl_model, tmp_path,
     code, _, err = run_cli(capsys, "render", "--model", str(copy), "--prompt", "a fox", "--out", str(tmp_path / "p.png"), "--dry-run")
     assert code == 2 and err.count("\n") == 1
     assert "DPMSolverMultistepScheduler keeps earlier steps' state (model_outputs" in err
-    assert err.rstrip().endswith("set a single-step sampler such as EulerDiscreteScheduler")
+    assert err.rstrip().endswith("so pass --scheduler or set a single-step sampler such as EulerDiscreteScheduler")
+    # a chosen sampler replaces the folder's: the way around it
+    args = ("render", "--model", str(copy), "--prompt", "a fox", "--out", str(tmp_path / "p.png"), "--dry-run")
+    code, out, _ = run_cli(capsys, *args, "--scheduler", "EulerDiscreteScheduler")
+    assert code == 0 and "plan for" in out
 
 
 def test_demo_model_builds_a_folder_the_sdxl_pipeline_loads(tmp_path, capsys):

@@ -353,3 +353,16 @@ def test_wrap_is_content_only_when_on_and_refused_where_it_cannot_hold():
     with pytest.raises(UsageError, match="with width 256 no larger than tile_size 256 needs shifted windows"):
         resolve(RenderSpec(prompt="x", width=256, height=512, wrap="x", shift_windows=False), info)
     assert resolve(RenderSpec(prompt="x", width=512, wrap="x", shift_windows=False), info).wrap == "x"
+
+
+def test_a_chosen_scheduler_is_content_only_when_set_and_must_be_a_class_name():
+    """None (the model's own) leaves the key out, so stores and pictures made before the field
+    existed still match; a chosen one decides the pixels, so it is part of the store's identity."""
+    assert "scheduler" not in RenderSpec(prompt="x").content()
+    chosen = RenderSpec(prompt="x", scheduler="EulerAncestralDiscreteScheduler")
+    assert chosen.content()["scheduler"] == "EulerAncestralDiscreteScheduler" and "scheduler" in CONTENT_FIELDS
+    assert "Sampler: EulerAncestralDiscreteScheduler," in chosen.parameters_line("fp32")
+    assert "Sampler: Euler (flow matching)," in RenderSpec(prompt="x").parameters_line("fp32")  # as older pictures say
+    for bad in ("Euler a", "", "x" * 5000):
+        with pytest.raises(UsageError, match="^scheduler .* (is not a diffusers scheduler class name|characters long)"):
+            RenderSpec(prompt="x", scheduler=bad)

@@ -28,6 +28,9 @@ HOMES = (
     "gigacanvas.actors.models.simulated",
 )  # each defines FAMILY
 DEFAULT = "sd3"  # the family of the built-in tiny model (`--model` unset, `demo-model`)
+# The flow-matching samplers the band loop can step (one model call per step, no kept state), the
+# `--scheduler` choices of the flow-matching families (SD3, Flux.1): see their docs for the rest.
+FLOW_SCHEDULERS = ("FlowMatchEulerDiscreteScheduler", "FlowMatchLCMScheduler")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,11 @@ class Family:
     # vae_scale_factor, patch_size, native_tile_px, max_tile_px
     sizes: Callable[[dict, dict], dict] | None = None
     scheduler: str = ""  # the scheduler it is made for, suggested when a folder's is refused
+    # The diffusers scheduler classes `--scheduler` may pick, each configured from the folder's
+    # scheduler config (`Cls.from_config`); empty: the folder's scheduler only. Every one must step
+    # from its step index alone with one model call per step (configs.py's rules; the family's docs
+    # say why its others are left out).
+    schedulers: tuple[str, ...] = ()
     # The first key segment of its transformer blocks in the diffusers layout and in the original
     # (single-file) layout, which `convert_original` ("module:function") maps to diffusers' keys
     # (empty: original-layout files are refused).

@@ -128,7 +128,7 @@ class SimulatedAdapter(ModelAdapter):
             slow = self.slow if self.slow != 1 and _worker_number() == 0 else 1.0
             self.seconds_per_tile = self.tile_seconds * slow
 
-    def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int, scheduler: str | None = None):
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)  # SD3's config

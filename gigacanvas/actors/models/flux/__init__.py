@@ -8,7 +8,9 @@ and scheduler config (dynamic shifting on [dev] only), so the defaults and refus
 from the configs, not from a name. Single files come in the diffusers layout
 (`transformer_blocks.N...`, `single_transformer_blocks.N...`) or in Black Forest Labs' original
 layout (`double_blocks.N...`, maybe under `model.diffusion_model.`), which diffusers' own
-converter maps.
+converter maps. `--scheduler` picks among the flow-matching samplers the band loop can step, as
+for SD3 (`FLOW_SCHEDULERS`; see sd3/__init__.py for why the others are refused); the tile's
+timestep shift applies to each.
 
 Sizes: the transformer works on 2x2 patches of the 16-channel latent packed into 64-channel
 tokens (its own `patch_size` is 1 and its `in_channels` 64); gigacanvas tiles, blends, noises and
@@ -20,7 +22,7 @@ table, so there is no largest tile.
 
 from __future__ import annotations
 
-from gigacanvas.actors.models import Family
+from gigacanvas.actors.models import FLOW_SCHEDULERS, Family
 
 PACK = 2  # latent pixels per side of a packed token
 DEV_STEPS, DEV_GUIDANCE = 28, 3.5  # FluxPipeline's defaults, which [dev] is made for
@@ -60,6 +62,7 @@ FAMILY = Family(
     planner_keys=("in_channels",),
     sizes=sizes,
     scheduler="FlowMatchEulerDiscreteScheduler",
+    schedulers=FLOW_SCHEDULERS,
     diffusers_blocks="transformer_blocks",
     original_blocks="double_blocks",
     convert_original="diffusers.loaders.single_file_utils:convert_flux_transformer_checkpoint_to_diffusers",

@@ -27,7 +27,6 @@ step; a negative prompt would do nothing, yet still change the render's identity
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +83,7 @@ class FluxAdapter(FolderAdapter):
         # The text encoders and the VAE follow the mode's compute dtype but are never stored in FP8.
         self.dtype = dtypes(precision, device)[1]
 
-    def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int, scheduler: str | None = None):
         """The pipeline's schedule for a picture of `latent_h` x `latent_w`: the tile the model sees.
 
         Flux shifts its schedule by `mu`, a linear function of the image's token count, because a
@@ -95,14 +94,12 @@ class FluxAdapter(FolderAdapter):
         under-denoised. The shift of the tile size is the one the model was trained to expect for
         what it sees; the canvas size does not enter it, so a poster is the same tiles at any size.
         """
-        import diffusers
         from diffusers.pipelines.flux.pipeline_flux import (
             calculate_shift,
             retrieve_timesteps,
         )
 
-        config = json.loads(Path(self._path("scheduler/scheduler_config.json")).read_text())
-        scheduler = getattr(diffusers, config["_class_name"]).from_config(config)
+        scheduler = self._scheduler(scheduler)
         sigmas = np.linspace(1.0, 1 / steps, steps)
         if scheduler.config.get("use_flow_sigmas", False):
             sigmas = None

@@ -5,11 +5,17 @@ This module is the family's description (light: no torch, no diffusers at import
 are imported when used. Single files come in the diffusers layout (`transformer_blocks.N...`) or
 in the original SD3 layout (`joint_blocks.N...`, maybe under `model.diffusion_model.`), which
 diffusers' own converter maps.
+
+`--scheduler` may pick a flow-matching sampler the band loop can step (`FLOW_SCHEDULERS`:
+FlowMatchEulerDiscreteScheduler, FlowMatchLCMScheduler), configured from the folder's config.
+Multistep solvers with flow sigmas (UniPC, DPM++) keep earlier steps' outputs, which a band
+reducer started at a resume would not have, and FlowMatchHeun calls the model twice per step:
+refused in one line. Non-flow samplers (Euler, DDIM) assume another noise parameterisation.
 """
 
 from __future__ import annotations
 
-from gigacanvas.actors.models import Family
+from gigacanvas.actors.models import FLOW_SCHEDULERS, Family
 
 
 def sizes(transformer: dict, vae: dict) -> dict:
@@ -37,6 +43,7 @@ FAMILY = Family(
     planner_keys=("in_channels", "patch_size", "sample_size"),
     sizes=sizes,
     scheduler="FlowMatchEulerDiscreteScheduler",
+    schedulers=FLOW_SCHEDULERS,
     diffusers_blocks="transformer_blocks",
     original_blocks="joint_blocks",
     convert_original="diffusers.loaders.single_file_utils:convert_sd3_transformer_checkpoint_to_diffusers",

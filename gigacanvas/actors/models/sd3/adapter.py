@@ -8,7 +8,6 @@ reference-equivalence test holds us to it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,11 +39,8 @@ class SD3Adapter(FolderAdapter):
         # the mode's compute dtype but are never stored in FP8.
         self.dtype = dtypes(precision, device)[1]
 
-    def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
-        import diffusers
-
-        config = json.loads(Path(self._path("scheduler/scheduler_config.json")).read_text())
-        scheduler = getattr(diffusers, config["_class_name"]).from_config(config)
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int, scheduler: str | None = None):
+        scheduler = self._scheduler(scheduler)
         kwargs = {}
         if scheduler.config.get("use_dynamic_shifting", None):
             from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift

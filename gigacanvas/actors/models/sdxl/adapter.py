@@ -59,14 +59,10 @@ class SDXLAdapter(FolderAdapter):
         # too, but for fp16 with a VAE that overflows in it (`vae_dtype`).
         self.dtype = dtypes(precision, device)[1]
 
-    def make_scheduler(self, steps: int, latent_h: int, latent_w: int):
-        """The folder's scheduler set to `steps` (SDXL's schedule does not depend on the size)."""
-        import diffusers
-
-        from gigacanvas.actors.configs import read_json
-
-        config = read_json(Path(self._path("scheduler/scheduler_config.json")), "config")
-        scheduler = getattr(diffusers, config["_class_name"]).from_config(config)
+    def make_scheduler(self, steps: int, latent_h: int, latent_w: int, scheduler: str | None = None):
+        """The folder's scheduler (or `scheduler`'s class from its config) set to `steps` (SDXL's
+        schedule does not depend on the size)."""
+        scheduler = self._scheduler(scheduler)
         scheduler.set_timesteps(steps, device="cpu")  # as retrieve_timesteps without custom timesteps
         return scheduler
 
