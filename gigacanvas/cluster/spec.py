@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gigacanvas.actors.precision import MODES
+from gigacanvas.cluster.regions import Region, check_regions, parse_regions
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.outputs import check_out_name, store_beside
 
@@ -79,12 +80,17 @@ CONTENT_FIELDS = (
     "source",
     "alpha",
     "lora_fingerprints",
+    "regions",
+    "region_feather",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
 # blend decode, a fixed grid before version 3, no wrap), so stores and pictures made before the
 # field existed still match: a record without them is whole.
-OMITTABLE_FIELDS = ("vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints")
+OMITTABLE_FIELDS = (
+    "vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints", "regions",
+    "region_feather",
+)
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
@@ -141,6 +147,11 @@ class RenderSpec:
     # each file's content fingerprint and weight, filled at planning: the part that decides pixels.
     lora: tuple[str, ...] | None = None
     lora_fingerprints: str | None = None
+    # Regional prompts (cluster/regions.py): rectangles in pixels, each drawn with its own prompt, the
+    # base prompt drawing the rest; `region_feather` their soft edges' width in pixels (None: the
+    # default, filled by plan.py's `resolve` where there are regions). () and None: none, as before.
+    regions: tuple[Region, ...] = ()
+    region_feather: int | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -157,6 +168,7 @@ class RenderSpec:
                 raise UsageError(f"compose {_quote(self.compose)} is not auto, none or a number of stages from 1 to {MAX_STAGES}")
             object.__setattr__(self, "compose", str(self.compose))
         _check_loras(self)
+        object.__setattr__(self, "regions", parse_regions(self.regions, MAX_PROMPT))  # a list from a file: checked apart
         _check_types(self)
         _check_ranges(self)
         for name in ("width", "height"):
@@ -191,6 +203,7 @@ class RenderSpec:
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         _check_compose(self)
         _check_upscale(self)
+        check_regions(self.regions, self.width, self.height, self.region_feather)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -228,9 +241,13 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha", "lora_fingerprints"):
+        for name in ("strength", "source", "alpha", "lora_fingerprints", "region_feather"):
             if getattr(self, name) is None:
                 del content[name]
+        if self.regions:  # as JSON holds them, so a store's record compares equal
+            content["regions"] = [dataclasses.asdict(r) for r in self.regions]
+        else:  # no regions, as every picture before them
+            del content["regions"]
         return content
 
     @property
@@ -379,7 +396,7 @@ def not_a_single_value(value: Any) -> str | None:
 def _check_types(spec: RenderSpec) -> None:
     """Flags arrive typed; files do not. Coerce what is unambiguous, refuse the rest."""
     for name, field in FIELDS.items():
-        if name == "lora":  # the one list; _check_loras's
+        if name in ("lora", "regions"):  # the lists: _check_loras's and parse_regions's
             continue
         value = getattr(spec, name)
         kind = str(field.type)
