@@ -95,10 +95,11 @@ def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     for index, (width, height) in enumerate(sizes(spec, info)[:-1]):
         # regional prompts apply at every stage, scaled: the composition is where the layout is decided
-        size = dict(
-            width=width, height=height, regions=scale_regions(spec.regions, spec.width, spec.height, width, height),
-            region_feather=scale_feather(spec.region_feather, spec.width, spec.height, width, height),
-        )
+        size = {
+            "width": width, "height": height,
+            "regions": scale_regions(spec.regions, spec.width, spec.height, width, height),
+            "region_feather": scale_feather(spec.region_feather, spec.width, spec.height, width, height),
+        }
         if index == 0:  # a plain render at that size: the same spec and store content as one
             own = spec.replace(**size, compose="none", strength=None, preview=None)
             content = own.content()

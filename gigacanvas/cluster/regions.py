@@ -16,6 +16,7 @@ from gigacanvas.errors import UsageError
 MAX_REGIONS = 16  # each distinct prompt is one more model call per tile it touches
 DEFAULT_FEATHER_PX = 64  # the soft edge's width: about a VAE cell's receptive field, an eighth of a 512 px tile
 MAX_FEATHER_PX = 16_384
+MAX_PX = 262_144  # the spec's largest canvas side: a bound before any message quotes a number
 SYNTAX = 'X,Y,W,H:prompt in pixels, e.g. "0,0,1024,400:a stormy sky"'
 KEYS = ("x", "y", "w", "h", "prompt")
 
@@ -73,9 +74,12 @@ def _one(item: Any, n: int, max_prompt: int) -> Region:
         if isinstance(number, bool) or not isinstance(number, (int, str)):
             raise UsageError(f"region {n}: {name} {_quote(number)} is not a whole number of pixels")
         try:
-            ints.append(int(number))
-        except ValueError:
+            value = int(number)
+        except ValueError:  # not a number, or one of more than 4300 digits
             raise UsageError(f"region {n}: {name} {_quote(number)} is not a whole number of pixels; {SYNTAX}") from None
+        if abs(value) > MAX_PX:
+            raise UsageError(f"region {n}: {name} {_quote(number)} is past any canvas (at most {MAX_PX} px)")
+        ints.append(value)
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f"region {n} has an empty prompt; {SYNTAX}")
     if len(prompt) > max_prompt:

@@ -41,7 +41,7 @@ import numpy as np
 from gigacanvas.tiling.grid import Window
 
 SIGMAS = 3.0  # the feather kernel is a Gaussian truncated at this many sigmas each side
-CUTOFF = 1e-9  # weights below this are rounding noise of a sum that is 0 in exact arithmetic
+CUTOFF = 1e-12  # weights below this are rounding noise of a sum that is 0 in exact arithmetic
 _ERF = np.frompyfunc(math.erf, 1, 1)
 _LOW = 0.5 * (1.0 + math.erf(-SIGMAS / math.sqrt(2.0)))  # the kernel's mass cut off each side
 
