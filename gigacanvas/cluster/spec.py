@@ -27,7 +27,9 @@ MAX_SEED = 2**63 - 1
 # chosen by version); a picture from a newer gigacanvas is refused rather than half-understood.
 SPEC_VERSION = 4  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
 # 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
-# model's native area is composed first (`compose` auto; cluster/compose.py), before: none
+# model's native area is composed first (`compose` auto; cluster/compose.py), before: none.
+# Regional prompts (`regions`, `region_feather`) need no new version: a spec without them renders
+# as before, and a gigacanvas that predates them refuses the unknown key in one line.
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
