@@ -64,7 +64,7 @@ def _one(item: Any, n: int, max_prompt: int) -> Region:
         fields = (*(s.strip() for s in numbers), prompt.strip())
     elif isinstance(item, dict):
         if set(item) != set(KEYS):
-            raise UsageError(f"region {n} must have exactly the keys {', '.join(KEYS)}, not {_quote(sorted(map(str, item)))}")
+            raise UsageError(f"region {n} must have exactly the keys {', '.join(KEYS)} (it has {len(item)} keys)")
         fields = tuple(item[k] for k in KEYS)
     else:
         raise UsageError(f"region {n} {_quote(item)} is not {SYNTAX}, nor a mapping of {', '.join(KEYS)}")
