@@ -258,8 +258,13 @@ class RenderSpec:
         return 0 if self.compose in (None, "none", "auto") else int(self.compose)
 
     def portable(self) -> dict[str, Any]:
-        """Every field but the local paths: what a picture carries for `--spec picture.png`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
+        """Every field but the local paths: what a picture carries for `--spec picture.png`. No
+        regions are left out, so a picture without them is what it was before they existed (and a
+        gigacanvas that predates them reads it)."""
+        portable = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
+        if not self.regions:
+            del portable["regions"], portable["region_feather"]  # region_feather is None then: spec checks
+        return portable
 
     def resume_record(self) -> dict[str, Any]:
         """The store's `local` attribute: RESUME_FIELDS as given, and `cwd`, the folder that

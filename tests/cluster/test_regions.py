@@ -33,8 +33,9 @@ def test_regions_are_recorded_as_json_holds_them_and_older_records_match():
     assert content["regions"] == [{"x": 0, "y": 0, "w": 512, "h": 120, "prompt": "a stormy sky"}]
     assert json.loads(json.dumps(content)) == content and content["region_feather"] == 32
     assert RenderSpec(**{**spec.portable(), "regions": json.loads(json.dumps(spec.portable()["regions"]))}) == spec
-    plain = RenderSpec(prompt="a city").content()
-    assert "regions" not in plain and "region_feather" not in plain  # a picture made before regions matches
+    plain = RenderSpec(prompt="a city")
+    for record in (plain.content(), plain.portable()):  # a store or picture made before regions matches
+        assert "regions" not in record and "region_feather" not in record
 
 
 @pytest.mark.parametrize(
@@ -101,3 +102,5 @@ def test_a_composition_draws_the_regions_scaled(tiny_model):
     assert (composition.spec.width, composition.spec.height) == (368, 176)
     assert composition.spec.regions == (Region(0, 0, 368, 44, "sky"),) and composition.spec.region_feather == 22  # 64 x the mean scale 0.35
     assert composition.content["regions"] == [{"x": 0, "y": 0, "w": 368, "h": 44, "prompt": "sky"}]
+    (plain,) = plan_stages(spec.replace(regions=(), region_feather=None), info)  # named as before regions
+    assert "regions" not in plain.content and "region_feather" not in plain.content
