@@ -43,8 +43,15 @@ class _Here:
         return _Call(getattr(self.worker, name))
 
 
+@pytest.fixture(scope="module")
+def workers() -> list:
+    """The in-process workers, loaded once for this module's renders (as a resumed render's actors
+    would be: the model is the same, the conditioning is set per render)."""
+    return []
+
+
 @pytest.fixture
-def in_process(monkeypatch, ray_cluster):
+def in_process(monkeypatch, ray_cluster, workers):
     """`render`'s workers run in this process (torch's thread count restored after)."""
     import torch
 
@@ -52,12 +59,20 @@ def in_process(monkeypatch, ray_cluster):
     from gigacanvas.cluster import placement
 
     def start_workers(info, count, shape, notify=None):
-        workers = [Worker(info, shape.threads) for _ in range(count)]
-        return [_Here(w) for w in workers], [w.capabilities() for w in workers]
+        torch.set_num_threads(shape.threads)  # as each actor's process: the threads are part of the bits
+        while len(workers) < count:
+            workers.append(Worker(info, shape.threads))
+        return [_Here(w) for w in workers[:count]], [w.capabilities() for w in workers[:count]]
+
+    def load_workers(started, precision):
+        for here in started:
+            if here.worker.adapter is None or here.worker.adapter.precision != precision:
+                here.worker.load(precision)
 
     threads = torch.get_num_threads()
     monkeypatch.setattr(placement, "start_workers", start_workers)
-    monkeypatch.setattr(placement, "stop_workers", lambda workers: None)
+    monkeypatch.setattr(placement, "load_workers", load_workers)
+    monkeypatch.setattr(placement, "stop_workers", lambda started: None)
     yield
     torch.set_num_threads(threads)
 
