@@ -67,16 +67,34 @@ class Worker:
         self._loaded().release("text")
         return cond
 
+    def encode_prompts(self, prompts: tuple[str, ...], negative_prompt: str, guidance: float) -> Any:
+        """Regional prompts' conditioning (actors/regional.py), the text encoders loaded once for all."""
+        from gigacanvas.actors.regional import RegionalConditioning
+
+        conds = tuple(self._loaded().encode_prompt(p, negative_prompt, guidance) for p in prompts)
+        self._loaded().release("text")
+        return RegionalConditioning(conds)
+
     def set_conditioning(self, cond: Any) -> None:
         """Keeps the render's conditioning so each tile call need not ship it again."""
         self._cond = cond
 
-    def predict(self, tiles: np.ndarray, timestep: float, guidance: float) -> np.ndarray:
+    def predict(self, tiles: np.ndarray, timestep: float, guidance: float, regions=None) -> np.ndarray:
+        """Guided predictions for a tile batch; with `regions`, (tiling/regions.py's RegionLayout,
+        the tiles' windows), once per prompt each tile touches, blended (actors/regional.py)."""
         if self._cond is None:
             raise RuntimeError("set_conditioning must run before predict")
-        return self._loaded().predict(tiles, timestep, self._cond, guidance)
+        adapter = self._loaded()
+        if regions is None:
+            return adapter.predict(tiles, timestep, self._cond, guidance)
+        from gigacanvas.actors.regional import predict_regional
 
-    def predict_bands(self, cuts, timestep: float, guidance: float, *parts) -> tuple:
+        layout, windows = regions
+        return predict_regional(
+            lambda batch, cond: adapter.predict(batch, timestep, cond, guidance), tiles, windows, layout, self._cond
+        )
+
+    def predict_bands(self, cuts, timestep: float, guidance: float, *parts, regions=None) -> tuple:
         """`predict` on windows joined from the bands' rows, its output cut back per band.
 
         `cuts` and `parts` come from the band reducers (tiling/bands.py); returns one list of
@@ -84,7 +102,7 @@ class Worker:
         """
         from gigacanvas.tiling.bands import cut_rows, join_rows
 
-        preds = self.predict(join_rows(parts, cuts), timestep, guidance)
+        preds = self.predict(join_rows(parts, cuts), timestep, guidance, regions)
         return (*cut_rows(preds, cuts), len(preds))
 
     def decode(self, latents: np.ndarray) -> np.ndarray:

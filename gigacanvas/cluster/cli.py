@@ -51,6 +51,8 @@ RENDER_FLAGS = (
     ("--wrap", str, "x, y or xy: join the canvas's opposite edges along those axes (a torus), so the picture tiles seamlessly as a texture or a 360-degree panorama; none: plain edges (default none)"),
     ("--compose", str, "auto: a canvas larger than the model's native area is first rendered whole at about the native pixel count, then upscaled, encoded and refined at full size; N: N refinement stages, each doubling the side; none: render from noise at full size (default auto)"),
     ("--strength", float, "how much a refinement redraws, above 0 and at most 1: the share of the steps it runs, starting from the upscaled composition noised to that level (default 0.6)"),
+    ("--region", str, 'X,Y,W,H:prompt (pixels from the top-left corner, repeatable): draw that rectangle with its own prompt, the base --prompt drawing the rest, e.g. --region "0,0,2048,700:a stormy sky" (at most 16)'),
+    ("--region-feather", int, "width in pixels of the regions' soft edges, a Gaussian falloff centred on each edge; 0: hard edges (default 64)"),
     ("--address", str, "Ray cluster host:port, ray://host:port, or auto (the one running here); default: RAY_ADDRESS, else a new local cluster"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders (see gigacanvas preview)"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),
@@ -84,6 +86,21 @@ RESUME_FLAGS = (
 )
 
 
+REPEATED = {"--region": "regions"}  # flags given once per item, and the spec field that takes their list
+
+
+def _repeat(flag: str) -> dict:
+    return {"action": "append"} if flag in REPEATED else {}
+
+
+def _flags(args: argparse.Namespace, skip: tuple[str, ...] = ()) -> dict:
+    """Render's flags from `args` by spec field name (a repeated flag's list under its field's)."""
+    return {
+        REPEATED.get(flag, flag.lstrip("-").replace("-", "_")): getattr(args, flag.lstrip("-").replace("-", "_"))
+        for flag, _, _ in RENDER_FLAGS if flag not in skip
+    }
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints usage + exits 2; we keep one line
         raise UsageError(message)
@@ -95,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     render = sub.add_parser("render", help="render a picture")
     render.add_argument("--spec", help="YAML, JSON or gigacanvas PNG whose keys are these flags; flags override it")
     for flag, kind, text in RENDER_FLAGS:
-        render.add_argument(flag, type=kind, default=None, help=text)
+        render.add_argument(flag, type=kind, default=None, help=text, **_repeat(flag))
     render.add_argument("--lora", action="append", default=None, metavar="FILE[:WEIGHT]", help=LORA_HELP)
     render.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
     render.add_argument(
@@ -118,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     upscale.add_argument("--spec", help="YAML, JSON or gigacanvas PNG whose keys are render's flags (an upscale's picture of IMAGE repeats it); flags override it")
     for flag, kind, text in RENDER_FLAGS:
         if flag not in UPSCALE_SKIPS:
-            upscale.add_argument(flag, type=kind, default=None, help=UPSCALE_HELP.get(flag, text))
+            upscale.add_argument(flag, type=kind, default=None, help=UPSCALE_HELP.get(flag, text), **_repeat(flag))
     upscale.add_argument("--lora", action="append", default=None, metavar="FILE[:WEIGHT]", help=LORA_HELP)
     upscale.add_argument("--overwrite", action="store_true", default=None, help="replace a store or picture of another render")
     upscale.add_argument("--strict-precision", action="store_true", default=None, help="fail instead of falling back to another precision")
@@ -140,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     resumed = {flag for flag, _, _ in RESUME_FLAGS} | {"--store"}
     for flag, kind, _ in RENDER_FLAGS:  # accepted only to be refused with a reason (resume.refuse_flag)
         if flag not in resumed:
-            resume.add_argument(flag, type=kind, default=None, help=argparse.SUPPRESS)
+            resume.add_argument(flag, type=kind, default=None, help=argparse.SUPPRESS, **_repeat(flag))
     for flag in ("--spec", "--overwrite", "--strict-precision"):
         resume.add_argument(flag, default=None, help=argparse.SUPPRESS, **({} if flag == "--spec" else {"action": "store_true"}))
     resume.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -207,8 +224,7 @@ def _loras(args: argparse.Namespace) -> tuple[str, ...] | None:
 def _render(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.spec import build_spec
 
-    flags = {flag.lstrip("-").replace("-", "_"): None for flag, _, _ in RENDER_FLAGS}
-    flags = {name: getattr(args, name) for name in flags}
+    flags = _flags(args)
     spec = build_spec(args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision, lora=_loras(args), **flags)
     return _plan_or_render(spec, args)
 
@@ -216,8 +232,7 @@ def _render(args: argparse.Namespace) -> int:
 def _upscale(args: argparse.Namespace) -> int:
     from gigacanvas.cluster.upscale import upscale_spec
 
-    names = [flag.lstrip("-").replace("-", "_") for flag, _, _ in RENDER_FLAGS if flag not in UPSCALE_SKIPS]
-    flags = {name: getattr(args, name) for name in names}
+    flags = _flags(args, UPSCALE_SKIPS)
     spec = upscale_spec(
         args.image, args.scale, args.alpha, args.spec, overwrite=args.overwrite, strict_precision=args.strict_precision,
         lora=_loras(args), **flags

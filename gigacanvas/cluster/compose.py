@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from gigacanvas.actors.adapter import ModelInfo
+from gigacanvas.cluster.regions import scale_feather, scale_regions
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.store import STAGES
@@ -97,11 +98,17 @@ def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
         return ()
     stages: list[Stage] = []
     for index, (width, height) in enumerate(sizes(spec, info)[:-1]):
+        # regional prompts apply at every stage, scaled: the composition is where the layout is decided
+        size = {
+            "width": width, "height": height,
+            "regions": scale_regions(spec.regions, spec.width, spec.height, width, height),
+            "region_feather": scale_feather(spec.region_feather, spec.width, spec.height, width, height),
+        }
         if index == 0:  # a plain render at that size: the same spec and store content as one
-            own = spec.replace(width=width, height=height, compose="none", strength=None, preview=None)
+            own = spec.replace(**size, compose="none", strength=None, preview=None)
             content = own.content()
         else:
-            own = spec.replace(width=width, height=height, preview=None)
+            own = spec.replace(**size, preview=None)
             content = {**own.content(), "stage": index, "source": stages[-1].name}
         name = _name(index, width, height, content, info.fingerprint)
         url = f"{spec.store_url.rstrip('/')}/{STAGES}/{name}"

@@ -15,6 +15,7 @@ from gigacanvas.actors.loading import open_model
 from gigacanvas.cluster import budget
 from gigacanvas.cluster.claim import preview_store
 from gigacanvas.cluster.composeplan import resolve_compose, strength_note
+from gigacanvas.cluster.regions import DEFAULT_FEATHER_PX
 from gigacanvas.cluster.spec import (
     DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs, nearest_multiple,
 )
@@ -74,9 +75,11 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         from gigacanvas.cluster.upscale import check_canvas
 
         check_canvas(spec, tile)
+    # the feather a picture with regions records, so a later default cannot change it
+    feather = DEFAULT_FEATHER_PX if spec.regions and spec.region_feather is None else spec.region_feather
     return spec.replace(
         steps=steps, guidance=guidance, tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile,
-        vae_decode=vae_decode, shift_windows=shift, compose=compose, strength=strength,
+        vae_decode=vae_decode, shift_windows=shift, compose=compose, strength=strength, region_feather=feather,
     )
 
 
@@ -242,6 +245,18 @@ class Plan:
         wrap = f", wrapping around {self.spec.wrap}" if self.spec.wrap else ""
         return f"{low}{'' if low == high else f'-{high}'} per step of {self._tile_px()} px" + (", shifted every step" if moving else "") + wrap
 
+    def _regions(self) -> str:
+        """'2 (3 prompts with the base), feather 64 px: 11 model calls' worth of tiles for the first
+        step's 8': what the regions cost (a tile predicts once per prompt it touches)."""
+        from gigacanvas.cluster.regions import region_layout
+
+        layout, prompts = region_layout(self.spec, self.info.vae_scale_factor)
+        predictions = sum(len(layout.touches(w)) for w in self.grid.windows)
+        return (
+            f"{len(self.spec.regions)} ({len(prompts)} prompts with the base), feather {self.spec.region_feather} px: "
+            f"{predictions} tile predictions for the first step's {len(self.grid)} tiles"
+        )
+
     def _tile_px(self) -> str:
         """The tile as planned: a canvas smaller than the tile gets one tile the canvas's size."""
         first = self.grid.windows[0]
@@ -260,6 +275,7 @@ class Plan:
                 *[f"  lora: {path} at {weight:g} (fingerprint {fp})" for path, weight, fp in info.loras],
                 f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  compose: {compose.describe(spec, info)}",
+                *([f"  regions: {self._regions()}"] if spec.regions else []),
                 f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
                 f"  memory: {self.budget.describe()}",

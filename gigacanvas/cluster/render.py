@@ -25,6 +25,7 @@ from gigacanvas.cluster.decode import DecodeReport, decode_into_store
 from gigacanvas.cluster.dispatch import WorkerPool
 from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan, stage_plan
 from gigacanvas.cluster.progress import denoise_progress
+from gigacanvas.cluster.regions import region_layout
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
     band_count,
@@ -217,12 +218,19 @@ def _with_preview(spec: RenderSpec, on_step: Callable[[int], None], notify) -> t
 
 
 def _encode(pool: WorkerPool, spec) -> object:
-    """The prompt's conditioning, from one worker; if it dies meanwhile, from another (pool.map)."""
+    """The prompt's conditioning, from one worker; if it dies meanwhile, from another (pool.map).
+    With regions, every distinct prompt's, the base's first (actors/regional.py); a composed
+    render's stages have the same prompts, scaled regions only (cluster/compose.py)."""
     encoded: dict = {}
-    pool.map(
-        ["prompt"], lambda worker, _: worker.encode.remote(spec.prompt, spec.negative_prompt, spec.guidance),
-        lambda _, cond: encoded.update(cond=cond),
-    )
+    if spec.regions:
+        _, prompts = region_layout(spec, 1)
+
+        def call(worker, _):
+            return worker.encode_prompts.remote(prompts, spec.negative_prompt, spec.guidance)
+    else:
+        def call(worker, _):
+            return worker.encode.remote(spec.prompt, spec.negative_prompt, spec.guidance)
+    pool.map(["prompt"], call, lambda _, cond: encoded.update(cond=cond))
     return encoded["cond"]
 
 
@@ -356,7 +364,7 @@ def _run(
                 try:
                     stats = denoise(
                         store, pool, reducers, grids, scheduler, spec.steps, spec.tile_batch, spec.guidance,
-                        on_step=on_step, on_tiles=shown.tiles,
+                        on_step=on_step, on_tiles=shown.tiles, regions=region_layout(spec, info.vae_scale_factor)[0],
                     )
                 finally:
                     if previewer is not None:

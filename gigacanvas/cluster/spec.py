@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gigacanvas.actors.precision import MODES
+from gigacanvas.cluster.regions import Region, check_regions, parse_regions
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.outputs import check_out_name, store_beside
 
@@ -27,7 +28,10 @@ MAX_SEED = 2**63 - 1
 SPEC_VERSION = 5  # 2: the seamless decode (`vae_decode` exact) replaced version 1's blended tiles;
 # 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
 # model's native area is composed first (`compose` auto; cluster/compose.py), before: none; 5: auto
-# composes a wrapped canvas too (the upscale and the encode wrap), version 4 rendered it from noise
+# composes a wrapped canvas too (the upscale and the encode wrap), version 4 rendered it from noise.
+# Regional prompts (`regions`, `region_feather`), LoRAs and `--scheduler` need no new version: a
+# spec without them renders as before, and a gigacanvas that predates them refuses the unknown key
+# in one line.
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -81,13 +85,16 @@ CONTENT_FIELDS = (
     "alpha",
     "lora_fingerprints",
     "scheduler",
+    "regions",
+    "region_feather",
     "spec_version",
 )
 # Content fields `content()` leaves out where their absence means what they hold (a version-1
-# blend decode, a fixed grid before version 3, no wrap, the model's own scheduler), so stores and
-# pictures made before the field existed still match: a record without them is whole.
+# blend decode, a fixed grid before version 3, no wrap, the model's own scheduler, no regions), so
+# stores and pictures made before the field existed still match: a record without them is whole.
 OMITTABLE_FIELDS = (
     "vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints", "scheduler",
+    "regions", "region_feather",
 )
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
@@ -148,6 +155,11 @@ class RenderSpec:
     # A diffusers scheduler class (EulerAncestralDiscreteScheduler) configured from the model's
     # scheduler config, among those its family allows (actors/models/); None: the model's own.
     scheduler: str | None = None
+    # Regional prompts (cluster/regions.py): rectangles in pixels, each drawn with its own prompt, the
+    # base prompt drawing the rest; `region_feather` their soft edges' width in pixels (None: the
+    # default, filled by plan.py's `resolve` where there are regions). () and None: none, as before.
+    regions: tuple[Region, ...] = ()
+    region_feather: int | None = None
     actors: int | None = None  # None: one per GPU, or 2 on a CPU-only cluster
     cpus_per_actor: float = 0.5
     store: str | None = None  # None: a .zarr folder next to `out`
@@ -164,6 +176,7 @@ class RenderSpec:
                 raise UsageError(f"compose {_quote(self.compose)} is not auto, none or a number of stages from 1 to {MAX_STAGES}")
             object.__setattr__(self, "compose", str(self.compose))
         _check_loras(self)
+        object.__setattr__(self, "regions", parse_regions(self.regions, MAX_PROMPT))  # a list from a file: checked apart
         _check_types(self)
         _check_ranges(self)
         for name in ("width", "height"):
@@ -203,6 +216,7 @@ class RenderSpec:
                 f"scheduler {_quote(self.scheduler)} is not a diffusers scheduler class name; "
                 "try EulerAncestralDiscreteScheduler, or leave --scheduler out for the model's own"
             )
+        check_regions(self.regions, self.width, self.height, self.region_feather)
         if self.actors is not None and self.actors < 1:
             raise UsageError(f"actors {_quote(self.actors)} must be at least 1")
         if self.store is not None and not self.store.strip():  # an unset variable in a script, most likely
@@ -240,9 +254,13 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha", "lora_fingerprints", "scheduler"):
+        for name in ("strength", "source", "alpha", "lora_fingerprints", "scheduler", "region_feather"):
             if getattr(self, name) is None:
                 del content[name]
+        if self.regions:  # as JSON holds them, so a store's record compares equal
+            content["regions"] = [dataclasses.asdict(r) for r in self.regions]
+        else:  # no regions, as every picture before them
+            del content["regions"]
         return content
 
     @property
@@ -251,8 +269,13 @@ class RenderSpec:
         return 0 if self.compose in (None, "none", "auto") else int(self.compose)
 
     def portable(self) -> dict[str, Any]:
-        """Every field but the local paths: what a picture carries for `--spec picture.png`."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
+        """Every field but the local paths: what a picture carries for `--spec picture.png`. No
+        regions are left out, so a picture without them is what it was before they existed (and a
+        gigacanvas that predates them reads it)."""
+        portable = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
+        if not self.regions:
+            del portable["regions"], portable["region_feather"]  # region_feather is None then: spec checks
+        return portable
 
     def resume_record(self, own_out: bool = True) -> dict[str, Any]:
         """The store's `local` attribute: RESUME_FIELDS as given, and `cwd`, the folder that
@@ -400,7 +423,7 @@ def not_a_single_value(value: Any) -> str | None:
 def _check_types(spec: RenderSpec) -> None:
     """Flags arrive typed; files do not. Coerce what is unambiguous, refuse the rest."""
     for name, field in FIELDS.items():
-        if name == "lora":  # the one list; _check_loras's
+        if name in ("lora", "regions"):  # the lists: _check_loras's and parse_regions's
             continue
         value = getattr(spec, name)
         kind = str(field.type)

@@ -71,7 +71,7 @@ def load_spec_file(path: str) -> dict[str, Any]:
             raise UsageError(f"{source} sets '{name}', which only your own flags or spec file may set")
         if name == "lora" and isinstance(value, list) and all(isinstance(v, str) for v in value):
             continue  # the one list a spec takes: `lora:` with a FILE[:WEIGHT] a line (RenderSpec bounds it)
-        problem = not_a_single_value(value)
+        problem = None if name == "regions" else not_a_single_value(value)  # a list: cluster/regions.py checks it
         if problem:
             raise UsageError(f"{source}: key '{name}' {problem}")
     return data

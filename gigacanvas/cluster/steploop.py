@@ -151,8 +151,9 @@ class _Band:
 class _Wavefront:
     """The loop's state; `run` is the whole of it, the rest are its events."""
 
-    def __init__(self, pool, reducers, plan_step, steps, start, timesteps, guidance, on_step, on_tiles):
+    def __init__(self, pool, reducers, plan_step, steps, start, timesteps, guidance, on_step, on_tiles, regions=None):
         self.pool, self.reducers, self.plan_step = pool, reducers, plan_step
+        self.regions = regions  # (step, batch) -> a worker's `regions` argument; None: no regional prompts
         self.steps, self.timesteps, self.guidance = steps, timesteps, guidance
         self.on_step, self.on_tiles = on_step, on_tiles
         self.done_step = start
@@ -219,8 +220,9 @@ class _Wavefront:
             # Sent now, after each band's advance to `step` finished and before its next advance.
             self.windows[key] = [self.reducers[band].window_rows.remote(batch) for band, _ in cuts]
             self.waiting[key] = {band for band, _ in cuts}
+        extra = {} if self.regions is None else {"regions": self.regions(step, batch)}
         refs = worker.predict_bands.options(num_returns=len(cuts) + 1).remote(
-            cuts, float(self.timesteps[step]), self.guidance, *self.windows[key]
+            cuts, float(self.timesteps[step]), self.guidance, *self.windows[key], **extra
         )
         self.pieces[key] = refs[:-1]
         return refs[-1]  # the tile count: all the driver ever fetches from a worker
@@ -313,11 +315,14 @@ def denoise(
     guidance: float,
     on_step: Callable[[int], None] = lambda step: None,
     on_tiles: Callable[[int], None] = lambda n: None,
+    regions: Any = None,
 ) -> StepStats:
     """Advance the store's latent from its committed step to `steps`; the reducers are loaded there.
 
     Each step's jobs come from that step's grid (`grids.grid(step)`, the same one the reducers
-    blend by), so with shifted windows the batches still depend on the grid alone."""
+    blend by), so with shifted windows the batches still depend on the grid alone. `regions`
+    (tiling/regions.py's RegionLayout; None: none) goes with each job and its windows to the
+    worker, which predicts each tile once per prompt it touches (actors/regional.py)."""
     start = store.committed_step()
 
     def plan_step(step: int) -> list:
@@ -325,5 +330,12 @@ def denoise(
         height = grid.height if grid.wrap_y else None  # a torus: a tile's rows are modulo the height
         return [(batch, batch_cuts(grid.windows, batch, store.bands, height)) for batch in grid.batches(tile_batch)]
 
-    _Wavefront(pool, reducers, plan_step, steps, start, scheduler.timesteps, guidance, on_step, on_tiles).run()
+    def regional(step: int, batch: Sequence[int]) -> tuple:
+        windows = grids.grid(step).windows
+        return regions, tuple(windows[i] for i in batch)
+
+    _Wavefront(
+        pool, reducers, plan_step, steps, start, scheduler.timesteps, guidance, on_step, on_tiles,
+        None if regions is None else regional,
+    ).run()
     return StepStats(steps_run=steps - start, tiles_run=sum(len(grids.grid(s)) for s in range(start, steps)))
