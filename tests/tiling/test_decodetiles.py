@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gigacanvas.tiling.decodepasses import DecodePass, TailLayout, plan_fast, plan_passes
@@ -72,6 +72,9 @@ def test_passes_probe_every_groupnorm_in_order_from_a_checkpoint_taken_before(bu
     scale=st.sampled_from([1, 2, 4]),
 )
 def test_a_window_pasted_from_the_cores_is_the_window_cut_from_the_canvas(height, width, core, halo, scale):
+    # at most 15 x 15 tiles: 1-pixel cores of a 60 x 60 canvas (3600 tiles, each looking through
+    # 3600 parts) took most of a minute for nothing a few hundred tiles don't show
+    assume(-(-height // core) * -(-width // core) <= 225)
     rng = np.random.default_rng(height * 1000 + width)
     canvas = rng.standard_normal((2, height * scale, width * scale)).astype(np.float32)
     cores = [t.core for t in plan_decode_tiles(height, width, core, 0)]
