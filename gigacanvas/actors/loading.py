@@ -182,10 +182,17 @@ def open_model(model: str | None, base_model: str | None = None, scheduler: str 
 
     transformer_file, sources = None, []  # sources: (field, URL or BUILTIN, cache key), for the nodes
     if model is None:
+        if base_model is not None:
+            raise UsageError(f"--base-model {base_model} goes with a single-file --model only; pass --model too, or drop it")
         root = tiny_model_path()
         sources.append(("path", BUILTIN, ""))
     else:
         root, remote = _resolve_folder(model, "model")
+        if base_model is not None and not root.is_file():  # silently unused, it would mislead
+            raise UsageError(
+                f"--base-model {base_model} goes with a single-file --model only; model {model} is a folder "
+                "with its own VAE and text encoders: drop --base-model"
+            )
         if root.is_file():
             if root.suffix.lower() not in SINGLE_FILE_SUFFIXES:
                 raise UsageError(f"model {model} is neither a diffusers folder nor a .safetensors or .gguf file")

@@ -101,6 +101,11 @@ def strength_note(asked: RenderSpec, resolved: RenderSpec, info: ModelInfo) -> s
 def _check_start(steps: int, strength: float, what: str) -> None:
     from gigacanvas.tiling.compose import start_step
 
+    if start_step(steps, strength) >= steps:  # a strength so small that steps * strength rounds away
+        raise UsageError(
+            f"strength {strength:g} of {steps} steps leaves the refinement no step to run (it would start at step "
+            f"{steps} of {steps}); pass --strength {1 / steps:.3g} or more"
+        )
     if strength >= 1 or start_step(steps, strength) > 0:
         return
     need = next(s for s in range(steps, steps + 10_000) if start_step(s, strength) > 0)

@@ -130,6 +130,22 @@ def picture_spec(spec: RenderSpec, info: ModelInfo) -> dict:
     return {**spec.portable(), PICTURE_ONLY: info.fingerprint}
 
 
+def _check_regions(spec: RenderSpec, info: ModelInfo) -> None:
+    """A region that reaches no latent pixel's centre would draw nothing: one line, not a silent drop."""
+    from gigacanvas.cluster.regions import region_layout
+
+    if not spec.regions:
+        return
+    layout, _ = region_layout(spec, info.vae_scale_factor)
+    for index in layout.empty():
+        r = spec.regions[index]
+        f = info.vae_scale_factor
+        raise UsageError(
+            f"region {index + 1} ({r.x},{r.y},{r.w},{r.h}) covers no latent pixel's centre (a latent pixel is {f} px): "
+            f"make it at least {f} px wide and high, or give it a --region-feather"
+        )
+
+
 def _check_output(spec: RenderSpec, info: ModelInfo) -> None:
     """An existing picture is replaced only if it is this render's (same spec, precision, model
     bytes) or, with --overwrite, another render's; a file that is no gigacanvas picture never is,
@@ -253,7 +269,7 @@ class Plan:
         layout, prompts = region_layout(self.spec, self.info.vae_scale_factor)
         predictions = sum(len(layout.touches(w)) for w in self.grid.windows)
         return (
-            f"{len(self.spec.regions)} ({len(prompts)} prompts with the base), feather {self.spec.region_feather} px: "
+            f"{len(self.spec.regions)} ({len(prompts)} prompt{'s' if len(prompts) > 1 else ''} with the base), feather {self.spec.region_feather} px: "
             f"{predictions} tile predictions for the first step's {len(self.grid)} tiles"
         )
 
@@ -268,11 +284,13 @@ class Plan:
 
         spec, info = self.spec, self.info
         model = spec.model or "the built-in tiny model"
+        scheduler = spec.scheduler or "the model folder's own"
         return "\n".join(
             [
                 f"gigacanvas: plan for {spec.width}x{spec.height} px ({self.lat_w}x{self.lat_h} latent), {spec.steps} steps, seed {spec.seed}",
                 f"  model: {model} (fingerprint {info.fingerprint})",
                 *[f"  lora: {path} at {weight:g} (fingerprint {fp})" for path, weight, fp in info.loras],
+                f"  scheduler: {scheduler}",
                 f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  compose: {compose.describe(spec, info)}",
                 *([f"  regions: {self._regions()}"] if spec.regions else []),
@@ -294,6 +312,7 @@ def plan(spec: RenderSpec) -> Plan:
     spec, info = with_loras(spec, info)
     asked, spec = spec, resolve(spec, info)
     notes = tuple(n for n in (strength_note(asked, spec, info),) if n)
+    _check_regions(spec, info)
     _check_output(spec, info)
     _check_store_place(spec, info)
     _check_preview(spec)

@@ -80,7 +80,9 @@ def _one(item: Any, n: int, max_prompt: int) -> Region:
         if abs(value) > MAX_PX:
             raise UsageError(f"region {n}: {name} {_quote(number)} is past any canvas (at most {MAX_PX} px)")
         ints.append(value)
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str):
+        raise UsageError(f"region {n}'s prompt is a {type(prompt).__name__}, not text; {SYNTAX}")
+    if not prompt.strip():
         raise UsageError(f"region {n} has an empty prompt; {SYNTAX}")
     if len(prompt) > max_prompt:
         raise UsageError(f"region {n}'s prompt is {len(prompt)} characters long; at most {max_prompt} are accepted")

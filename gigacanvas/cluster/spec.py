@@ -18,7 +18,7 @@ from typing import Any
 from gigacanvas.actors.precision import MODES
 from gigacanvas.cluster.regions import Region, check_regions, parse_regions
 from gigacanvas.errors import UsageError
-from gigacanvas.storage.outputs import check_out_name, store_beside
+from gigacanvas.storage.outputs import check_out_name, output_kind, store_beside
 
 ALIGN_PX = 16  # SD3: VAE factor 8 x patch 2; the model check re-validates against its own value
 MAX_SEED = 2**63 - 1
@@ -214,7 +214,8 @@ class RenderSpec:
         if self.scheduler is not None and not (self.scheduler.isidentifier() and self.scheduler.isascii()):
             raise UsageError(
                 f"scheduler {_quote(self.scheduler)} is not a diffusers scheduler class name; "
-                "try EulerAncestralDiscreteScheduler, or leave --scheduler out for the model's own"
+                "e.g. FlowMatchEulerDiscreteScheduler (SD3, Flux.1) or EulerAncestralDiscreteScheduler (SDXL), or leave "
+                "--scheduler out for the model's own"
             )
         check_regions(self.regions, self.width, self.height, self.region_feather)
         if self.actors is not None and self.actors < 1:
@@ -532,10 +533,31 @@ def build_spec(spec_file: str | None = None, **flags: Any) -> RenderSpec:
     flags = _normalise_keys({k: v for k, v in flags.items() if v is not None}, "flags")
     if "spec_version" in flags:
         raise UsageError("spec_version comes from a spec file or picture, not a flag")
+    if spec_file and output_kind(spec_file) is not None:
+        _check_picture_models(data, flags, spec_file)
     data.update(flags)
     if "prompt" not in data:
         raise UsageError("prompt is missing; pass --prompt or a spec file with a prompt")
     return RenderSpec(**data)
+
+
+def _check_picture_models(data: dict, flags: dict, picture: str) -> None:
+    """A picture may name the local model it was made with (rendering it again needs no flag), but
+    not a URL or hub id: a downloaded picture must not make gigacanvas fetch anything, or try to
+    (a bucket listed with the user's credentials, a request to a host of the picture's choosing).
+    The user's own --model / --base-model replace the picture's and lift this."""
+    from gigacanvas.actors.loading import HUB_ID
+
+    for name in ("model", "base_model"):
+        value = data.get(name)
+        if name in flags or not isinstance(value, str):
+            continue
+        if "://" in value and not value.startswith("file://") or HUB_ID.match(value) and not Path(value).exists():
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"picture {picture} names {name.replace('_', ' ')} {_quote(value, 80)}, a URL or hub id: a picture "
+                f"cannot make gigacanvas download anything; pass {flag} yourself"
+            )
 
 
 def __getattr__(name: str) -> Any:

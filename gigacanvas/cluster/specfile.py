@@ -69,8 +69,10 @@ def load_spec_file(path: str) -> dict[str, Any]:
     for name, value in data.items():
         if is_png and name in LOCAL_FIELDS:
             raise UsageError(f"{source} sets '{name}', which only your own flags or spec file may set")
-        if name == "lora" and isinstance(value, list) and all(isinstance(v, str) for v in value):
-            continue  # the one list a spec takes: `lora:` with a FILE[:WEIGHT] a line (RenderSpec bounds it)
+        if name == "lora" and isinstance(value, list):
+            if all(isinstance(v, str) for v in value):
+                continue  # the one list a spec takes: `lora:` with a FILE[:WEIGHT] a line (RenderSpec bounds it)
+            raise UsageError(f"{source}: each entry of 'lora' must be a \"FILE[:WEIGHT]\" string, e.g. - style.safetensors:0.8")
         problem = None if name == "regions" else not_a_single_value(value)  # a list: cluster/regions.py checks it
         if problem:
             raise UsageError(f"{source}: key '{name}' {problem}")

@@ -98,6 +98,21 @@ class RegionLayout:
             total += shares[p]
         return shares / total
 
+    def empty(self) -> tuple[int, ...]:
+        """The regions (indices into `rects`) whose mask is 0 at every latent pixel centre: a
+        rectangle narrower than a latent pixel with too little feather to reach a centre draws
+        nothing, which a user must hear about rather than find in the picture."""
+        empty = []
+        for index, r in enumerate(self.rects):
+            profiles = []
+            for a, b, size, wrap in ((r.y0, r.y1, self.height, self.wrap_y), (r.x0, r.x1, self.width, self.wrap_x)):
+                reach = self.feather / 2 + 1
+                t = np.arange(max(0, math.floor(a - reach)), min(size, math.ceil(b + reach)), dtype=np.float64) + 0.5
+                profiles.append(_axis(t, a, b, self.feather, size, wrap))
+            if not all(p.any() for p in profiles):
+                empty.append(index)
+        return tuple(empty)
+
     def touches(self, window: Window) -> tuple[int, ...]:
         """The prompts with a nonzero weight somewhere in `window`: those the tile predicts."""
         shares = self.weights(window)

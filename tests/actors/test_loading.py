@@ -180,3 +180,10 @@ def test_a_fifo_in_the_model_folder_is_refused_before_anything_opens_it(tiny_mod
     os.mkfifo(weights)
     with pytest.raises(UsageError, match="is not a regular file"):
         open_model(str(model))
+
+
+def test_a_base_model_beside_a_folder_model_is_refused_not_ignored(tiny_model, tmp_path):
+    with pytest.raises(UsageError, match=r"^--base-model .* goes with a single-file --model only; model .* is a folder"):
+        open_model(tiny_model, base_model=str(tmp_path))
+    with pytest.raises(UsageError, match=r"^--base-model .* goes with a single-file --model only; pass --model too"):
+        open_model(None, base_model=tiny_model)

@@ -116,5 +116,5 @@ def test_a_spec_file_takes_a_lora_list(tmp_path):
     path.write_text("prompt: a fox\nlora:\n  - a.safetensors:0.5\n  - b.safetensors\n")
     assert load_spec_file(str(path))["lora"] == ["a.safetensors:0.5", "b.safetensors"]
     path.write_text("prompt: a fox\nlora: [[nested]]\n")
-    with pytest.raises(UsageError, match="must be a single value"):
+    with pytest.raises(UsageError, match="each entry of .lora. must be a \"FILE\[:WEIGHT\]\" string"):
         load_spec_file(str(path))

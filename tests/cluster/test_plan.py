@@ -40,3 +40,10 @@ def test_strength_auto_does_not_use_is_a_note_and_an_explicit_none_a_refusal(cap
     assert code == 2 and "strength 0.4 has no effect with compose none" in err
     spec = RenderSpec(prompt="x", model=tiny_model, width=256, height=256, strength=0.4, out=str(tmp_path / "x.png"))
     assert plan(spec).notes and render  # render() prints the plan's notes before any work (render.py)
+
+
+def test_a_strength_too_small_to_leave_a_step_is_refused(capsys, tiny_model, tmp_path):
+    """steps * strength can round away (4 - 4e-300 is 4.0): a refinement from step 4 of 4 runs nothing."""
+    code, _, err = _dry_run(capsys, tiny_model, tmp_path, "--width", "512", "--height", "512", "--steps", "4", "--strength", "1e-300")
+    assert code == 2 and "leaves the refinement no step to run" in err and "--strength 0.25 or more" in err, err
+    assert err.count("\n") == 1

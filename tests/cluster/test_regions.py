@@ -104,3 +104,20 @@ def test_a_composition_draws_the_regions_scaled(tiny_model):
     assert composition.content["regions"] == [{"x": 0, "y": 0, "w": 368, "h": 44, "prompt": "sky"}]
     (plain,) = plan_stages(spec.replace(regions=(), region_feather=None), info)  # named as before regions
     assert "regions" not in plain.content and "region_feather" not in plain.content
+
+
+def test_a_region_that_reaches_no_latent_pixel_is_refused_not_dropped(tiny_model, capsys):
+    base = ["render", "--model", tiny_model, "--prompt", "a city", "--width", "512", "--height", "320", "--dry-run",
+            "--compose", "none"]
+    code = main([*base, "--region", "5,5,1,1:a star", "--region-feather", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "region 1 (5,5,1,1) covers no latent pixel's centre (a latent pixel is 8 px)" in err, err
+    assert err.count("\n") == 1
+    for argv in (["--region", "5,5,1,1:a star"], ["--region", "0,0,8,8:a star", "--region-feather", "0"]):
+        assert main([*base, *argv]) == 0, capsys.readouterr().err  # feathered, or a whole latent pixel: drawn
+        capsys.readouterr()
+
+
+def test_a_region_prompt_that_is_not_text_says_so():
+    with pytest.raises(UsageError, match=r"^region 1's prompt is a dict, not text"):
+        RenderSpec(prompt="a city", width=512, height=320, regions=({"x": 0, "y": 0, "w": 64, "h": 64, "prompt": {"a": [1]}},))

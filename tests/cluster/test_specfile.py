@@ -141,3 +141,28 @@ def test_a_picture_renders_again_with_its_own_spec(tmp_path):
     path = _picture(tmp_path, spec.portable(), "fox.png")
     again = build_spec(str(path), out=str(tmp_path / "again.png"))
     assert again.portable() == spec.portable() and again.content() == spec.content()
+
+
+@pytest.mark.parametrize(
+    "model", ["s3://their-bucket/model", "https://example.invalid/model", "their/model", "gs://b/m.safetensors"]
+)
+@pytest.mark.parametrize("name", ["model", "base_model"])
+def test_a_picture_cannot_make_gigacanvas_download_a_model(tmp_path, name, model):
+    """A downloaded picture may name the local model it was made with, never a URL or hub id to fetch
+    (or to list a bucket with the user's credentials); the user's own flag replaces it."""
+    path = _picture(tmp_path, {"prompt": "x", "spec_version": SPEC_VERSION, name: model})
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(UsageError, match=rf"^picture .* names {name.replace('_', ' ')} '{model}', a URL or hub id: .* pass {flag} yourself$"):
+        build_spec(str(path))
+    assert getattr(build_spec(str(path), **{name: str(tmp_path)}), name) == str(tmp_path)
+    local = _picture(tmp_path, {"prompt": "x", "spec_version": SPEC_VERSION, name: str(tmp_path)}, "local.png")
+    assert getattr(build_spec(str(local)), name) == str(tmp_path)  # a local path: rendering it again needs no flag
+    yaml_file = tmp_path / "mine.yaml"
+    yaml_file.write_text(f"prompt: x\n{name}: {model}\n")
+    assert getattr(build_spec(str(yaml_file)), name) == model  # the user's own spec file may name anything
+
+
+def test_lora_entries_that_are_not_strings_say_what_an_entry_is(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("prompt: x\nlora:\n  - {file: a.safetensors, weight: 0.5}\n")
+    _refused(path, f'spec file {path}: each entry of \'lora\' must be a "FILE[:WEIGHT]" string')
