@@ -180,13 +180,19 @@ def _peaks(pool: WorkerPool) -> tuple[dict, ...]:
 
 
 def _head(pool: WorkerPool, store: Any, wrap: tuple[bool, bool]) -> Any:
-    """The head's output as a driver-owned object ref; the latent goes to the worker band by band
-    (each band put in the object store and dropped here before the next is read)."""
+    """The head's output as a driver-owned object ref; the latent goes to the worker in pieces of
+    at most LATENT_CHUNK rows, each put in the object store and dropped here before the next is
+    read. Not the store's bands: there is one per reducer, so two actors would make the driver
+    read half the latent at once (128 MiB at 16384 px), and it would grow with the canvas."""
     import ray
 
+    from gigacanvas.storage.store import LATENT_CHUNK
+
+    step = store.committed_step()
+    height = store.bands[-1][1]
     bands = []
-    for y0, y1 in store.bands:
-        rows, _ = store.read_rows(y0, y1)
+    for y0 in range(0, height, LATENT_CHUNK):
+        rows, _ = store.read_rows(y0, min(height, y0 + LATENT_CHUNK), step)
         bands.append(ray.put(rows))
         del rows
     refs: dict = {}

@@ -2,13 +2,16 @@
 
 The store's layout (store.py) names the levels: arrays `0`, `1`, ... of (3, h_k, w_k) uint8, each
 the 2 x 2 mean of the one above (an odd last row or column is repeated), down to a longer side of
-at most `SMALLEST` px, and the `ome` attribute written after them. `build_levels` makes them from
-the store's `image` in one pass, band by band: each band of level 0 is halved into level 1's rows
-at once, and so on down, so besides the band only each level's partial chunk row is carried (less
-than one more band in all). Levels are written in whole chunk rows, never read back.
+at most `SMALLEST` px, and the `ome` attribute written after them. `build_levels` makes them in
+squares of 2 x 2 chunks (`BLOCK`): levels 0 and 1 from each square of the store's `image`, every
+further level from squares of the level above, read back (a third of the picture's bytes again in
+all). Each square is chunk-aligned and its half is exactly one chunk of the level below, so every
+write is whole chunks, and the process holds one square (12 MiB) and its half whatever the
+canvas's width. Rows of a band at a time held a band, its transposed copy and their halves'
+temporaries: about 290 MiB at 16384 px wide, growing with the width.
 
 An export (`--out poster.ome.zarr` with a store elsewhere) is a plain OME-Zarr group holding the
-same levels, copied band by band, and the same `ome` and `picture` attributes; its own marker
+same levels, copied square by square, and the same `ome` and `picture` attributes; its own marker
 attribute (`gigacanvas_export`) tells our half-written export from someone else's folder. It is
 written into a temp folder beside the target and renamed there on a disk; on object storage, where
 there is no rename, the group's metadata (`ome`, which viewers look for) is the last key written.
@@ -83,41 +86,6 @@ def ngff_metadata(shapes: list[tuple[int, int]], name: str) -> dict:
     }
 
 
-class _Pyramid:
-    """Takes level 0's rows in order and writes every level in whole chunk rows, via `write(k, y0, rows)`."""
-
-    def __init__(self, count: int, write):
-        self.count, self.write = count, write
-        self.buf: list[list[np.ndarray]] = [[] for _ in range(count)]  # rows of level k not yet written
-        self.odd: list[np.ndarray | None] = [None] * count  # a row of level k waiting for its pair
-        self.y = [0] * count  # rows of level k written
-
-    def add(self, k: int, rows: np.ndarray) -> None:
-        self.buf[k].append(rows)
-        held = np.concatenate(self.buf[k], axis=1) if len(self.buf[k]) > 1 else rows
-        whole = held.shape[1] // LEVEL_CHUNK * LEVEL_CHUNK
-        if whole:
-            self.write(k, self.y[k], held[:, :whole])
-            self.y[k] += whole
-        self.buf[k] = [held[:, whole:]] if whole < held.shape[1] else []
-        if k + 1 < self.count:
-            if self.odd[k] is not None:
-                rows = np.concatenate([self.odd[k], rows], axis=1)
-            even = rows.shape[1] // 2 * 2
-            self.odd[k] = rows[:, even:] if even < rows.shape[1] else None
-            if even:
-                self.add(k + 1, halve(rows[:, :even]))
-
-    def finish(self) -> None:
-        for k in range(self.count):
-            if self.odd[k] is not None and k + 1 < self.count:
-                self.add(k + 1, halve(self.odd[k]))
-            if self.buf[k]:
-                rest = np.concatenate(self.buf[k], axis=1)
-                self.write(k, self.y[k], rest)
-                self.y[k] += rest.shape[1]
-
-
 def has_levels(store: LatentStore) -> bool:
     """Whether the store holds its whole multiscale image (its `ome` attribute is written last)."""
     ome = store.attrs().get("ome")
@@ -139,10 +107,20 @@ def build_levels(store: LatentStore, picture: dict) -> None:
         group.create_array(
             str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", dimension_names=AXES, overwrite=True
         )
-    pyramid = _Pyramid(len(shapes), store.write_level_rows)
-    for band in store.image_bands():
-        pyramid.add(0, np.ascontiguousarray(band.transpose(2, 0, 1)))
-    pyramid.finish()
+    block = 2 * LEVEL_CHUNK
+    height, width = shapes[0]
+    for y0 in range(0, height, block):
+        for x0 in range(0, width, block):
+            square = np.ascontiguousarray(store.image_block(y0, x0, block).transpose(2, 0, 1))
+            store.write_level_block(0, y0, x0, square)
+            if len(shapes) > 1:
+                store.write_level_block(1, y0 // 2, x0 // 2, halve(square))
+    for k in range(2, len(shapes)):
+        above = group[str(k - 1)]
+        h, w = shapes[k - 1]
+        for y0 in range(0, h, block):
+            for x0 in range(0, w, block):
+                store.write_level_block(k, y0 // 2, x0 // 2, halve(above[:, y0 : y0 + block, x0 : x0 + block]))
     name = Path(store.location.root).name
     store.set_attrs(ome=ngff_metadata(shapes, name), picture=picture)
 
@@ -152,6 +130,16 @@ def level_bands(array) -> Iterator[np.ndarray]:
     height = array.shape[1]
     for y0 in range(0, height, LEVEL_CHUNK):
         yield array[:, y0 : min(height, y0 + LEVEL_CHUNK)]
+
+
+def level_squares(array) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(y0, x0, square) over a (3, h, w) level, in squares of 2 x 2 chunks (what build_levels
+    holds), row by row: an export copies them as whole chunks without holding a band."""
+    _, height, width = array.shape
+    side = 2 * LEVEL_CHUNK
+    for y0 in range(0, height, side):
+        for x0 in range(0, width, side):
+            yield y0, x0, array[:, y0 : y0 + side, x0 : x0 + side]
 
 
 def read_zarr_attrs(url: str, label: str) -> dict:
@@ -254,8 +242,6 @@ def _write_export(url: str, store: LatentStore, picture: dict, name: str) -> Non
         array = group.create_array(
             str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", dimension_names=AXES
         )
-        y0 = 0
-        for rows in level_bands(store.group[str(k)]):
-            array[:, y0 : y0 + rows.shape[1]] = rows
-            y0 += rows.shape[1]
+        for y0, x0, square in level_squares(store.group[str(k)]):
+            array[:, y0 : y0 + square.shape[1], x0 : x0 + square.shape[2]] = square
     group.attrs.update({"ome": ngff_metadata(shapes, name), "picture": picture})  # last: the image appears whole

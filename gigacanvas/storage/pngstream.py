@@ -8,8 +8,10 @@ IEND; each chunk length, type, data, CRC-32), so this module writes it with `zli
 
 Rows are filtered as libpng and Pillow do by default: per row, the filter of the five (None, Sub,
 Up, Average, Paeth) whose output has the smallest sum of absolute values as signed bytes; the
-arithmetic is vectorised with numpy over blocks of `FILTER_ROWS` rows, so the temporaries stay a
-few MiB whatever the band. Text chunks come before the pixels (the spec reader in picture.py looks
+arithmetic is vectorised with numpy over blocks of about `FILTER_BYTES` (as many rows as fit, at
+least one), so the temporaries (int16 and int32 copies of the five candidates: about 40 times the
+block) stay about 10 MiB whatever the picture's width; blocks of a fixed row count made them grow
+with it (120 MiB at 16384 px). Text chunks come before the pixels (the spec reader in picture.py looks
 for ours only there): tEXt when the text is Latin-1, else iTXt (UTF-8), as Pillow chooses.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 IDAT_BYTES = 1 << 20  # compressed bytes per IDAT chunk (libpng writes 8 KiB; any size is valid)
-FILTER_ROWS = 64  # rows filtered at once: bounds the temporaries to ~10 x 64 rows
+FILTER_BYTES = 1 << 18  # bytes of rows filtered at once (see top)
 BPP = 3  # bytes per pixel: 8-bit RGB (4 for RGBA: an upscale that keeps its source's alpha)
 COLOUR_TYPES = {3: 2, 4: 6}  # bytes per pixel -> PNG colour type: truecolour, truecolour with alpha
 
@@ -90,8 +92,9 @@ class PngStream:
         if self.rows_written + len(rows) > self.height:
             raise ValueError(f"more than the {self.height} rows the PNG's header promised")
         flat = rows.reshape(len(rows), -1)
-        for y in range(0, len(flat), FILTER_ROWS):
-            block = flat[y : y + FILTER_ROWS]
+        step = max(1, FILTER_BYTES // flat.shape[1])
+        for y in range(0, len(flat), step):
+            block = flat[y : y + step]
             self._emit(self._zip.compress(filter_rows(block, self._prev, self.channels)))
             self._prev = block[-1]
         self.rows_written += len(rows)

@@ -20,8 +20,8 @@ Layout version 5 (`LAYOUT`; the group attribute `gigacanvas.layout` names it):
   mean of the one above, down to a longer side of at most 512; then, in one put of the group's
   metadata, the attributes `ome` (the NGFF metadata: multiscales, axes, datasets, RGB channels)
   and `picture` (the picture's spec, as a PNG's spec chunk carries it). Viewers see no image until
-  every level is whole; levels without `ome` are rebuilt. multiscale.py writes them, band by band;
-  a level 0 in (c, y, x) order beside `image` costs a second copy of the pixels, because NGFF wants
+  every level is whole; levels without `ome` are rebuilt. multiscale.py writes them, a square of
+  2 x 2 chunks at a time; a level 0 in (c, y, x) order beside `image` costs a second copy of the pixels, because NGFF wants
   channels before space and `image` is what the decode writes, tile by tile, in (y, x, c);
 - array `source_alpha` (since layout 5, an upscale's that keeps its source's transparency:
   cluster/upscale.py): the source picture's alpha, (h, w) uint8 at the source's size, written
@@ -590,11 +590,18 @@ class LatentStore:
         for y0 in range(0, height, IMAGE_CHUNK):
             yield self.image_rows(y0, min(height, y0 + IMAGE_CHUNK))
 
-    def write_level_rows(self, level: int, y0: int, rows: np.ndarray) -> None:
-        """(3, n, w) `rows` into multiscale level `level` from row `y0`; lease checked, retried."""
+    def image_block(self, y0: int, x0: int, side: int) -> np.ndarray:
+        """The picture's pixels in the `side`-px square at (y0, x0), clipped at its edges: (h, w, 3)
+        uint8. The multiscale levels read the picture this way (multiscale.py), so what they hold
+        does not grow with the canvas's width."""
+        return self.group["image"][y0 : y0 + side, x0 : x0 + side]
+
+    def write_level_block(self, level: int, y0: int, x0: int, block: np.ndarray) -> None:
+        """(3, h, w) `block` into multiscale level `level` at (y0, x0); lease checked, retried."""
         self._check_lease()
         array = self.group[str(level)]
+        _, h, w = block.shape
         _retrying(
             self.url, f"writing level {level} of the picture",
-            lambda: array.__setitem__((slice(None), slice(y0, y0 + rows.shape[1])), rows),
+            lambda: array.__setitem__((slice(None), slice(y0, y0 + h), slice(x0, x0 + w)), block),
         )

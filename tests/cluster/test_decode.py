@@ -120,3 +120,26 @@ def test_fast_mode_crops_on_the_workers_are_the_in_process_decodes(worker, ray_c
     np.testing.assert_array_equal(fast, ours)
     exact, _, _ = _decode(worker, "fe", latent, 8, "exact")
     assert np.abs(fast.astype(int) - exact.astype(int)).mean() > 0  # estimated: the crops were used
+
+
+def test_the_head_reads_the_latent_in_chunk_rows_not_in_the_stores_bands(worker, ray_cluster, monkeypatch):
+    """The driver hands the head the latent in pieces of at most LATENT_CHUNK rows, whatever the
+    number of bands (one per reducer: two bands would be half the latent each), at the committed
+    step, and the picture is the one the whole latent gives."""
+    from gigacanvas.storage import store as store_module
+
+    latent = np.random.default_rng(3).standard_normal((16, 24, 16)).astype(np.float32)
+    whole, _, _ = _decode(worker, "hw", latent, 0, "fast")
+    reads = []
+    real = LatentStore.read_rows
+
+    def spy(self, y0, y1, step=None):
+        reads.append((y0, y1, step))
+        return real(self, y0, y1, step)
+
+    monkeypatch.setattr(store_module, "LATENT_CHUNK", 8)
+    monkeypatch.setattr(LatentStore, "read_rows", spy)
+    chunked, _, _ = _decode(worker, "hc", latent, 0, "fast")
+    assert [(y0, y1) for y0, y1, _ in reads] == [(0, 8), (8, 16), (16, 24)]
+    assert {step for _, _, step in reads} == {0}
+    np.testing.assert_array_equal(chunked, whole)

@@ -66,6 +66,41 @@ def test_the_store_holds_its_levels_and_opens_as_ome_zarr(tmp_path):
     assert again.read_latent()[1] == 2  # the render itself is untouched
 
 
+def test_levels_are_built_in_chunk_aligned_squares_whatever_the_width(tmp_path, monkeypatch):
+    """With 32 px chunks, a 200 x 328 picture is many squares across and down, odd at its edges:
+    the levels still equal the whole computation, every read of the picture is at most a square of
+    2 x 2 chunks, and every write is chunk-aligned and at most a square (nothing a band wide)."""
+    from gigacanvas.storage import multiscale
+
+    monkeypatch.setattr(multiscale, "LEVEL_CHUNK", 32)
+    monkeypatch.setattr(multiscale, "SMALLEST", 16)
+    reads, writes = [], []
+    real_read, real_write = LatentStore.image_block, LatentStore.write_level_block
+
+    def read(self, y0, x0, side):
+        out = real_read(self, y0, x0, side)
+        reads.append(out.shape[:2])
+        return out
+
+    def write(self, level, y0, x0, block):
+        writes.append((level, y0, x0, *block.shape[1:]))
+        real_write(self, level, y0, x0, block)
+
+    monkeypatch.setattr(LatentStore, "image_block", read)
+    monkeypatch.setattr(LatentStore, "write_level_block", write)
+    url = str(tmp_path / "s.zarr")
+    store, image = finished_store(url, 200, 328)
+    build_levels(store, PICTURE)
+    group = zarr.open_group(url, mode="r")
+    expected = _reference(image)
+    assert len(expected) == 6
+    for k, level in enumerate(expected):
+        np.testing.assert_array_equal(group[str(k)][...], level)
+    assert len(reads) == 4 * 6 and max(max(r) for r in reads) == 64
+    assert all(y0 % 32 == 0 and x0 % 32 == 0 and h <= 64 and w <= 64 for _, y0, x0, h, w in writes)
+    assert {level for level, *_ in writes} == set(range(6))
+
+
 def test_a_layout_3_store_resumes_and_is_marked_4_before_its_levels(tmp_path):
     url = str(tmp_path / "s.zarr")
     store, _ = finished_store(url, 256, 256)
@@ -117,10 +152,10 @@ def test_a_failed_export_leaves_the_old_one(tmp_path, monkeypatch):
     export_levels(out, store, PICTURE)
 
     def broken(array):
-        yield array[:, :10]
+        yield 0, 0, array[:, :10, :10]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(multiscale, "level_bands", broken)
+    monkeypatch.setattr(multiscale, "level_squares", broken)
     with pytest.raises(OSError):
         export_levels(out, store, {"prompt": "new"})
     assert read_zarr_spec(out) == PICTURE

@@ -84,6 +84,19 @@ def _peaks(tmp_path, height):
     return peaks
 
 
+def test_the_levels_do_not_grow_with_the_width(tmp_path):
+    """Eight times the width, about the same peak for the multiscale levels (the OME-Zarr output is
+    the levels alone): they are built in squares, not in bands that are as wide as the picture."""
+    peaks = {}
+    for width in (1024, 8192):
+        store, _ = finished_store(str(tmp_path / f"w{width}.zarr"), 1024, width, image=np.full((1024, width, 3), 7, np.uint8))
+        tracemalloc.start()
+        write_output(str(tmp_path / f"w{width}.ome.zarr"), store, PICTURE, "")
+        peaks[width] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks[8192] < 1.25 * peaks[1024] + 1024 * 1024 * 3 / 4, peaks
+
+
 def test_outputs_are_written_band_by_band(tmp_path):
     """Four times the rows, the same peak: no output holds more than a band or so (the pyramid's
     carry of lower levels included), however tall the picture."""
@@ -96,17 +109,18 @@ def test_outputs_are_written_band_by_band(tmp_path):
 
 @pytest.mark.parametrize("name", ["p.png", "p.tif", "p.ome.zarr"])
 def test_a_failure_mid_write_leaves_the_old_output(tmp_path, name):
-    store, image = finished_store(str(tmp_path / "s.zarr"), 2048, 256)
+    store, image = finished_store(str(tmp_path / "s.zarr"), 4096, 256)  # two bands, two squares of the levels
     out = str(tmp_path / name)
     write_output(out, store, PICTURE, "")
-    rows = store.image_rows
+    rows, block = store.image_rows, store.image_block
 
-    def fail_after_first(y0, y1):
+    def fail_after_first(y0, *rest):
         if y0 > 0:
             raise OSError(28, "No space left on device")
-        return rows(y0, y1)
+        return (block if len(rest) == 2 else rows)(y0, *rest)
 
-    store.image_rows = fail_after_first
+    store.image_rows = fail_after_first  # the PNG and TIFF read the picture in bands
+    store.image_block = fail_after_first  # the levels in squares
     store.set_attrs(ome=None)  # the levels are rebuilt from the image: that fails too
     with pytest.raises(OSError):
         write_output(out, store, {"prompt": "new"}, "")
