@@ -52,7 +52,8 @@ from gigacanvas.cluster.regions import scale_feather, scale_regions
 from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.store import STAGES
-from gigacanvas.tiling import TileBlender, initial_noise, plan_tiles
+from gigacanvas.tiling import TileBlender, noise_window, plan_tiles
+from gigacanvas.tiling.grid import Window
 from gigacanvas.tiling.compose import stage_sizes, start_step
 
 ENCODE_OVERLAP_FRACTION = 4  # encode tiles overlap by a quarter of the tile, as the blend decode's
@@ -159,38 +160,75 @@ def encode_canvas(
     on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
     put: Callable[[np.ndarray], Any] | None = None,
 ) -> np.ndarray:
-    """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px: tiles of `tile_px`
-    (0: one piece) encoded on the pool's workers, blended in tile order (the same bits on any
-    number of actors); on a torus along `wrap`'s axes (rows, columns: actors/vaeencode.py).
-    `put` hands the picture to the workers (Ray's object store; a test's pool of plain workers
-    takes the array itself). Returns (C, height / f, width / f) float32."""
+    """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px, whole: (C, height / f,
+    width / f) float32 (`encoded_rows` asked for every row; see there)."""
+    rows = encoded_rows(pool, image, width, height, info, tile_px, on_tile, wrap, put)
+    return rows(0, height // info.vae_scale_factor)
+
+
+def encoded_rows(
+    pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
+    on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
+    put: Callable[[np.ndarray], Any] | None = None,
+) -> Callable[[int, int], np.ndarray]:
+    """Rows [y0, y1) of the latent of `image` ((h, w, 3) uint8) upscaled to width x height px, as a
+    function to be asked for row ranges from the top down (the store's `write_noise` asks so): each
+    call encodes, on the pool's workers, the tiles of `tile_px` (0: one piece) that reach its rows
+    and were not encoded yet, blends them in tile order (the same bits on any number of actors, and
+    the same bits as one blend of the whole latent: each pixel folds the same tiles in the same
+    order) and drops the tiles no later row needs. So the driver holds a range's blend and a row of
+    tiles, never the canvas's latent (512 MiB as float64 at 16384 px). On a torus along `wrap`'s
+    axes (rows, columns: actors/vaeencode.py). `put` hands the picture to the workers (Ray's object
+    store; a test's pool of plain workers takes the array itself). Returns (C, y1 - y0, width / f)
+    float32."""
+    from gigacanvas.tiling.bands import tile_rows_in_band
+
     if put is None:
         import ray
 
         put = ray.put
     f = info.vae_scale_factor
-    grid, halo = encode_grid(height // f, width // f, tile_px // f, wrap)
-    blender = TileBlender(grid, info.latent_channels)
+    lat_h = height // f
+    grid, halo = encode_grid(lat_h, width // f, tile_px // f, wrap)
     image_ref = put(np.ascontiguousarray(image))
     windows = grid.windows
     torus = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
+    torus_h = lat_h if wrap[0] else None
+    encoded: dict[int, np.ndarray] = {}  # tiles a later range still needs
 
     def submit(worker: Any, index: int) -> Any:
         return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **torus)
 
     def done(index: int, latent: np.ndarray) -> None:
-        blender.add(index, latent)
+        encoded[index] = latent
         on_tile()
 
-    pool.map(range(len(windows)), submit, done)
-    return blender.result()
+    def rows(y0: int, y1: int) -> np.ndarray:
+        blender = TileBlender(grid, info.latent_channels, rows=(y0, y1))
+        pool.map([i for i in blender.tiles if i not in encoded], submit, done)
+        for index in blender.tiles:
+            blender.add(index, encoded[index])
+        for index in list(encoded):
+            if y1 >= lat_h or tile_rows_in_band(windows[index], y1, lat_h, torus_h) is None:
+                del encoded[index]
+        return blender.result()
+
+    return rows
 
 
-def start_latent(pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None) -> np.ndarray:
-    """A refinement's first latent: `image` ((h, w, 3) uint8: the stage before's picture, or an
+def start_latent(
+    pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None
+) -> Callable[[int, int], np.ndarray]:
+    """A refinement's first latent, as a function of a row range [y0, y1) (asked from the top down,
+    as the store's `write_noise` asks): `image` ((h, w, 3) uint8: the stage before's picture, or an
     upscale's source) upscaled, encoded and noised to `spec.strength` with the render's own seeded
-    noise (the canvas's initial noise)."""
+    noise (the canvas's initial noise, drawn for those rows alone: tiling/noise.py)."""
     f, channels = info.vae_scale_factor, info.latent_channels
-    encoded = encode_canvas(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x))
-    noise = initial_noise(spec.seed, channels, spec.height // f, spec.width // f)
-    return noised(encoded, noise, scheduler, start_of(spec))
+    encode = encoded_rows(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x))
+    start = start_of(spec)
+
+    def rows(y0: int, y1: int) -> np.ndarray:
+        noise = noise_window(spec.seed, channels, Window(y0, 0, y1 - y0, spec.width // f))
+        return noised(encode(y0, y1), noise, scheduler, start)
+
+    return rows

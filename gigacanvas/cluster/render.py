@@ -336,6 +336,8 @@ def _run(
             def first(y0: int, y1: int) -> np.ndarray:
                 rows = Window(y0, 0, y1 - y0, the_plan.lat_w)
                 return start_noise(noise_window(spec.seed, info.latent_channels, rows), scheduler)
+
+            store.write_noise(first)
         else:
             image = _source_image(spec, store, source, picture)
             notify(
@@ -343,8 +345,8 @@ def _run(
                 f"encoding, refining from step {start_of(spec)} of {spec.steps}"
             )
             with tqdm(desc="encode", unit="tile", disable=None if progress else True) as bar:
-                first = start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1))
-        store.write_noise(first)
+                # encoded, noised and written a chunk row at a time: the driver never holds the latent
+                store.write_noise(start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1)))
     # noted once: a resumable store by `render` as it claims it, a new one above once created (a
     # memory:// store dies with this process: nothing to resume)
 

@@ -447,13 +447,15 @@ class LatentStore:
         'ours' after the last).
 
         `noise` is the whole (C, H, W) latent or a function of a row range [y0, y1) giving those
-        rows: then it is asked band by band (a band is a whole number of the array's row chunks),
-        so the writer never holds more than one band of a canvas that may be far larger than it.
+        rows: then it is asked chunk row by chunk row from the top (at most LATENT_CHUNK rows; not
+        band by band: a band is the reducer's, half the latent with two actors), so the writer
+        never holds more than a chunk row of a canvas that may be far larger than it.
         """
         self._check_lease()
         array = self.group["noise"]
         if callable(noise):
-            for y0, y1 in self.bands:
+            height, step = array.shape[1], array.chunks[1]
+            for y0, y1 in ((y, min(height, y + step)) for y in range(0, height, step)):
                 rows = noise(y0, y1)
                 _retrying(self.url, "writing the initial noise", lambda y0=y0, y1=y1, rows=rows: array.__setitem__((slice(None), slice(y0, y1)), rows))
                 del rows

@@ -197,3 +197,41 @@ def test_the_tiled_encode_of_a_torus_has_no_edge_and_commutes_with_rolls(tiny_mo
 
     torus = encode(picture, (True, True))
     np.testing.assert_allclose(encode(rolled, (True, True)), np.roll(torus, (1, 6), (1, 2)), atol=1e-4)
+
+
+@pytest.mark.parametrize("wrap", [(False, False), (True, False)])
+def test_the_encode_asked_range_by_range_is_the_whole_encode_and_encodes_each_tile_once(tiny_model, wrap):
+    """The refinement's first latent is written a chunk row at a time (store.write_noise), so the
+    driver never holds the canvas's latent: asked for 3 row ranges from the top, the encode gives
+    the whole encode's bits (each pixel folds the same tiles in the same order), and each tile is
+    encoded once although the tiles overlap the ranges (and, on a torus, the last one the first
+    range too). 96 x 64 px: latent 12 x 8 in tiles of 4 (32 px) a quarter overlapping."""
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.actors.worker import Worker
+    from gigacanvas.cluster.compose import encode_canvas, encoded_rows, encode_grid
+
+    info = open_model(tiny_model)
+    worker = Worker(info)
+    worker.load("fp32")
+    calls: list = []
+
+    class Plain:
+        class encode_tile:
+            @staticmethod
+            def remote(image, size, window, halo, **kwargs):
+                calls.append(window)
+                return worker.encode_tile(image, size, window, halo, **kwargs)
+
+        def map(self, jobs, call, done):
+            for job in jobs:
+                done(job, call(self, job))
+
+    picture = np.random.default_rng(6).integers(0, 256, (24, 16, 3), dtype=np.uint8)
+    whole = encode_canvas(Plain(), picture, 64, 96, info, 32, wrap=wrap, put=lambda array: array)
+    tiles = len(encode_grid(12, 8, 4, wrap)[0])
+    assert len(calls) == tiles
+    calls.clear()
+    rows = encoded_rows(Plain(), picture, 64, 96, info, 32, wrap=wrap, put=lambda array: array)
+    parts = [rows(0, 5), rows(5, 8), rows(8, 12)]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
+    assert len(calls) == tiles and len(set(calls)) == tiles
