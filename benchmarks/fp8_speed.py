@@ -59,7 +59,7 @@ def main() -> None:
         pooled = torch.randn(2, config["pooled_projection_dim"], device=device, dtype=compute)
         t = torch.full((2,), 500.0, device=device)
 
-        def step():
+        def step(model=model, x=x, t=t, text=text, pooled=pooled):  # this mode's, bound now
             with torch.inference_mode():
                 model(hidden_states=x, timestep=t, encoder_hidden_states=text, pooled_projections=pooled, return_dict=False)
             if gpu:
@@ -70,7 +70,7 @@ def main() -> None:
                 step()
         except Exception as exc:  # noqa: BLE001 - a mode that builds but cannot run here: report, go on
             rows.append((mode, None, None, None, f"failed to run: {exc.__class__.__name__}: {str(exc)[:160]}"))
-            del model
+            del model, step
             gc.collect()
             continue
         times = []
@@ -80,7 +80,7 @@ def main() -> None:
             times.append(time.perf_counter() - start)
         peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else None
         rows.append((mode, statistics.median(times), min(times), max(times), peak))
-        del model, x, text, pooled
+        del model, step, x, text, pooled
         gc.collect()
     base = next(r[1] for r in rows if r[1] is not None and r[0] == "bf16")
     print(f"{'mode':12} {'median s':>9} {'min':>8} {'max':>8} {'vs bf16':>8} {'peak GPU GiB':>13}")
