@@ -121,6 +121,17 @@ def _download(repo: str, what: str) -> Path:
         ) from None
 
 
+def fetches(model: str) -> bool:
+    """Whether loading `model` would download it (what `_resolve_folder` fetches): a URL of a place
+    other than this machine's disk (`file://`, `local://`), or a hub id that is no local path. A
+    picture's spec may not name such a model (cluster/spec.py): it must not make gigacanvas fetch."""
+    from gigacanvas.storage.location import LOCAL_PROTOCOLS
+
+    if "://" in model:
+        return model.split("://", 1)[0].lower() not in LOCAL_PROTOCOLS
+    return bool(HUB_ID.match(model)) and not Path(model).expanduser().exists()
+
+
 def _resolve_folder(model: str, what: str) -> tuple[Path, tuple[str, str] | None]:
     """A local path for `model`: as given, a URL's copy in this machine's cache, or a hub id's
     download; and for a URL, (URL, cache key) so that every node can fetch the same copy."""

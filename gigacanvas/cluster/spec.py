@@ -546,13 +546,13 @@ def _check_picture_models(data: dict, flags: dict, picture: str) -> None:
     not a URL or hub id: a downloaded picture must not make gigacanvas fetch anything, or try to
     (a bucket listed with the user's credentials, a request to a host of the picture's choosing).
     The user's own --model / --base-model replace the picture's and lift this."""
-    from gigacanvas.actors.loading import HUB_ID
+    from gigacanvas.actors.loading import fetches
 
     for name in ("model", "base_model"):
         value = data.get(name)
         if name in flags or not isinstance(value, str):
             continue
-        if "://" in value and not value.startswith("file://") or HUB_ID.match(value) and not Path(value).exists():
+        if fetches(value):
             flag = "--" + name.replace("_", "-")
             raise UsageError(
                 f"picture {picture} names {name.replace('_', ' ')} {_quote(value, 80)}, a URL or hub id: a picture "

@@ -157,6 +157,9 @@ def test_a_picture_cannot_make_gigacanvas_download_a_model(tmp_path, name, model
     assert getattr(build_spec(str(path), **{name: str(tmp_path)}), name) == str(tmp_path)
     local = _picture(tmp_path, {"prompt": "x", "spec_version": SPEC_VERSION, name: str(tmp_path)}, "local.png")
     assert getattr(build_spec(str(local)), name) == str(tmp_path)  # a local path: rendering it again needs no flag
+    for url in (f"file://{tmp_path}", f"local://{tmp_path}"):  # local paths too, as the loader reads them
+        local = _picture(tmp_path, {"prompt": "x", "spec_version": SPEC_VERSION, name: url}, "url.png")
+        assert getattr(build_spec(str(local)), name) == url
     yaml_file = tmp_path / "mine.yaml"
     yaml_file.write_text(f"prompt: x\n{name}: {model}\n")
     assert getattr(build_spec(str(yaml_file)), name) == model  # the user's own spec file may name anything
