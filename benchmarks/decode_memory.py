@@ -10,7 +10,13 @@ what the denoising and the head left in its allocators; the peak less it is the 
 working set). Target (issue 11): the tail's peak at 16384 px within 1.2x of 2048 px; the
 driver's absolute MiB, holding nothing canvas-sized.
 
-    .venv/bin/python benchmarks/decode_memory.py [--sizes 2048 8192 16384] [--decode fast] [--vae-tile 1024]
+    .venv/bin/python benchmarks/decode_memory.py [--sizes 2048 8192 16384] [--decode fast] [--vae-tile 1024] [--windowed-head]
+
+`--windowed-head`: the head's mid-block attends in windows at 8192 px too (as it does past it), by a
+Ray worker setup hook of this script's; its global attention over a million latent pixels takes
+hours on one CPU thread (a fractional-CPU actor gets one), seconds on a GPU. Attention is computed
+in chunks either way, so the head's memory is about the same; the tail and the driver do not
+depend on it.
 
 `--decode fast` by default: the exact mode's tiles, windows and stages are the same (its memory
 too), it only runs the tiles once per GroupNorm, which on 2 CPU cores takes hours at 16384 px.
@@ -45,13 +51,35 @@ def _watch_driver(peaks: dict) -> None:
         setattr(render_module, attribute, wrapped(name, getattr(render_module, attribute)))
 
 
-def _one(size: int, decode: str, vae_tile: int, folder: str) -> dict:
+def _windowed_head() -> None:
+    """Ray's worker setup hook for `--windowed-head`: every worker's head attends in windows."""
+    from gigacanvas.actors import vaedecode
+
+    vaedecode.EXACT_ATTENTION_PIXELS = 0
+
+
+def _with_windowed_head() -> None:
+    """`ray.init` as the render calls it, plus a setup hook in every worker (pickled by value from
+    this script: gigacanvas itself has no such knob, its pixels depend on the spec alone)."""
+    import ray
+
+    init = ray.init
+
+    def patched(*args, **kwargs):
+        return init(*args, runtime_env={"worker_process_setup_hook": _windowed_head}, **kwargs)
+
+    ray.init = patched
+
+
+def _one(size: int, decode: str, vae_tile: int, folder: str, windowed: bool = False) -> dict:
     from gigacanvas.actors import memwatch
     from gigacanvas.cluster.render import render
     from gigacanvas.cluster.spec import RenderSpec
 
     driver: dict = {}
     _watch_driver(driver)
+    if windowed:
+        _with_windowed_head()
 
     out = os.path.join(folder, f"m{size}.png" if size <= 16384 else f"m{size}.tif")
     spec = RenderSpec(
@@ -76,13 +104,18 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 8192, 16384])
     parser.add_argument("--decode", default="fast", choices=("exact", "fast"))
     parser.add_argument("--vae-tile", type=int, default=1024, help="decode tile side in pixels")
+    parser.add_argument(
+        "--windowed-head", action="store_true",
+        help="the head attends in windows at every size (exact global attention at 8192 px takes hours on one CPU thread)",
+    )
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one, args.decode, args.vae_tile, args.folder)))
+        print(json.dumps(_one(args.one, args.decode, args.vae_tile, args.folder, args.windowed_head)))
         return
-    print(f"tiny model, 1 step, 2 actors, fp32, decode {args.decode}, {args.vae_tile} px tiles; {os.cpu_count()} cores")
+    head = "; the head's attention windowed at every size" if args.windowed_head else ""
+    print(f"tiny model, 1 step, 2 actors, fp32, decode {args.decode}, {args.vae_tile} px tiles; {os.cpu_count()} cores{head}")
     print(
         f"{'size':>6} {'tiles':>6} {'driver MiB':>11} {'head MiB':>9} {'tail MiB (per worker)':>24} "
         f"{'tail start MiB':>16} {'decode s':>9} {'total s':>8}"
@@ -91,7 +124,8 @@ def main() -> None:
     for size in args.sizes:
         with tempfile.TemporaryDirectory() as folder:
             done = subprocess.run(
-                [sys.executable, __file__, "--one", str(size), "--decode", args.decode, "--vae-tile", str(args.vae_tile), "--folder", folder],
+                [sys.executable, __file__, "--one", str(size), "--decode", args.decode, "--vae-tile", str(args.vae_tile), "--folder", folder]
+                + (["--windowed-head"] if args.windowed_head else []),
                 capture_output=True, text=True, check=False,
             )
         if done.returncode:
