@@ -30,8 +30,8 @@ recomposes its part and the repetition the composition removed comes back. 0.6 l
 to the composition and the detail to the refinement; the tiny test model cannot say more.
 
 Earlier stages live in the final store's `stages/` folder, each under a name made of its index,
-its size and a hash of its own spec (its pixel-deciding fields, its source stage's name and the
-model's fingerprint). A render finds a stage it needs by that name and reuses it if finished (or
+its size and a hash of its own spec (its pixel-deciding fields, the upscale model's fingerprint among
+them for a refinement, its source stage's name and the model's fingerprint). A render finds a stage it needs by that name and reuses it if finished (or
 resumes it), so a refinement with another strength reuses the composition, and `--overwrite`
 replaces only the final stage, never a stage another spec could still use.
 """
@@ -105,7 +105,8 @@ def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
             "region_feather": scale_feather(spec.region_feather, spec.width, spec.height, width, height),
         }
         if index == 0:  # a plain render at that size: the same spec and store content as one
-            own = spec.replace(**size, compose="none", strength=None, preview=None)
+            # no upscaler either: it upscales the refinements' pictures, and the composition is one's source
+            own = spec.replace(**size, compose="none", strength=None, preview=None, upscaler=None, upscaler_fingerprint=None)
             content = own.content()
         else:
             own = spec.replace(**size, preview=None)
@@ -157,11 +158,12 @@ def encode_grid(lat_h: int, lat_w: int, tile: int, wrap: tuple[bool, bool] = (Fa
 def encode_canvas(
     pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
     on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
-    put: Callable[[np.ndarray], Any] | None = None,
+    put: Callable[[np.ndarray], Any] | None = None, upscaler: tuple[str, str] | None = None,
 ) -> np.ndarray:
     """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px: tiles of `tile_px`
     (0: one piece) encoded on the pool's workers, blended in tile order (the same bits on any
-    number of actors); on a torus along `wrap`'s axes (rows, columns: actors/vaeencode.py).
+    number of actors); on a torus along `wrap`'s axes (rows, columns: actors/vaeencode.py); with
+    `upscaler` ((path, fingerprint) of an upscale model) upscaled by it before LANCZOS.
     `put` hands the picture to the workers (Ray's object store; a test's pool of plain workers
     takes the array itself). Returns (C, height / f, width / f) float32."""
     if put is None:
@@ -173,10 +175,12 @@ def encode_canvas(
     blender = TileBlender(grid, info.latent_channels)
     image_ref = put(np.ascontiguousarray(image))
     windows = grid.windows
-    torus = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
+    extra = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
+    if upscaler is not None:
+        extra["upscaler"] = upscaler
 
     def submit(worker: Any, index: int) -> Any:
-        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **torus)
+        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **extra)
 
     def done(index: int, latent: np.ndarray) -> None:
         blender.add(index, latent)
@@ -186,11 +190,17 @@ def encode_canvas(
     return blender.result()
 
 
-def start_latent(pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None) -> np.ndarray:
+def start_latent(
+    pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None,
+    upscaler: tuple[str, str] | None = None,
+) -> np.ndarray:
     """A refinement's first latent: `image` ((h, w, 3) uint8: the stage before's picture, or an
     upscale's source) upscaled, encoded and noised to `spec.strength` with the render's own seeded
-    noise (the canvas's initial noise)."""
+    noise (the canvas's initial noise); by the spec's upscale model if it names one (`upscaler`:
+    (the planned file, its fingerprint), from plan.py's `with_upscaler`)."""
     f, channels = info.vae_scale_factor, info.latent_channels
-    encoded = encode_canvas(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x))
+    encoded = encode_canvas(
+        pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x), upscaler=upscaler
+    )
     noise = initial_noise(spec.seed, channels, spec.height // f, spec.width // f)
     return noised(encoded, noise, scheduler, start_of(spec))
