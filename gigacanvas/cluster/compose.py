@@ -7,8 +7,8 @@ ordinary render with a store of its own:
 
 - stage 0, the composition: a plain render of the whole picture at about the native pixel count
   with the canvas's aspect ratio (tiling/compose.py's sizes);
-- stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, tile by tile on
-  the workers: actors/vaeencode.py), encodes it with a tiled VAE encode spread over the workers
+- stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, after an upscale
+  model with `--upscaler`, tile by tile on the workers: actors/vaeencode.py), encodes it with a tiled VAE encode spread over the workers
   (overlapping tiles, each with a halo, blended in tile order like the step loop's predictions),
   noises it to `strength` with the render's own seeded noise (tiling/noise.py, the canvas's
   initial noise) as diffusers' img2img pipelines do (`scheduler.scale_noise` at the start step),

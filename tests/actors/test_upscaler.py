@@ -15,29 +15,7 @@ import pytest
 from gigacanvas.actors.spandrelshim import _stand_in, import_spandrel
 from gigacanvas.actors.upscaler import check_upscaler, load_upscaler
 from gigacanvas.errors import UsageError
-
-
-def save_model(path, arch: str, **kwargs) -> str:
-    """A random-weight spandrel model of `arch` saved as safetensors at `path`."""
-    import torch
-    from safetensors.torch import save_file
-
-    import_spandrel()
-    from spandrel.architectures.Compact import Compact
-    from spandrel.architectures.ESRGAN import ESRGAN
-
-    torch.manual_seed(0)
-    model = {"esrgan": ESRGAN, "compact": Compact}[arch](**kwargs)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    return str(path)
-
-
-def esrgan(path) -> str:
-    return save_model(path, "esrgan", in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
-
-
-def compact(path, upscale: int = 2) -> str:
-    return save_model(path, "compact", num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=upscale)
+from tests.actors.upscalerfiles import compact, esrgan, save_model
 
 
 def test_spandrel_recognises_esrgan_and_compact_and_the_plan_line_says_what_they_are(tmp_path):
