@@ -31,8 +31,8 @@ def with_upscaler(asked: RenderSpec, spec: RenderSpec):
         if asked.upscaler is None:
             return spec, None, None
         return spec, None, (
-            f"gigacanvas: note: --upscaler {_quote(asked.upscaler, 80)} has no effect: compose auto renders this "
-            "canvas from noise, so nothing is upscaled"
+            f"gigacanvas: note: --upscaler {_quote(asked.upscaler, 80)} has no effect: this canvas is rendered from "
+            "noise, not composed, so nothing is upscaled"
         )
     from gigacanvas.actors.upscaler import check_upscaler
 
