@@ -27,7 +27,6 @@ from gigacanvas.cluster.plan import Plan, make_scheduler, picture_spec, plan, st
 from gigacanvas.cluster.progress import denoise_progress
 from gigacanvas.cluster.regions import region_layout
 from gigacanvas.cluster.spec import RenderSpec
-from gigacanvas.cluster.upscaler import for_actors
 from gigacanvas.cluster.steploop import (
     band_count,
     denoise,
@@ -37,6 +36,7 @@ from gigacanvas.cluster.steploop import (
     start_reducers,
     stop_reducers,
 )
+from gigacanvas.cluster.upscaler import for_actors
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.outputs import write_output

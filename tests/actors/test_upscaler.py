@@ -34,8 +34,8 @@ def _tensors(path) -> dict:
 
 
 def _bad(tmp_path, which: str) -> str:
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     if which == "pickle":
         (tmp_path / "m.pth").write_bytes(b"not opened")
@@ -118,7 +118,11 @@ def test_the_encode_window_is_the_model_on_its_crop_then_lanczos_of_that(tmp_pat
     not LANCZOS's window alone; on a torus the crop is gathered across the join."""
     import torch
 
-    from gigacanvas.actors.vaeencode import UPSCALER_CONTEXT_PX, encode_window, halo_window
+    from gigacanvas.actors.vaeencode import (
+        UPSCALER_CONTEXT_PX,
+        encode_window,
+        halo_window,
+    )
     from gigacanvas.tiling.grid import Window
     from gigacanvas.tiling.resample import gather, resize_window, source_crop
 

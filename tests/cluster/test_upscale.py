@@ -276,7 +276,7 @@ def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_l
     model = compact(tmp_path / "2x.safetensors")
     out = tmp_path / "up.png"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in FLAGS.items()]
-    code, stdout, err = run_cli(
+    code, _, err = run_cli(
         capsys, "upscale", str(picture), "--scale", "4", "--model", tiny_model, "--actors", "2", "--upscaler", model,
         "--out", str(out), "--no-progress", *flags,
     )

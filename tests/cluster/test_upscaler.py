@@ -11,7 +11,7 @@ from gigacanvas.errors import UsageError
 from tests.actors.upscalerfiles import compact
 from tests.helpers import run_cli
 
-CANVAS = dict(prompt="a lighthouse", width=512, height=256, steps=3, seed=7, tile_size=256, strength=0.6)
+CANVAS = {"prompt": "a lighthouse", "width": 512, "height": 256, "steps": 3, "seed": 7, "tile_size": 256, "strength": 0.6}
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,9 @@ def test_an_upscaler_on_a_canvas_auto_renders_from_noise_is_a_note_and_recorded_
     ],
 )
 def test_bad_upscaler_input_is_one_line_and_exit_2(command, flags, message, model_file, tiny_model, tmp_path, capsys):
+    import torch
     from PIL import Image
     from safetensors.torch import save_file
-    import torch
 
     (tmp_path / "m.pth").write_bytes(b"never opened")
     save_file({"some.weight": torch.zeros(2)}, str(tmp_path / "unknown"))

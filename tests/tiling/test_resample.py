@@ -65,10 +65,10 @@ def test_a_wrapped_upscale_keeps_its_alpha_periodic_like_its_colour():
 
 # --- the crops an upscale model sees (source_crop, gather) ---
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gigacanvas.tiling.resample import LANCZOS_SUPPORT, gather, source_crop  # noqa: E402
+from gigacanvas.tiling.resample import LANCZOS_SUPPORT, gather, source_crop
 
 
 @st.composite
@@ -127,11 +127,14 @@ def test_lanczos_from_a_crops_model_output_is_the_whole_outputs_resize(factor, w
     yy, xx = np.mgrid[0:24, 0:32]
     image = np.stack([(np.sin(yy / 3.8) + np.cos(xx / 5.1)) * 60 + 128, yy * 5 + xx * 2, 250 - xx * 7], -1)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    up = lambda a: np.repeat(np.repeat(a, factor, 0), factor, 1)  # noqa: E731
+
+    def up(a):
+        return np.repeat(np.repeat(a, factor, 0), factor, 1)
+
     ch, cw = 96, 128
     y, x, h, w = window
     if not wrap[0]:
-        y, h = min(max(y, 0), ch - 1), h
+        y = min(max(y, 0), ch - 1)
         h = min(h, ch - y)
     if not wrap[1]:
         x = min(max(x, 0), cw - 1)
