@@ -11,7 +11,9 @@ nothing else in the process ever sees a fake torchvision (a later `import torchv
 it would have). A stand-in's attributes are `_Missing` placeholders that raise ImportError when
 called, so RestoreFormer or LaMa fail in one line if ever run; gigacanvas refuses them anyway
 (actors/upscaler.py takes super-resolution models only). Where torchvision imports (a user's
-machine with the `upscalers` extra), spandrel is imported plainly.
+machine with the `upscalers` extra), spandrel is imported plainly; where one is installed but
+fails to import (built for another torch: a RuntimeError, not a ModuleNotFoundError), the
+stand-ins serve as if it were missing, since spandrel's import would fail on it otherwise.
 
 torch is imported first, before any stand-in exists: torch itself probes for torchvision in places,
 and must find the truth.
@@ -68,7 +70,7 @@ def import_spandrel() -> Any:
 
     try:
         import torchvision  # noqa: F401
-    except ModuleNotFoundError:
+    except Exception:  # noqa: BLE001 - missing, or built for another torch: 'operator torchvision::nms does not exist'
         return _import_with_stand_ins()
     return _import_plainly()
 
@@ -82,14 +84,14 @@ def _import_plainly() -> Any:
 
 
 def _import_with_stand_ins() -> Any:
-    saved = {name: sys.modules.get(name) for name in STUBBED}
+    saved = {name: sys.modules[name] for name in STUBBED if name in sys.modules}  # a None entry too
     for name in STUBBED:
         sys.modules[name] = _stand_in(name)
     try:
         return _import_plainly()
     finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
+        for name in STUBBED:
+            if name in saved:
+                sys.modules[name] = saved[name]
             else:
-                sys.modules[name] = module
+                sys.modules.pop(name, None)

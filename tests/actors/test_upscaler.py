@@ -98,18 +98,35 @@ def test_the_stand_in_torchvision_answers_no_dunder_and_fails_only_when_called()
         placeholder(1)
 
 
-def test_spandrel_imports_afresh_and_leaves_no_torchvision_behind(monkeypatch):
-    """A first import (spandrel's modules dropped for the test, then put back): the stand-ins are
-    in place only while spandrel imports, where torchvision is missing (this machine's case)."""
-    import importlib.util
+class _BrokenTorchvision:
+    """A meta path finder whose torchvision fails as PyPI's does beside a torch it was not built for."""
 
+    def find_spec(self, name, path=None, target=None):
+        if name == "torchvision":
+            raise RuntimeError("operator torchvision::nms does not exist")
+        return None
+
+
+@pytest.mark.parametrize("torchvision", ["missing", "broken"])
+def test_spandrel_imports_afresh_and_leaves_no_torchvision_behind(torchvision, monkeypatch):
+    """A first import (spandrel's modules dropped for the test, then put back): the stand-ins are
+    in place only while spandrel imports, where torchvision is missing or fails to import."""
     import_spandrel()
     for name in [n for n in sys.modules if n == "spandrel" or n.startswith("spandrel.")]:
         monkeypatch.delitem(sys.modules, name)  # restored after the test: the classes stay the ones in use
+    before = {n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")}
+    if torchvision == "broken":
+        monkeypatch.setattr(sys, "meta_path", [_BrokenTorchvision(), *sys.meta_path])
+        for name in before:
+            monkeypatch.delitem(sys.modules, name)
+        before = set()
+    else:
+        monkeypatch.setitem(sys.modules, "torchvision", None)  # `import torchvision` raises ModuleNotFoundError
+        before = {"torchvision"}
     fresh = import_spandrel()
     assert fresh is sys.modules["spandrel"] and len(fresh.MAIN_REGISTRY.architectures()) >= 40
-    if importlib.util.find_spec("torchvision") is None:
-        assert not any(n == "torchvision" or n.startswith("torchvision.") for n in sys.modules)
+    assert {n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")} == before
+    assert sys.modules.get("torchvision") is None
 
 
 def test_the_encode_window_is_the_model_on_its_crop_then_lanczos_of_that(tmp_path):
