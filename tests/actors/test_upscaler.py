@@ -104,7 +104,6 @@ class _BrokenTorchvision:
     def find_spec(self, name, path=None, target=None):
         if name == "torchvision":
             raise RuntimeError("operator torchvision::nms does not exist")
-        return None
 
 
 @pytest.mark.parametrize("torchvision", ["missing", "broken"])
