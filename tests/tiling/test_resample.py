@@ -115,18 +115,18 @@ def test_a_gathered_crop_is_the_periodic_pictures(h, w, y, x, ch, cw):
     np.testing.assert_array_equal(gather(image, Window(y, x, ch, cw)), tiled[y + oy : y + oy + ch, x + ox : x + ox + cw])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
     factor=st.integers(1, 4), wrap=st.tuples(st.booleans(), st.booleans()),
     window=st.tuples(st.integers(-40, 140), st.integers(-40, 140), st.integers(1, 60), st.integers(1, 60)),
 )
 def test_lanczos_from_a_crops_model_output_is_the_whole_outputs_resize(factor, wrap, window):
     """With a model that repeats each pixel `factor` times (nearest neighbour), the window resized
-    from its crop's output is the window of the whole output's resize, on a smooth picture to
-    within a level (Pillow's box resize is not shift-invariant to the bit: tiling/resample.py)."""
-    yy, xx = np.mgrid[0:24, 0:32]
-    image = np.stack([(np.sin(yy / 3.8) + np.cos(xx / 5.1)) * 60 + 128, yy * 5 + xx * 2, 250 - xx * 7], -1)
-    image = np.clip(image, 0, 255).astype(np.uint8)
+    from its crop's output is the window of the whole output's resize, on a smooth picture to within
+    a few levels (Pillow's box resize is not shift-invariant to the bit: tiling/resample.py)."""
+    y, x = np.mgrid[0:24, 0:32] * 2 * np.pi / np.array([24, 32])[:, None, None]  # smooth on the torus too
+    image = np.stack([128 + 60 * np.sin(y) + 60 * np.cos(x), 128 + 100 * np.sin(y + x), 128 + 100 * np.cos(2 * x)], -1)
+    image = np.round(image).astype(np.uint8)
 
     def up(a):
         return np.repeat(np.repeat(a, factor, 0), factor, 1)
@@ -143,4 +143,5 @@ def test_lanczos_from_a_crops_model_output_is_the_whole_outputs_resize(factor, w
     crop = source_crop(24, 32, ch, cw, win, 2, factor, wrap)
     part = resize_window(up(gather(image, crop)), ch, cw, win, origin=(crop.y * factor, crop.x * factor), full=(24 * factor, 32 * factor))
     whole = resize_window(up(image), ch, cw, win, wrap)
-    assert np.abs(part.astype(int) - whole).max() <= 1
+    diff = np.abs(part.astype(int) - whole)
+    assert diff.max() <= 3 and diff.mean() <= 0.25  # measured: at most 2 and 0.13; one output pixel off: about 4
