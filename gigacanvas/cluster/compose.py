@@ -8,8 +8,8 @@ ordinary render with a store of its own:
 - stage 0, the composition: a plain render of the whole picture at about the native pixel count
   with the canvas's aspect ratio (tiling/compose.py's sizes);
 - stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, after an upscale
-  model with `--upscaler`, tile by tile on the workers: actors/vaeencode.py), encodes it with a tiled VAE encode spread over the workers
-  (overlapping tiles, each with a halo, blended in tile order like the step loop's predictions),
+  model with `--upscaler`, tile by tile on the workers: actors/vaeencode.py), encodes it with a
+  tiled VAE encode spread over the workers (overlapping tiles, each with a halo, blended in tile order like the step loop's predictions),
   noises it to `strength` with the render's own seeded noise (tiling/noise.py, the canvas's
   initial noise) as diffusers' img2img pipelines do (`scheduler.scale_noise` at the start step),
   and runs the tiled step loop from that step. Intermediate stages double the side each time
@@ -30,10 +30,11 @@ recomposes its part and the repetition the composition removed comes back. 0.6 l
 to the composition and the detail to the refinement; the tiny test model cannot say more.
 
 Earlier stages live in the final store's `stages/` folder, each under a name made of its index,
-its size and a hash of its own spec (its pixel-deciding fields, the upscale model's fingerprint among
-them for a refinement, its source stage's name and the model's fingerprint). A render finds a stage it needs by that name and reuses it if finished (or
-resumes it), so a refinement with another strength reuses the composition, and `--overwrite`
-replaces only the final stage, never a stage another spec could still use.
+its size and a hash of its own spec (its pixel-deciding fields, a refinement's upscale model's
+fingerprint among them, its source stage's name and the model's fingerprint). A render finds a
+stage it needs by that name and reuses it if finished (or resumes it), so a refinement with
+another strength or upscaler reuses the composition, and `--overwrite` replaces only the final
+stage, never a stage another spec could still use.
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ SPEC_VERSION = 5  # 2: the seamless decode (`vae_decode` exact) replaced version
 # 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
 # model's native area is composed first (`compose` auto; cluster/compose.py), before: none; 5: auto
 # composes a wrapped canvas too (the upscale and the encode wrap), version 4 rendered it from noise.
-# Regional prompts (`regions`, `region_feather`), LoRAs, `--scheduler` and `--upscaler` need no new version: a
-# spec without them renders as before, and a gigacanvas that predates them refuses the unknown key
-# in one line.
+# Regional prompts (`regions`, `region_feather`), LoRAs, `--scheduler` and `--upscaler` need no
+# new version: a spec without them renders as before, and a gigacanvas that predates them refuses
+# the unknown key in one line.
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
