@@ -12,8 +12,9 @@ ordinary render with a store of its own:
   tiled VAE encode spread over the workers (overlapping tiles, each with a halo, blended in tile
   order like the step loop's predictions), noises it to `strength` with the render's own seeded
   noise (tiling/noise.py, the canvas's initial noise) as diffusers' img2img pipelines do
-  (`scheduler.scale_noise` at the start step), and runs the tiled step loop from that step. Intermediate stages double the side each time
-  (progressive upscaling); the last is the canvas, in the render's own store.
+  (`scheduler.scale_noise` at the start step), and runs the tiled step loop from that step.
+  Intermediate stages double the side each time (progressive upscaling); the last is the canvas,
+  in the render's own store.
 
 On a torus (`--wrap`, from spec version 5) every stage wraps alike: the composition is a plain
 render of the torus at its size, and the upscale and the encode take their pixels across the
