@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: this release is a CPU build here; an unpinned torch pulls a CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
+	# --upscaler's spandrel without its dependencies: they name torchvision, and no torchvision on PyPI
+	# imports beside this CPU torch 2.13.0 (einops, its one other need, is in gigacanvas's own list).
+	# gigacanvas imports spandrel without torchvision (actors/spandrelshim.py). CI installs this too.
+	$(PIP) install -q --no-deps 'spandrel==0.4.2'
 	touch $@
 
 install: $(VENV)/.installed

@@ -37,6 +37,7 @@ class Worker:
         self.adapter = None
         self._cond: Any = None
         self._prepared = False
+        self._device: str | None = None  # where `load` put the model (the upscaler runs there too)
         self._peaks: dict[str, float] = {}  # the decode stages' peak own memory, MiB (memwatch.py)
 
     def capabilities(self) -> Capabilities:
@@ -54,6 +55,7 @@ class Worker:
         caps = probe()
         self.adapter = load_adapter(self.info, caps.device, precision)
         self.adapter.preload()
+        self._device = caps.device
         return caps.device
 
     def join(self, precision: str, cond: Any) -> str:
@@ -109,14 +111,21 @@ class Worker:
         return self._loaded().decode(latents)
 
     def encode_tile(
-        self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, wrap: tuple[bool, bool] = (False, False)
+        self, image: np.ndarray, canvas: tuple[int, int], window: Window, halo: int, wrap: tuple[bool, bool] = (False, False),
+        upscaler: tuple[str, str] | None = None,
     ) -> np.ndarray:
         """Latent `window` (latent pixels) of `image` upscaled to `canvas` (h, w pixels) and
         encoded with a `halo` of latent pixels around it (actors/vaeencode.py), on a torus along
-        `wrap`'s axes (rows, columns): (C, h, w) float32."""
+        `wrap`'s axes (rows, columns): (C, h, w) float32. `upscaler`: (path, fingerprint) of the
+        upscale model that makes the window's pixels (actors/upscaler.py), loaded once per process."""
         from gigacanvas.actors.vaeencode import encode_window
 
-        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor, wrap)
+        model = None
+        if upscaler is not None:
+            from gigacanvas.actors.upscaler import load_upscaler
+
+            model = load_upscaler(*upscaler, self._device or probe().device, _node())
+        return encode_window(self._loaded().encode, image, canvas, window, halo, self.info.vae_scale_factor, wrap, model)
 
     # The seamless decode (cluster/decode.py drives it; actors/vaedecode.py computes it).
 

@@ -50,6 +50,7 @@ RENDER_FLAGS = (
     ("--shift-windows", on_off, "on: shift the tile grid every step by an offset from the seed and the step, so seams cannot build up; off: the same grid every step (default on)"),
     ("--wrap", str, "x, y or xy: join the canvas's opposite edges along those axes (a torus), so the picture tiles seamlessly as a texture or a 360-degree panorama; none: plain edges (default none)"),
     ("--compose", str, "auto: a canvas larger than the model's native area is first rendered whole at about the native pixel count, then upscaled, encoded and refined at full size; N: N refinement stages, each doubling the side; none: render from noise at full size (default auto)"),
+    ("--upscaler", str, "an upscale model .safetensors (ESRGAN, RealESRGAN, SwinIR, ...: what spandrel loads, as in ComfyUI) that upscales each refinement's picture before LANCZOS brings it to the stage's size; needs spandrel (default: LANCZOS alone)"),
     ("--strength", float, "how much a refinement redraws, above 0 and at most 1: the share of the steps it runs, starting from the upscaled composition noised to that level (default 0.6)"),
     ("--region", str, 'X,Y,W,H:prompt (pixels from the top-left corner, repeatable): draw that rectangle with its own prompt, the base --prompt drawing the rest, e.g. --region "0,0,2048,700:a stormy sky" (at most 16)'),
     ("--region-feather", int, "width in pixels of the regions' soft edges, a Gaussian falloff centred on each edge; 0: hard edges (default 64)"),
@@ -69,6 +70,7 @@ UPSCALE_HELP = {
     "--height": "canvas height in pixels, a multiple of 16, instead of --scale (alone: the width follows the picture's aspect)",
     "--strength": "how much the refinement redraws, above 0 and at most 1: the share of the steps it runs, from the upscaled picture noised to that level (default 0.6)",
     "--out": "output by suffix, as for render (default upscaled.png; --alpha keep needs a .png)",
+    "--upscaler": "an upscale model .safetensors (ESRGAN, RealESRGAN, SwinIR, ...: what spandrel loads, as in ComfyUI) that upscales the picture's colour before LANCZOS brings it to the canvas size (a kept alpha: LANCZOS alone); needs spandrel (default: LANCZOS alone)",
 }
 UPSCALE_SKIPS = ("--compose",)
 

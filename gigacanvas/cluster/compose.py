@@ -7,13 +7,14 @@ ordinary render with a store of its own:
 
 - stage 0, the composition: a plain render of the whole picture at about the native pixel count
   with the canvas's aspect ratio (tiling/compose.py's sizes);
-- stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, tile by tile on
-  the workers: actors/vaeencode.py), encodes it with a tiled VAE encode spread over the workers
-  (overlapping tiles, each with a halo, blended in tile order like the step loop's predictions),
-  noises it to `strength` with the render's own seeded noise (tiling/noise.py, the canvas's
-  initial noise) as diffusers' img2img pipelines do (`scheduler.scale_noise` at the start step),
-  and runs the tiled step loop from that step. Intermediate stages double the side each time
-  (progressive upscaling); the last is the canvas, in the render's own store.
+- stages 1 to N: each upscales the stage before in pixel space (Pillow's LANCZOS, after an upscale
+  model with `--upscaler`, tile by tile on the workers: actors/vaeencode.py), encodes it with a
+  tiled VAE encode spread over the workers (overlapping tiles, each with a halo, blended in tile
+  order like the step loop's predictions), noises it to `strength` with the render's own seeded
+  noise (tiling/noise.py, the canvas's initial noise) as diffusers' img2img pipelines do
+  (`scheduler.scale_noise` at the start step), and runs the tiled step loop from that step.
+  Intermediate stages double the side each time (progressive upscaling); the last is the canvas,
+  in the render's own store.
 
 On a torus (`--wrap`, from spec version 5) every stage wraps alike: the composition is a plain
 render of the torus at its size, and the upscale and the encode take their pixels across the
@@ -30,10 +31,11 @@ recomposes its part and the repetition the composition removed comes back. 0.6 l
 to the composition and the detail to the refinement; the tiny test model cannot say more.
 
 Earlier stages live in the final store's `stages/` folder, each under a name made of its index,
-its size and a hash of its own spec (its pixel-deciding fields, its source stage's name and the
-model's fingerprint). A render finds a stage it needs by that name and reuses it if finished (or
-resumes it), so a refinement with another strength reuses the composition, and `--overwrite`
-replaces only the final stage, never a stage another spec could still use.
+its size and a hash of its own spec (its pixel-deciding fields, a refinement's upscale model's
+fingerprint among them, its source stage's name and the model's fingerprint). A render finds a
+stage it needs by that name and reuses it if finished (or resumes it), so a refinement with
+another strength or upscaler reuses the composition, and `--overwrite` replaces only the final
+stage, never a stage another spec could still use.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ def plan_stages(spec: RenderSpec, info: ModelInfo) -> tuple[Stage, ...]:
             "region_feather": scale_feather(spec.region_feather, spec.width, spec.height, width, height),
         }
         if index == 0:  # a plain render at that size: the same spec and store content as one
-            own = spec.replace(**size, compose="none", strength=None, preview=None)
+            # no upscaler either: it upscales the refinements' pictures, and the composition is one's source
+            own = spec.replace(**size, compose="none", strength=None, preview=None, upscaler=None, upscaler_fingerprint=None)
             content = own.content()
         else:
             own = spec.replace(**size, preview=None)
@@ -158,18 +161,18 @@ def encode_grid(lat_h: int, lat_w: int, tile: int, wrap: tuple[bool, bool] = (Fa
 def encode_canvas(
     pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
     on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
-    put: Callable[[np.ndarray], Any] | None = None,
+    put: Callable[[np.ndarray], Any] | None = None, upscaler: tuple[str, str] | None = None,
 ) -> np.ndarray:
     """The latent of `image` ((h, w, 3) uint8) upscaled to width x height px, whole: (C, height / f,
     width / f) float32 (`encoded_rows` asked for every row; see there)."""
-    rows = encoded_rows(pool, image, width, height, info, tile_px, on_tile, wrap, put)
+    rows = encoded_rows(pool, image, width, height, info, tile_px, on_tile, wrap, put, upscaler)
     return rows(0, height // info.vae_scale_factor)
 
 
 def encoded_rows(
     pool: Any, image: np.ndarray, width: int, height: int, info: ModelInfo, tile_px: int,
     on_tile: Callable[[], None] = lambda: None, wrap: tuple[bool, bool] = (False, False),
-    put: Callable[[np.ndarray], Any] | None = None,
+    put: Callable[[np.ndarray], Any] | None = None, upscaler: tuple[str, str] | None = None,
 ) -> Callable[[int, int], np.ndarray]:
     """Rows [y0, y1) of the latent of `image` ((h, w, 3) uint8) upscaled to width x height px, as a
     function to be asked for row ranges from the top down (the store's `write_noise` asks so): each
@@ -178,7 +181,8 @@ def encoded_rows(
     the same bits as one blend of the whole latent: each pixel folds the same tiles in the same
     order) and drops the tiles no later row needs. So the driver holds a range's blend and a row of
     tiles, never the canvas's latent (512 MiB as float64 at 16384 px). On a torus along `wrap`'s
-    axes (rows, columns: actors/vaeencode.py). `put` hands the picture to the workers (Ray's object
+    axes (rows, columns: actors/vaeencode.py); with `upscaler` ((path, fingerprint) of an upscale
+    model) upscaled by it before LANCZOS. `put` hands the picture to the workers (Ray's object
     store; a test's pool of plain workers takes the array itself). Returns (C, y1 - y0, width / f)
     float32."""
     from gigacanvas.tiling.bands import tile_rows_in_band
@@ -192,12 +196,14 @@ def encoded_rows(
     grid, halo = encode_grid(lat_h, width // f, tile_px // f, wrap)
     image_ref = put(np.ascontiguousarray(image))
     windows = grid.windows
-    torus = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
+    extra = {"wrap": wrap} if any(wrap) else {}  # a plain encode's call as before wrap existed
+    if upscaler is not None:
+        extra["upscaler"] = upscaler
     torus_h = lat_h if wrap[0] else None
     encoded: dict[int, np.ndarray] = {}  # tiles a later range still needs
 
     def submit(worker: Any, index: int) -> Any:
-        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **torus)
+        return worker.encode_tile.remote(image_ref, (height, width), windows[index], halo, **extra)
 
     def done(index: int, latent: np.ndarray) -> None:
         encoded[index] = latent
@@ -217,14 +223,20 @@ def encoded_rows(
 
 
 def start_latent(
-    pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None
+    pool: Any, image: np.ndarray, spec: RenderSpec, info: ModelInfo, scheduler: Any, on_tile=lambda: None,
+    upscaler: tuple[str, str] | None = None,
 ) -> Callable[[int, int], np.ndarray]:
     """A refinement's first latent, as a function of a row range [y0, y1) (asked from the top down,
     as the store's `write_noise` asks): `image` ((h, w, 3) uint8: the stage before's picture, or an
     upscale's source) upscaled, encoded and noised to `spec.strength` with the render's own seeded
-    noise (the canvas's initial noise, drawn for those rows alone: tiling/noise.py)."""
+    noise (the canvas's initial noise, drawn for those rows alone: tiling/noise.py); by the spec's
+    upscale model if it names one (`upscaler`: (the planned file, its fingerprint), from plan.py's
+    `with_upscaler`)."""
     f, channels = info.vae_scale_factor, info.latent_channels
-    encode = encoded_rows(pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x))
+    encode = encoded_rows(
+        pool, image, spec.width, spec.height, info, spec.vae_tile_size, on_tile, (spec.wrap_y, spec.wrap_x),
+        upscaler=upscaler,
+    )
     start = start_of(spec)
 
     def rows(y0: int, y1: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from gigacanvas.cluster.regions import DEFAULT_FEATHER_PX
 from gigacanvas.cluster.spec import (
     DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs, nearest_multiple,
 )
+from gigacanvas.cluster.upscaler import with_upscaler
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
@@ -77,9 +78,12 @@ def resolve(spec: RenderSpec, info: ModelInfo) -> RenderSpec:
         check_canvas(spec, tile)
     # the feather a picture with regions records, so a later default cannot change it
     feather = DEFAULT_FEATHER_PX if spec.regions and spec.region_feather is None else spec.region_feather
+    # nothing upscaled (compose auto rendering from noise): no upscaler (cluster/upscaler.py notes it)
+    upscaled = compose != "none" or spec.source is not None
     return spec.replace(
         steps=steps, guidance=guidance, tile_size=tile, tile_overlap=overlap, vae_tile_size=vae_tile,
         vae_decode=vae_decode, shift_windows=shift, compose=compose, strength=strength, region_feather=feather,
+        upscaler=spec.upscaler if upscaled else None, upscaler_fingerprint=spec.upscaler_fingerprint if upscaled else None,
     )
 
 
@@ -240,6 +244,7 @@ class Plan:
     store_action: str  # what the render would do with the store: create, resume at step N, replace
     stages: tuple = ()  # a composed render's earlier stages (cluster/compose.py's Stage), the composition first
     notes: tuple[str, ...] = ()  # lines the user should read before the render starts (a flag without effect)
+    upscaler: object = None  # the checked upscale model (actors/upscaler.py's UpscalerFile), or None
 
     @property
     def grid(self) -> TileGrid:
@@ -293,6 +298,7 @@ class Plan:
                 f"  scheduler: {scheduler}",
                 f"  tiles: {self._tiles()}, overlap {spec.tile_overlap} px, batch {spec.tile_batch}",
                 f"  compose: {compose.describe(spec, info)}",
+                *([f"  upscaler: {self.upscaler.describe()}"] if self.upscaler else []),
                 *([f"  regions: {self._regions()}"] if spec.regions else []),
                 f"  decode: {spec.vae_decode}, " + (f"tiles of {spec.vae_tile_size} px" if spec.vae_tile_size else "in one piece"),
                 f"  precision: {spec.precision}; actors: {spec.actors or 'one per GPU, or 2 on CPUs'}",
@@ -311,7 +317,8 @@ def plan(spec: RenderSpec) -> Plan:
     info = open_model(spec.model, spec.base_model, spec.scheduler)
     spec, info = with_loras(spec, info)
     asked, spec = spec, resolve(spec, info)
-    notes = tuple(n for n in (strength_note(asked, spec, info),) if n)
+    spec, upscaler, unused = with_upscaler(asked, spec)
+    notes = tuple(n for n in (strength_note(asked, spec, info), unused) if n)
     _check_regions(spec, info)
     _check_output(spec, info)
     _check_store_place(spec, info)
@@ -327,15 +334,17 @@ def plan(spec: RenderSpec) -> Plan:
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
     from gigacanvas.cluster.compose import plan_stages
 
-    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info), notes)
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info), notes, upscaler)
 
 
-def stage_plan(stage, info: ModelInfo) -> Plan:
-    """The plan of an earlier stage of a composed render: its own size and store, no output of its own."""
+def stage_plan(stage, info: ModelInfo, upscaler=None) -> Plan:
+    """The plan of an earlier stage of a composed render: its own size and store, no output of its
+    own; a refinement stage upscales with the render's `upscaler` (the composition upscales nothing)."""
     spec = stage.spec
     lat_h, lat_w = spec.height // info.vae_scale_factor, spec.width // info.vae_scale_factor
     need = budget.estimate(info.latent_channels, lat_h, lat_w, info.vae_scale_factor, spec.vae_decode)
-    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, f"stage {stage.index}")
+    upscaler = upscaler if spec.upscaler_fingerprint else None
+    return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, f"stage {stage.index}", upscaler=upscaler)
 
 
 def make_scheduler(info: ModelInfo, steps: int, tile_h: int, tile_w: int, scheduler: str | None = None):

@@ -36,6 +36,7 @@ from gigacanvas.cluster.steploop import (
     start_reducers,
     stop_reducers,
 )
+from gigacanvas.cluster.upscaler import for_actors
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.outputs import write_output
@@ -269,7 +270,7 @@ def _run_stages(the_plan: Plan, pool: WorkerPool, mode: str, progress: bool, not
             if claim.resumable:
                 _check_resumed_precision(claim.store, spec, mode)
             notify(f"gigacanvas: {what} {spec.width}x{spec.height} px -> {spec.store_url}")
-            splan = stage_plan(stage, info)
+            splan = stage_plan(stage, info, the_plan.upscaler)
             bands = _band_count(splan, claim, len(pool.alive))
             source = the_plan.stages[stage.index - 1] if stage.index else None
             _run(splan, claim, pool, [], bands, mode, progress, notify, False, cond, stage.content, source, note=False)
@@ -346,7 +347,8 @@ def _run(
             )
             with tqdm(desc="encode", unit="tile", disable=None if progress else True) as bar:
                 # encoded, noised and written a chunk row at a time: the driver never holds the latent
-                store.write_noise(start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1)))
+                first = start_latent(pool, image, spec, info, scheduler, lambda: bar.update(1), for_actors(the_plan.upscaler))
+                store.write_noise(first)
     # noted once: a resumable store by `render` as it claims it, a new one above once created (a
     # memory:// store dies with this process: nothing to resume)
 

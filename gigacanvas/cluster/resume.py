@@ -32,7 +32,7 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 RESUME_OVERRIDES = (
     "out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every", "lora",
 )
-PATH_FIELDS = ("out", "model", "base_model", "preview", "image")  # may be relative to the folder the render ran in
+PATH_FIELDS = ("out", "model", "base_model", "preview", "image", "upscaler")  # may be relative to the folder the render ran in
 
 
 def refuse_flag(url: str, name: str) -> UsageError:

@@ -29,9 +29,9 @@ SPEC_VERSION = 5  # 2: the seamless decode (`vae_decode` exact) replaced version
 # 3: shifted windows (`shift_windows` on) replaced the fixed tile grid; 4: a canvas larger than the
 # model's native area is composed first (`compose` auto; cluster/compose.py), before: none; 5: auto
 # composes a wrapped canvas too (the upscale and the encode wrap), version 4 rendered it from noise.
-# Regional prompts (`regions`, `region_feather`), LoRAs and `--scheduler` need no new version: a
-# spec without them renders as before, and a gigacanvas that predates them refuses the unknown key
-# in one line.
+# Regional prompts (`regions`, `region_feather`), LoRAs, `--scheduler` and `--upscaler` need no
+# new version: a spec without them renders as before, and a gigacanvas that predates them refuses
+# the unknown key in one line.
 
 # Sanity bounds, far past any real render: they turn a slip (an extra zero, 1e10 in a YAML file)
 # into one line here instead of a failure deep inside Ray. What a given cluster can hold is the
@@ -84,6 +84,7 @@ CONTENT_FIELDS = (
     "source",
     "alpha",
     "lora_fingerprints",
+    "upscaler_fingerprint",
     "scheduler",
     "regions",
     "region_feather",
@@ -94,21 +95,21 @@ CONTENT_FIELDS = (
 # stores and pictures made before the field existed still match: a record without them is whole.
 OMITTABLE_FIELDS = (
     "vae_decode", "shift_windows", "wrap", "compose", "strength", "source", "alpha", "lora_fingerprints", "scheduler",
-    "regions", "region_feather",
+    "regions", "region_feather", "upscaler_fingerprint",
 )
 # Written into a picture's spec chunk beside the spec, never read back as a spec key: the model's
 # content fingerprint, so a picture made by other weights at the same path is never taken for ours.
 PICTURE_ONLY = "model_fingerprint"
 # Fields that name places on this machine: left out of the spec a picture carries, and refused in
 # a spec read from a picture (a downloaded file must not pick a folder to wipe or a cluster).
-LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every", "image", "lora")
+LOCAL_FIELDS = ("store", "out", "overwrite", "address", "preview", "preview_every", "image", "lora", "upscaler")
 # What a store records beside `content()` (its `local` attribute, with the folder the render ran
 # in) so that `gigacanvas resume --store URL` can finish the render from the URL alone. A store is
 # the user's own, unlike a picture, so it may name places; `overwrite` is never recorded: a resume
 # replaces nothing.
 RESUME_FIELDS = (
     "model", "base_model", "precision", "strict_precision", "actors", "cpus_per_actor", "out", "address", "preview",
-    "preview_every", "image", "lora",
+    "preview_every", "image", "lora", "upscaler",
 )
 # Set by Ray's job supervisor for a job's entrypoint process, and only there (Ray 2.60,
 # dashboard/modules/job/job_supervisor.py: the job's runtime_env and metadata as JSON).
@@ -152,6 +153,11 @@ class RenderSpec:
     # each file's content fingerprint and weight, filled at planning: the part that decides pixels.
     lora: tuple[str, ...] | None = None
     lora_fingerprints: str | None = None
+    # An upscale model (actors/upscaler.py) that upscales a refinement's picture before LANCZOS
+    # brings it to the canvas size: `upscaler` the .safetensors file as given (a local field, like
+    # `lora`), `upscaler_fingerprint` its content fingerprint, filled at planning (cluster/upscaler.py).
+    upscaler: str | None = None
+    upscaler_fingerprint: str | None = None
     # A diffusers scheduler class (EulerAncestralDiscreteScheduler) configured from the model's
     # scheduler config, among those its family allows (actors/models/); None: the model's own.
     scheduler: str | None = None
@@ -211,6 +217,7 @@ class RenderSpec:
             raise UsageError(f"wrap {self.wrap} needs vae_decode exact or fast; blend decodes its tiles apart and the seam comes back")
         _check_compose(self)
         _check_upscale(self)
+        _check_upscaler(self)
         if self.scheduler is not None and not (self.scheduler.isidentifier() and self.scheduler.isascii()):
             raise UsageError(
                 f"scheduler {_quote(self.scheduler)} is not a diffusers scheduler class name; "
@@ -255,7 +262,7 @@ class RenderSpec:
             del content["wrap"]
         if self.compose in (None, "none"):  # a plain render, as every picture before version 4
             del content["compose"]
-        for name in ("strength", "source", "alpha", "lora_fingerprints", "scheduler", "region_feather"):
+        for name in ("strength", "source", "alpha", "lora_fingerprints", "scheduler", "region_feather", "upscaler_fingerprint"):
             if getattr(self, name) is None:
                 del content[name]
         if self.regions:  # as JSON holds them, so a store's record compares equal
@@ -276,6 +283,8 @@ class RenderSpec:
         portable = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOCAL_FIELDS}
         if not self.regions:
             del portable["regions"], portable["region_feather"]  # region_feather is None then: spec checks
+        if self.upscaler_fingerprint is None:  # no upscaler, as every picture before it
+            del portable["upscaler_fingerprint"]
         return portable
 
     def resume_record(self, own_out: bool = True) -> dict[str, Any]:
@@ -285,6 +294,8 @@ class RenderSpec:
         preview: the final render's are not the stage's, and a resume of the stage's store must
         never write the stage over the final picture."""
         record = {**{name: getattr(self, name) for name in RESUME_FIELDS}, "cwd": os.getcwd()}
+        if self.upscaler is None:  # a record without it, as every store's before it
+            del record["upscaler"]
         return record if own_out else {**record, "out": None, "preview": None}
 
     def parameters_line(self, precision: str) -> str:
@@ -348,6 +359,22 @@ def _check_upscale(spec: RenderSpec) -> None:
         raise UsageError(
             f"alpha keep writes a PNG with transparency, and out {_quote(spec.out)} is no .png; "
             "pass a .png --out, or --alpha drop for an opaque picture"
+        )
+
+
+def _check_upscaler(spec: RenderSpec) -> None:
+    """`upscaler_fingerprint` is 16 hex digits (`file_fingerprint`'s), and an upscaler is refused
+    where nothing is upscaled: a render with compose none (an upscale refines its picture: it may)."""
+    fingerprint = spec.upscaler_fingerprint
+    if isinstance(fingerprint, str) and not (len(fingerprint) == 16 and all(c in "0123456789abcdef" for c in fingerprint)):
+        raise UsageError(
+            f"upscaler_fingerprint {_quote(fingerprint)} is not an upscaler's fingerprint (16 hex digits); "
+            "it is written by gigacanvas, never by hand"
+        )
+    if spec.upscaler is not None and spec.compose == "none" and spec.source is None:
+        raise UsageError(
+            f"upscaler {_quote(spec.upscaler)} has no effect with compose none (nothing is upscaled); "
+            "drop --upscaler or pass --compose auto"
         )
 
 
@@ -471,7 +498,7 @@ def _check_ranges(spec: RenderSpec) -> None:
         )
     for name in (
         "prompt", "negative_prompt", "model", "base_model", "store", "out", "address", "preview", "image", "source",
-        "lora_fingerprints", "scheduler",
+        "lora_fingerprints", "scheduler", "upscaler", "upscaler_fingerprint",
     ):
         value = getattr(spec, name)
         most = MAX_PROMPT if name.endswith("prompt") else MAX_NAME

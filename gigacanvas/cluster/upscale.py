@@ -26,6 +26,9 @@ Decisions, with their reasons:
   picture as a viewer shows it): the colour under a transparent pixel is arbitrary. A source
   without transparency records no `alpha` at all (there is nothing to keep or drop). `keep` needs
   a .png output: the TIFF and OME-Zarr outputs carry RGB only.
+- `--upscaler FILE`: an upscale model (actors/upscaler.py) upscales the colour crop by crop before
+  LANCZOS, as for a composed render's refinements; a kept alpha is upscaled by LANCZOS alone (a
+  model for 3 channels has none for a fourth, and an alpha's edges need no invented detail).
 - `strength` defaults to the composition's (0.6): an upscale is the same refinement, and tiled
   upscaling workflows use the same 0.3-0.7 range for the same reasons (cluster/compose.py).
 """

@@ -235,3 +235,43 @@ def test_the_encode_asked_range_by_range_is_the_whole_encode_and_encodes_each_ti
     parts = [rows(0, 5), rows(5, 8), rows(8, 12)]
     np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
     assert len(calls) == tiles and len(set(calls)) == tiles
+
+
+def test_an_upscaled_encode_is_the_same_on_one_and_two_workers(tiny_model, tmp_path):
+    """With `--upscaler`, each encode tile runs the model on its own crop (fixed by the plan's
+    windows): the blended latent is the same bits whichever worker made which tile, and another
+    than LANCZOS's alone. 64 x 96 px from a 16 x 24 px picture, tiles of 32 px (3 x 5 of them)."""
+    from types import SimpleNamespace
+
+    from gigacanvas.actors.loading import open_model
+    from gigacanvas.actors.upscaler import check_upscaler
+    from gigacanvas.actors.worker import Worker
+    from gigacanvas.cluster.compose import encode_canvas
+    from tests.actors.upscalerfiles import compact
+
+    info = open_model(tiny_model)
+    workers = [Worker(info), Worker(info)]
+    for worker in workers:
+        worker.load("fp32")
+
+    class Pool:
+        """WorkerPool's `map` over plain workers in this process, tile i on worker i mod n."""
+
+        def __init__(self, n):
+            self.n = n
+
+        def map(self, jobs, call, done):
+            for job in jobs:
+                worker = workers[job % self.n]
+                done(job, call(SimpleNamespace(encode_tile=SimpleNamespace(remote=worker.encode_tile)), job))
+
+    path = compact(tmp_path / "2x.safetensors")
+    upscaler = (path, check_upscaler(path).fingerprint)
+    picture = np.random.default_rng(6).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+
+    def encode(n, model):
+        return encode_canvas(Pool(n), picture, 96, 64, info, 32, put=lambda array: array, upscaler=model)
+
+    one = encode(1, upscaler)
+    np.testing.assert_array_equal(encode(2, upscaler), one)
+    assert np.abs(encode(1, None) - one).mean() > 1e-3

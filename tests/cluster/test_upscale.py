@@ -260,3 +260,31 @@ def test_an_upscale_on_a_torus_runs_end_to_end(picture, tiny_model, ray_cluster,
     assert mode == "RGBA" and pixels.shape == (96, 128, 4)
     assert result.start_step == 1 and result.steps_run == 1
     assert read_output_spec(result.out)["wrap"] == "xy" and LatentStore(result.store).attrs()["spec"]["wrap"] == "xy"
+
+
+def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_lanczos(
+    kept, picture, tiny_model, tmp_path, capsys, monkeypatch
+):
+    """`upscale --upscaler` (a tiny random-weight 2x RealESRGAN Compact) on two actors, two bands:
+    the colour differs from the kept upscale's (the same spec but the upscaler), the alpha is the
+    kept one bit for bit (LANCZOS alone), and the picture and store record the model's fingerprint,
+    never its path. (Across actor counts: test_compose.py's encode on one and two workers.)"""
+    from gigacanvas.cluster import steploop
+    from tests.actors.upscalerfiles import compact
+
+    monkeypatch.setattr(steploop, "BAND_BYTES", 1)
+    model = compact(tmp_path / "2x.safetensors")
+    out = tmp_path / "up.png"
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in FLAGS.items()]
+    code, _, err = run_cli(
+        capsys, "upscale", str(picture), "--scale", "4", "--model", tiny_model, "--actors", "2", "--upscaler", model,
+        "--out", str(out), "--no-progress", *flags,
+    )
+    assert code == 0, err
+    mode, pixels = _pixels(out)
+    assert mode == "RGBA" and pixels.shape == (192, 256, 4)
+    np.testing.assert_array_equal(pixels[..., 3], kept[1][1][..., 3])
+    assert np.abs(pixels[..., :3].astype(int) - kept[1][1][..., :3]).mean() > 1
+    spec = read_output_spec(out)
+    assert len(spec["upscaler_fingerprint"]) == 16 and "upscaler" not in spec
+    assert LatentStore(str(tmp_path / "up.zarr")).attrs()["spec"]["upscaler_fingerprint"] == spec["upscaler_fingerprint"]
