@@ -71,6 +71,8 @@ def _local_file(given: str) -> Path:
     """`given` as a local regular file that may be a safetensors one, or one line on why not."""
     from gigacanvas.storage.location import local_url_path
 
+    if not given.strip():
+        raise UsageError("upscaler is empty; pass an upscale model's .safetensors file")
     text = local_url_path(given) if "://" in given else given
     if "://" in text:
         raise UsageError(f"upscaler {given}: upscale models are read from local files only; download it and pass its path")

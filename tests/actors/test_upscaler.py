@@ -57,6 +57,8 @@ def _bad(tmp_path, which: str) -> str:
         return save_model(tmp_path / "grey.safetensors", "esrgan", in_nc=1, out_nc=1, num_filters=8, num_blocks=1, scale=2)
     if which == "url":
         return "https://example.com/4x.safetensors"
+    if which == "empty":
+        return " "
     raise AssertionError(which)
 
 
@@ -69,6 +71,7 @@ BAD = [
     ("denoiser", "is RealESRGAN Compact (purpose Restoration, 1x, 3 to 3 channels), not a super-resolution model"),
     ("grey", "is ESRGAN (purpose SR, 2x, 1 to 1 channels); an upscaler must take and give RGB"),
     ("url", "upscale models are read from local files only"),
+    ("empty", "upscaler is empty; pass an upscale model's .safetensors file"),
 ]
 
 
