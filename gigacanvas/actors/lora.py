@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import inspect
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gigacanvas.actors import models
+from gigacanvas.actors.localfile import local_weights_file
 from gigacanvas.actors.models import Family
 from gigacanvas.errors import UsageError
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")  # as loading.py's
 MARKERS = (".lora_A.", ".lora_B.", ".lora_magnitude_vector")  # peft's names for a layer's adapter tensors
 
 
@@ -91,22 +90,7 @@ def file_fingerprint(path: Path) -> str:
 
 def _local_file(given: str) -> Path:
     """The LoRA as a local regular safetensors file, or one line on why not."""
-    from gigacanvas.storage.location import local_url_path
-
-    text = local_url_path(given) if "://" in given else given
-    if "://" in text:
-        raise UsageError(f"lora {given}: LoRAs are read from local files only (for now); download it and pass its path")
-    path = Path(text).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UsageError(
-            f"lora {given} is a pickle file ({path.suffix}), refused because loading it can run code; use a .safetensors LoRA"
-        )
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        raise UsageError(f"lora {given} does not exist; pass a .safetensors LoRA file") from None
-    if not stat.S_ISREG(mode):
-        raise UsageError(f"lora {given} is not a regular file (a folder, FIFO or device); pass a .safetensors LoRA file")
+    path = local_weights_file(given, "lora", "LoRAs", "a .safetensors LoRA file", "use a .safetensors LoRA")
     from safetensors import safe_open
 
     try:

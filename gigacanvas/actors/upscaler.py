@@ -17,17 +17,16 @@ is checked against the plan's fingerprint first (another node's copy might diffe
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gigacanvas.actors.localfile import local_weights_file
 from gigacanvas.actors.spandrelshim import import_spandrel
 from gigacanvas.errors import UsageError
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")  # as loading.py's and lora.py's
 CHANNELS = 3  # RGB in, RGB out: what the encode takes
 
 
@@ -69,26 +68,10 @@ def _fingerprint(path: Path) -> str:
 
 def _local_file(given: str) -> Path:
     """`given` as a local regular file that may be a safetensors one, or one line on why not."""
-    from gigacanvas.storage.location import local_url_path
-
-    if not given.strip():
-        raise UsageError("upscaler is empty; pass an upscale model's .safetensors file")
-    text = local_url_path(given) if "://" in given else given
-    if "://" in text:
-        raise UsageError(f"upscaler {given}: upscale models are read from local files only; download it and pass its path")
-    path = Path(text).expanduser()
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        raise UsageError(
-            f"upscaler {given} is a pickle file ({path.suffix}), refused because loading it can run code; convert it "
-            "to .safetensors (e.g. chaiNNer's Convert Model, or safetensors.torch.save_file of its state dict)"
-        )
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        raise UsageError(f"upscaler {given} does not exist; pass an upscale model's .safetensors file") from None
-    if not stat.S_ISREG(mode):
-        raise UsageError(f"upscaler {given} is not a regular file (a folder, FIFO or device); pass a .safetensors file")
-    return path.resolve()
+    return local_weights_file(
+        given, "upscaler", "upscale models", "an upscale model's .safetensors file",
+        "convert it to .safetensors (e.g. chaiNNer's Convert Model, or safetensors.torch.save_file of its state dict)",
+    )
 
 
 def _descriptor(path: Path, given: str) -> Any:
