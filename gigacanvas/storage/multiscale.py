@@ -107,20 +107,14 @@ def build_levels(store: LatentStore, picture: dict) -> None:
         group.create_array(
             str(k), shape=(3, h, w), chunks=(3, LEVEL_CHUNK, LEVEL_CHUNK), dtype="uint8", dimension_names=AXES, overwrite=True
         )
-    block = 2 * LEVEL_CHUNK
-    height, width = shapes[0]
-    for y0 in range(0, height, block):
-        for x0 in range(0, width, block):
-            square = np.ascontiguousarray(store.image_block(y0, x0, block).transpose(2, 0, 1))
-            store.write_level_block(0, y0, x0, square)
-            if len(shapes) > 1:
-                store.write_level_block(1, y0 // 2, x0 // 2, halve(square))
+    for y0, x0 in _corners(*shapes[0]):
+        square = np.ascontiguousarray(store.image_block(y0, x0, 2 * LEVEL_CHUNK).transpose(2, 0, 1))
+        store.write_level_block(0, y0, x0, square)
+        if len(shapes) > 1:
+            store.write_level_block(1, y0 // 2, x0 // 2, halve(square))
     for k in range(2, len(shapes)):
-        above = group[str(k - 1)]
-        h, w = shapes[k - 1]
-        for y0 in range(0, h, block):
-            for x0 in range(0, w, block):
-                store.write_level_block(k, y0 // 2, x0 // 2, halve(above[:, y0 : y0 + block, x0 : x0 + block]))
+        for y0, x0, square in level_squares(group[str(k - 1)]):
+            store.write_level_block(k, y0 // 2, x0 // 2, halve(square))
     name = Path(store.location.root).name
     store.set_attrs(ome=ngff_metadata(shapes, name), picture=picture)
 
@@ -135,11 +129,17 @@ def level_bands(array) -> Iterator[np.ndarray]:
 def level_squares(array) -> Iterator[tuple[int, int, np.ndarray]]:
     """(y0, x0, square) over a (3, h, w) level, in squares of 2 x 2 chunks (what build_levels
     holds), row by row: an export copies them as whole chunks without holding a band."""
-    _, height, width = array.shape
+    side = 2 * LEVEL_CHUNK
+    for y0, x0 in _corners(*array.shape[1:]):
+        yield y0, x0, array[:, y0 : y0 + side, x0 : x0 + side]
+
+
+def _corners(height: int, width: int) -> Iterator[tuple[int, int]]:
+    """The top-left corners of the squares of 2 x 2 chunks covering height x width, row by row."""
     side = 2 * LEVEL_CHUNK
     for y0 in range(0, height, side):
         for x0 in range(0, width, side):
-            yield y0, x0, array[:, y0 : y0 + side, x0 : x0 + side]
+            yield y0, x0
 
 
 def read_zarr_attrs(url: str, label: str) -> dict:
