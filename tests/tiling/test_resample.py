@@ -144,4 +144,7 @@ def test_lanczos_from_a_crops_model_output_is_the_whole_outputs_resize(factor, w
     part = resize_window(up(gather(image, crop)), ch, cw, win, origin=(crop.y * factor, crop.x * factor), full=(24 * factor, 32 * factor))
     whole = resize_window(up(image), ch, cw, win, wrap)
     diff = np.abs(part.astype(int) - whole)
-    assert diff.max() <= 3 and diff.mean() <= 0.25  # measured: at most 2 and 0.13; one output pixel off: about 4
+    # A quarter of a level on average, and one value may be one level off whatever the window's size
+    # (a 1 x 1 window's one channel off by 1 is a mean of 1/3). Measured over 4000 random windows: at
+    # most 2, and 0.17 mean past 16 px; one output pixel off is about 4 on most values.
+    assert diff.max() <= 3 and diff.sum() <= 0.25 * diff.size + 1
