@@ -308,9 +308,31 @@ def _run_until(url: str, monkeypatch, crash_at: int | None, order_seed: int = 0,
                 for i in rng.permutation(len(jobs)):
                     store.commit_band(*jobs[i])
     finally:
+        _settle_zarr()
         monkeypatch.setattr(LocalStore, "set", real_set)
         monkeypatch.setattr(FsspecStore, "set", real_fsspec_set)
         monkeypatch.setattr(Location, "put", real_put)
+
+
+def _settle_zarr() -> None:
+    """Wait for the writes zarr started beside the one that crashed.
+
+    The crash here is an exception, not a killed process: zarr runs a node's metadata write and its
+    parents' `set_if_not_exists` side by side, and the parents' (not counted here) can land after
+    the exception, even after the next 'process' cleared the store, leaving a foreign empty group
+    where it creates ours (ContainsGroupError, seen once in CI). A killed process's in-flight writes
+    land before it dies or never; letting them land first is the former.
+    """
+    import asyncio
+
+    from zarr.core.sync import _get_loop
+
+    async def drain():
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others)
+
+    asyncio.run_coroutine_threadsafe(drain(), _get_loop()).result(timeout=60)
 
 
 def _make_big(url):
