@@ -85,6 +85,23 @@ def ray_cluster():
     ray.shutdown()
 
 
+# Renders in this process keep their loaded workers for the next render of the same model and
+# actor shape (gigacanvas.keep_workers; cluster/warm.py): a worker's start-up (torch, diffusers,
+# the model) is most of a tiny render's CPU. Each test file starts and ends without any (below),
+# so a file that starts actors of its own finds the cluster's CPUs free. Subprocesses (the CLI
+# tests, the multinode scenarios) keep the default: a render's workers end with it.
+from gigacanvas.cluster import warm  # noqa: E402 - after the environment above
+
+warm.keep_workers(True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_kept_workers_across_files():
+    warm.release_workers()
+    yield
+    warm.release_workers()
+
+
 @pytest.fixture(scope="session")
 def one_actor_render(tiny_model, ray_cluster, tmp_path_factory):
     """MULTI_TILE (tests/helpers.py) on one actor of this one-node cluster: (result, its pixels).

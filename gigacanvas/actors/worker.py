@@ -50,10 +50,19 @@ class Worker:
             self._prepared = True
 
     def load(self, precision: str) -> str:
-        """Load the resident roles in `precision` (a resolved mode); returns the device."""
+        """Load the resident roles in `precision` (a resolved mode); returns the device.
+
+        A worker kept from an earlier render of this process (cluster/warm.py) keeps its model if
+        the precision is the same, reloading only the roles that render released; what belongs to
+        one render (its conditioning, its decode's memory figures) starts afresh either way.
+        """
         self.prepare()
+        self._cond = None
+        self._peaks = {}
         caps = probe()
-        self.adapter = load_adapter(self.info, caps.device, precision)
+        if self.adapter is None or self.adapter.precision != precision or self._device != caps.device:
+            self.adapter = None  # the old model goes before the new one loads
+            self.adapter = load_adapter(self.info, caps.device, precision)
         self.adapter.preload()
         self._device = caps.device
         return caps.device

@@ -322,9 +322,10 @@ def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None)
     autoscaler's nodes, saying so (cluster/capacity.py).
     """
     from gigacanvas.actors.worker import worker_actor_class
-    from gigacanvas.cluster import capacity
+    from gigacanvas.cluster import capacity, warm
 
     cls = worker_actor_class().options(num_cpus=shape.num_cpus, num_gpus=shape.num_gpus)
+    kept = warm.take(("worker", info, shape), count)  # a process that keeps workers: loaded ones first (warm.py)
     held = fits(shape, _nodes())
     short = held < count
     bundle = {k: v for k, v in (("CPU", shape.num_cpus), ("GPU", shape.num_gpus)) if v}
@@ -334,7 +335,7 @@ def start_workers(info, count: int, shape: ActorShape, notify=lambda line: None)
             f"gigacanvas: the cluster holds {held} of {count} actor(s) of {shape.describe()} now; "
             f"waiting up to {START_TIMEOUT_S:g} s for the autoscaler to add nodes (GIGACANVAS_ACTOR_START_TIMEOUT)"
         )
-    workers = [cls.remote(info, shape.threads) for _ in range(count)]
+    workers = kept + [cls.remote(info, shape.threads) for _ in range(count - len(kept))]
     refs = [w.capabilities.remote() for w in workers]
     what = f"starting {count} actor(s) of {shape.describe()}"
     if short:
@@ -380,3 +381,14 @@ def stop_workers(workers: list) -> None:
 
     for worker in workers:
         ray.kill(worker, no_restart=True)
+
+
+def finish_workers(started: list, alive: list, info, shape: ActorShape, ok: bool) -> None:
+    """The end of a render's workers: parked for the next render if it went well and this process
+    keeps workers (cluster/warm.py), else stopped; the dead and the replaced are stopped always."""
+    from gigacanvas.cluster import warm
+
+    if ok:
+        warm.park(("worker", info, shape), list(alive))
+    kept = warm.parked_ids()
+    stop_workers([w for w in started if w._actor_id not in kept])

@@ -30,11 +30,11 @@ from gigacanvas.cluster.spec import RenderSpec
 from gigacanvas.cluster.steploop import (
     band_count,
     denoise,
+    finish_reducers,
     load_reducers,
     spawn_reducers,
     start_noise,
     start_reducers,
-    stop_reducers,
 )
 from gigacanvas.cluster.upscaler import for_actors
 from gigacanvas.errors import UsageError
@@ -141,6 +141,7 @@ def render(
         workers, caps = placement.start_workers(info, count, shape, notify)
         pool = WorkerPool(workers, notify)
         spawned: list = []
+        ok = False
         try:
             bands = _band_count(the_plan, claim, len(workers))
             spawned = spawn_reducers(claim.store, bands)  # their imports overlap the model load
@@ -154,9 +155,10 @@ def render(
             placement.load_workers(workers, mode)
             pool.replace = placement.replacer(info, shape, mode)  # a dead worker's successor
             timings = _run(the_plan, claim, pool, spawned, bands, mode, progress, notify, denoise_only, {}, picture=picture)
+            ok = True
         finally:
-            placement.stop_workers(pool.started)
-            stop_reducers(spawned)
+            placement.finish_workers(pool.started, pool.alive, info, shape, ok)
+            finish_reducers(claim.store, spawned, ok)
         store = claim.store
         if not denoise_only:
             write_output(spec.out, store, picture_spec(spec, info), spec.parameters_line(mode))
@@ -359,6 +361,7 @@ def _run(
     if done < spec.steps:
         # one reducer per band of the latent; they take their bands while the prompt is encoded
         reducers = start_reducers(store, grids, scheduler, info.latent_channels, spawned)
+        ok = False
         try:
             _conditioning(pool, spec, cond)
             load_reducers(reducers, done)
@@ -374,8 +377,9 @@ def _run(
                     if previewer is not None:
                         previewer.close()
             reducers_peak = max(ray.get([r.peak_rss_mib.remote() for r in reducers]))
+            ok = True
         finally:
-            stop_reducers(reducers)
+            finish_reducers(store, reducers, ok)
         steps_run = stats.steps_run
     t1 = time.perf_counter()
     report = None

@@ -98,14 +98,18 @@ def spawn_reducers(store: LatentStore, count: int) -> list:
     """
     if store.protocol == "memory" or count <= 0:
         return []
+    import ray
+
+    from gigacanvas.cluster import warm
+
     cls = reducer_actor_class()
-    if store.location.local:
-        import ray
+    node = ray.get_runtime_context().get_node_id() if store.location.local else None
+    if node is not None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        cls = cls.options(scheduling_strategy=here)
-    return [cls.remote() for _ in range(count)]
+        cls = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
+    kept = warm.take(("reducer", node), count)  # a process that keeps them: an earlier render's (warm.py)
+    return kept + [cls.remote() for _ in range(count - len(kept))]
 
 
 def start_reducers(store: LatentStore, grids: StepGrids, scheduler: Any, channels: int, spawned: Sequence = ()) -> list:
@@ -135,6 +139,20 @@ def stop_reducers(reducers: Sequence[Any]) -> None:
     for reducer in reducers:
         if not isinstance(reducer, InProcessReducer):
             ray.kill(reducer, no_restart=True)
+
+
+def finish_reducers(store: LatentStore, reducers: Sequence[Any], ok: bool) -> None:
+    """The end of a render's reducers: kept for the next render if it went well and this process
+    keeps its actors (cluster/warm.py), else stopped."""
+    import ray
+
+    from gigacanvas.cluster import warm
+
+    actors = [r for r in reducers if not isinstance(r, InProcessReducer)]
+    if ok and actors:
+        warm.park(("reducer", ray.get_runtime_context().get_node_id() if store.location.local else None), actors)
+    kept = warm.parked_ids()
+    stop_reducers([r for r in actors if r._actor_id not in kept])
 
 
 @dataclass

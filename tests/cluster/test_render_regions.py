@@ -72,7 +72,7 @@ def in_process(monkeypatch, ray_cluster, workers):
     threads = torch.get_num_threads()
     monkeypatch.setattr(placement, "start_workers", start_workers)
     monkeypatch.setattr(placement, "load_workers", load_workers)
-    monkeypatch.setattr(placement, "stop_workers", lambda started: None)
+    monkeypatch.setattr(placement, "finish_workers", lambda *args: None)
     yield
     torch.set_num_threads(threads)
 
