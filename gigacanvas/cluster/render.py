@@ -36,7 +36,7 @@ from gigacanvas.cluster.steploop import (
     start_noise,
     start_reducers,
 )
-from gigacanvas.cluster.upscaler import for_actors
+from gigacanvas.cluster.upscaler import UnusableUpscaler, for_actors
 from gigacanvas.errors import UsageError
 from gigacanvas.storage import LatentStore
 from gigacanvas.storage.outputs import write_output
@@ -131,6 +131,8 @@ def render(
     try:
         if claim.resumable and claim.store.decoded and not denoise_only:
             return _write_finished(the_plan, claim, notify, started)
+        if isinstance(the_plan.upscaler, UnusableUpscaler) and not claim.resumable:
+            raise the_plan.upscaler.refusal()  # a store past its start needs no upscaler (cluster/upscaler.py)
         picture = None
         if spec.source is not None and not claim.resumable:  # an upscale's picture, decoded before Ray starts:
             from gigacanvas.storage.source import read_source  # damaged pixels are one line, the store unmade

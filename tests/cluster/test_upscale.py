@@ -268,19 +268,31 @@ def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_l
     """`upscale --upscaler` (a tiny random-weight 2x RealESRGAN Compact) on two actors, two bands:
     the colour differs from the kept upscale's (the same spec but the upscaler), the alpha is the
     kept one bit for bit (LANCZOS alone), and the picture and store record the model's fingerprint,
-    never its path. (Across actor counts: test_compose.py's encode on one and two workers.)"""
+    never its path. (Across actor counts: test_compose.py's encode on one and two workers.)
+
+    The render is stopped after a step and resumed with the model file gone: past its first
+    latent a store needs no upscaler; so is a finished store's picture written again."""
     from gigacanvas.cluster import steploop
     from tests.actors.upscalerfiles import compact
+    from tests.helpers import fail_after_step
 
     monkeypatch.setattr(steploop, "BAND_BYTES", 1)
     model = compact(tmp_path / "2x.safetensors")
     out = tmp_path / "up.png"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in FLAGS.items()]
+    fail_after_step(monkeypatch, 2, "simulated driver loss")
     code, _, err = run_cli(
         capsys, "upscale", str(picture), "--scale", "4", "--model", tiny_model, "--actors", "2", "--upscaler", model,
         "--out", str(out), "--no-progress", *flags,
     )
-    assert code == 0, err
+    assert code == 1 and "simulated driver loss" in err, err
+    monkeypatch.undo()
+    monkeypatch.setattr(steploop, "BAND_BYTES", 1)
+    moved = tmp_path / "moved.safetensors"
+    shutil.move(model, moved)
+    store = str(tmp_path / "up.zarr")
+    code, _, err = run_cli(capsys, "resume", "--store", store, "--no-progress")
+    assert code == 0 and "at step 2 of 3" in err, err
     mode, pixels = _pixels(out)
     assert mode == "RGBA" and pixels.shape == (192, 256, 4)
     np.testing.assert_array_equal(pixels[..., 3], kept[1][1][..., 3])
@@ -288,3 +300,7 @@ def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_l
     spec = read_output_spec(out)
     assert len(spec["upscaler_fingerprint"]) == 16 and "upscaler" not in spec
     assert LatentStore(str(tmp_path / "up.zarr")).attrs()["spec"]["upscaler_fingerprint"] == spec["upscaler_fingerprint"]
+    out.unlink()
+    code, _, err = run_cli(capsys, "resume", "--store", store, "--no-progress")
+    assert code == 0 and "holds the finished picture" in err, err
+    np.testing.assert_array_equal(_pixels(out)[1], pixels)

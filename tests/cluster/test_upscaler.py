@@ -55,6 +55,23 @@ def test_a_spec_made_with_an_upscaler_needs_the_same_file(model_file, tiny_model
     assert plan(again.replace(upscaler=model_file)).spec.content() == made.content()
 
 
+def test_a_recorded_upscaler_whose_file_is_gone_is_refused_only_where_it_would_upscale(model_file, tiny_model, tmp_path):
+    """Planned (a store past its first latent needs no upscaler: tests/cluster/test_upscale.py resumes
+    one), then refused by `render` before Ray where the store has no first latent, leaving nothing."""
+    from gigacanvas import render
+    from gigacanvas.cluster.upscaler import UnusableUpscaler
+
+    made = plan(RenderSpec(model=tiny_model, out=str(tmp_path / "a.png"), upscaler=model_file, **CANVAS)).spec
+    gone = str(tmp_path / "gone.safetensors")
+    again = RenderSpec(**{**made.portable(), "out": str(tmp_path / "b.png"), "upscaler": gone})
+    planned = plan(again)
+    assert isinstance(planned.upscaler, UnusableUpscaler) and planned.spec.content() == made.content()
+    assert f"  upscaler: {gone} (fingerprint {made.upscaler_fingerprint}) cannot be used now (upscaler {gone} does not exist" in planned.describe()
+    with pytest.raises(UsageError, match=f"does not exist.*, and this render upscales with it .*fingerprint {made.upscaler_fingerprint}$"):
+        render(again, progress=False)
+    assert not (tmp_path / "b.png").exists() and not (tmp_path / "b.zarr").exists()
+
+
 def test_an_upscaler_on_a_canvas_auto_renders_from_noise_is_a_note_and_recorded_nowhere(model_file, tiny_model, tmp_path):
     made = plan(RenderSpec(model=tiny_model, out=str(tmp_path / "a.png"), upscaler=model_file, **{**CANVAS, "width": 256}))
     assert made.spec.compose == "none" and made.spec.upscaler is None and made.upscaler is None
