@@ -100,6 +100,16 @@ def _worker_places(workers) -> list[tuple[str, int]]:
     return [tuple(p) for p in ray.get([w.__ray_call__.remote(place) for w in workers])]
 
 
+# cluster_utils waits 30 s for a node to register; on a loaded 2-core CI machine a node's start-up
+# has taken longer, failing every test of the file, so each node gets this long.
+NODE_START_S = 180
+
+
+def _wait(cluster, node):
+    cluster._wait_for_node(node, timeout=NODE_START_S)  # what add_node(wait=True) does, with 30 s
+    return node
+
+
 def main(out: Path, tiny_model: str) -> None:
     with contextlib.ExitStack() as stack:
         _main(out, tiny_model, stack)
@@ -117,10 +127,11 @@ def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
     bucket = stack.enter_context(s3_bucket("gigacanvas-multinode"))
     # A dead node is noticed within ~3 s (Ray: 15 s), so the scenario after a removal starts sooner.
     health = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False, "_system_config": health})
-    nodes = [cluster.add_node(num_cpus=NODE_CPUS) for _ in range(2)]
+    cluster = Cluster()
+    _wait(cluster, cluster.add_node(wait=False, num_cpus=1, include_dashboard=False, _system_config=health))  # the head
+    nodes = [_wait(cluster, cluster.add_node(wait=False, num_cpus=NODE_CPUS)) for _ in range(2)]
     ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
-    cluster.wait_for_nodes()
+    cluster.wait_for_nodes(timeout=NODE_START_S)
     results: dict[str, dict] = {}
     places: dict[str, tuple[str, int]] = {}  # worker actor id -> (node id, PID), of the latest render
     start_workers = placement.start_workers
@@ -218,7 +229,7 @@ def _main(out: Path, tiny_model: str, stack: contextlib.ExitStack) -> None:
         # depend on the actor count: the tiny render shows it with the real model).
         def add_a_node(line: str) -> None:
             if "waiting up to" in line:
-                nodes.append(cluster.add_node(num_cpus=NODE_CPUS))
+                nodes.append(_wait(cluster, cluster.add_node(wait=False, num_cpus=NODE_CPUS)))
 
         deadline = time.monotonic() + 60  # first the removed node must leave the cluster's view
         while len([n for n in ray.nodes() if n["Alive"]]) > 2 and time.monotonic() < deadline:
