@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 _keep = False
-_parked: list[tuple[tuple, str, Any]] = []  # (key, Ray job id, actor), oldest first
+_parked: list[tuple[tuple, str, Any]] = []  # (key, Ray job (`_job`), actor), oldest first
 
 
 def keep_workers(keep: bool = True) -> None:
@@ -39,9 +39,12 @@ def keeping() -> bool:
 
 
 def _job() -> str:
+    """This process's Ray job, on this cluster: a job id alone repeats (a new local cluster after
+    `ray.shutdown()` numbers its first job as the last one did), the driver's node id does not."""
     import ray
 
-    return ray.get_runtime_context().get_job_id()
+    context = ray.get_runtime_context()
+    return f"{context.get_node_id()}/{context.get_job_id()}"
 
 
 def release_workers() -> int:

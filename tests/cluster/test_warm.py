@@ -111,3 +111,29 @@ def test_not_keeping_stops_the_kept_and_each_render_ends_its_own(ray_cluster, ti
         assert warm._parked == []
     finally:
         keep_workers(True)
+
+
+def test_workers_kept_on_a_cluster_since_shut_down_are_forgotten_not_taken(ray_cluster, monkeypatch):
+    """A new local cluster numbers its first job as the old one did: what was kept on the old one
+    (its handles now name no actor: submitting to one raises) must never be taken."""
+    context = ray.get_runtime_context
+
+    class OldCluster:  # the same job id, another driver node: the cluster before a shutdown
+        def get_job_id(self):
+            return context().get_job_id()
+
+        def get_node_id(self):
+            return "f" * 56
+
+    class Gone:
+        _actor_id = "an actor of a cluster since shut down"
+
+    key = ("worker", "model", "shape")
+    monkeypatch.setattr(ray, "get_runtime_context", OldCluster)
+    assert warm.park(key, [Gone()])
+    monkeypatch.undo()
+    assert warm.take(key, 2) == [] and warm._parked == []
+    monkeypatch.setattr(ray, "get_runtime_context", OldCluster)
+    warm.park(key, [Gone()])
+    monkeypatch.undo()
+    assert release_workers() == 0 and warm._parked == []
