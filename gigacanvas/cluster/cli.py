@@ -82,6 +82,7 @@ RESUME_FLAGS = (
     ("--address", str, "Ray cluster to finish on, as for render (default: the one the render was given)"),
     ("--model", str, "where the same weights are now, if they moved (other weights are refused)"),
     ("--base-model", str, "with a .safetensors model: where its folder is now"),
+    ("--upscaler", str, "where the same upscale model is now, if it moved (needed only before the refinement's first latent)"),
     ("--precision", str, "precision to ask for; it must run the mode the store was rendered in"),
     ("--preview", str, "refresh a small PNG of the canvas here while it renders"),
     ("--preview-every", int, "steps between two --preview refreshes (default 1)"),

@@ -19,7 +19,7 @@ from gigacanvas.cluster.regions import DEFAULT_FEATHER_PX
 from gigacanvas.cluster.spec import (
     DEFAULT_GUIDANCE, DEFAULT_STEPS, PICTURE_ONLY, RenderSpec, _quote, check_job_outputs, nearest_multiple,
 )
-from gigacanvas.cluster.upscaler import with_upscaler
+from gigacanvas.cluster.upscaler import UnusableUpscaler, with_upscaler
 from gigacanvas.errors import UsageError
 from gigacanvas.storage.location import Location
 from gigacanvas.storage.outputs import existing_output_spec, output_kind, same_place
@@ -332,6 +332,8 @@ def plan(spec: RenderSpec) -> Plan:
             f"but this machine has {have / budget.GIB:.1f} GiB; render a smaller canvas"
         )
     action = preview_store(spec.store_url, spec.content(), info.fingerprint, spec.overwrite)
+    if isinstance(upscaler, UnusableUpscaler) and not action.startswith("resume"):
+        raise upscaler.refusal(spec.store_url)  # only a store past its first latent does without it
     from gigacanvas.cluster.compose import plan_stages
 
     return Plan(spec, info, step_grids(spec, info), lat_h, lat_w, need, action, plan_stages(spec, info), notes, upscaler)

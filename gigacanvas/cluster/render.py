@@ -132,7 +132,7 @@ def render(
         if claim.resumable and claim.store.decoded and not denoise_only:
             return _write_finished(the_plan, claim, notify, started)
         if isinstance(the_plan.upscaler, UnusableUpscaler) and not claim.resumable:
-            raise the_plan.upscaler.refusal()  # a store past its start needs no upscaler (cluster/upscaler.py)
+            raise the_plan.upscaler.refusal(spec.store_url)  # a store past its start needs none (cluster/upscaler.py)
         picture = None
         if spec.source is not None and not claim.resumable:  # an upscale's picture, decoded before Ray starts:
             from gigacanvas.storage.source import read_source  # damaged pixels are one line, the store unmade

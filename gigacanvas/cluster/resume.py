@@ -30,7 +30,8 @@ from gigacanvas.storage.store import LAYOUT, LatentStore
 # precision other than the recorded one is accepted only if it runs the mode the store was
 # rendered in (`render` checks it), so the pixels cannot change.
 RESUME_OVERRIDES = (
-    "out", "actors", "cpus_per_actor", "address", "model", "base_model", "precision", "preview", "preview_every", "lora",
+    "out", "actors", "cpus_per_actor", "address", "model", "base_model", "upscaler", "precision", "preview", "preview_every",
+    "lora",
 )
 PATH_FIELDS = ("out", "model", "base_model", "preview", "image", "upscaler")  # may be relative to the folder the render ran in
 

@@ -10,10 +10,11 @@ recorded nowhere (a command line reused across canvas sizes still renders the sm
 composeplan.py's `strength_note` does for `--strength`); `--compose none` refuses it (spec.py).
 
 The file is needed only to make a refinement's first latent. A spec that records an upscaler (a
-store being resumed, a picture's spec) whose file cannot be read now (moved, deleted) plans with
-an `UnusableUpscaler`: `render` refuses it, still before Ray, only where the store has no first
-latent yet (cluster/render.py), so an interrupted render resumes without the file. Another file
-than the recorded one, or none at all, is refused at planning as before: that is a mistake.
+store being resumed, a picture's spec) whose file cannot be used now (moved, deleted, or another
+model there) plans with an `UnusableUpscaler`: planning refuses it only where the store has no
+first latent yet (plan.py; `render` checks again after its claim), so an interrupted render resumes
+without the file, and a finished store writes its picture again. A spec that records one and is
+given no file at all is refused at planning, as before.
 """
 
 from __future__ import annotations
@@ -30,15 +31,15 @@ class UnusableUpscaler:
 
     path: str
     fingerprint: str
-    reason: str  # check_upscaler's line
+    problem: str  # what is wrong with the file at `path`, without advice
 
     def describe(self) -> str:
-        return f"{self.path} (fingerprint {self.fingerprint}) cannot be used now ({self.reason}); a store past its start does not need it"
+        return f"{self.path} (fingerprint {self.fingerprint}): {self.problem}; not needed: the store is past its first latent"
 
-    def refusal(self) -> UsageError:
+    def refusal(self, url: str) -> UsageError:
         return UsageError(
-            f"{self.reason}, and this render upscales with it (its store has no first latent yet); "
-            f"pass --upscaler with the file of fingerprint {self.fingerprint}"
+            f"{self.problem}, and this render upscales with the model of fingerprint {self.fingerprint} (store {url} "
+            f"has no first latent yet): put that file back at {self.path}, or pass --upscaler with it"
         )
 
 
@@ -46,7 +47,7 @@ def with_upscaler(asked: RenderSpec, spec: RenderSpec):
     """(spec with `upscaler_fingerprint` filled, actors/upscaler.py's UpscalerFile or None, a note
     or None) for `spec`, resolved from `asked` (plan.py's `resolve` drops the upscaler of a render
     that composes nothing). A spec that already records an upscaler (a picture, a store being
-    resumed) must be given the very same file."""
+    resumed) is given the very same file, or plans with an `UnusableUpscaler`."""
     recorded = spec.upscaler_fingerprint
     if spec.upscaler is None:
         if recorded is not None:
@@ -67,17 +68,16 @@ def with_upscaler(asked: RenderSpec, spec: RenderSpec):
     except UsageError as exc:
         if recorded is None:
             raise
-        return spec, UnusableUpscaler(spec.upscaler, recorded, str(exc)), None
+        problem = str(exc).split("; ")[0]  # check_upscaler's line without its advice
+        return spec, UnusableUpscaler(spec.upscaler, recorded, problem), None
     if recorded is not None and recorded != checked.fingerprint:
-        raise UsageError(
-            f"this spec was made with the upscale model of fingerprint {_quote(recorded)} and is given "
-            f"{spec.upscaler} (fingerprint {checked.fingerprint}); pass --upscaler with the same file"
-        )
+        problem = f"upscaler {spec.upscaler} is another model (fingerprint {checked.fingerprint})"
+        return spec, UnusableUpscaler(spec.upscaler, recorded, problem), None
     return spec.replace(upscaler_fingerprint=checked.fingerprint), checked, None
 
 
 def for_actors(upscaler) -> tuple[str, str] | None:
     """What an encode tile call takes (actors/worker.py's `encode_tile`): (path, fingerprint), or None."""
     if isinstance(upscaler, UnusableUpscaler):
-        raise upscaler.refusal()  # render refuses it before Ray: this is the last guard
+        raise upscaler.refusal("of this stage")  # plan and render refuse it before Ray: the last guard
     return None if upscaler is None else (upscaler.path, upscaler.fingerprint)

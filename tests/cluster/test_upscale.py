@@ -271,7 +271,8 @@ def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_l
     never its path. (Across actor counts: test_compose.py's encode on one and two workers.)
 
     The render is stopped after a step and resumed with the model file gone: past its first
-    latent a store needs no upscaler; so is a finished store's picture written again."""
+    latent a store needs no upscaler; a finished store writes its picture again with another model
+    at its path; `resume --upscaler` says where the same model is now."""
     from gigacanvas.cluster import steploop
     from tests.actors.upscalerfiles import compact
     from tests.helpers import fail_after_step
@@ -301,6 +302,9 @@ def test_an_upscaler_upscales_the_colour_on_the_actors_and_leaves_the_alpha_to_l
     assert len(spec["upscaler_fingerprint"]) == 16 and "upscaler" not in spec
     assert LatentStore(str(tmp_path / "up.zarr")).attrs()["spec"]["upscaler_fingerprint"] == spec["upscaler_fingerprint"]
     out.unlink()
+    compact(model, upscale=4)  # another model where the render's was: not used, so not in the way
     code, _, err = run_cli(capsys, "resume", "--store", store, "--no-progress")
     assert code == 0 and "holds the finished picture" in err, err
     np.testing.assert_array_equal(_pixels(out)[1], pixels)
+    code, stdout, err = run_cli(capsys, "resume", "--store", store, "--upscaler", str(moved), "--dry-run")
+    assert code == 0 and "upscaler: RealESRGAN Compact 2x (moved.safetensors" in stdout, err

@@ -50,25 +50,37 @@ def test_a_spec_made_with_an_upscaler_needs_the_same_file(model_file, tiny_model
     with pytest.raises(UsageError, match="made with the upscale model of fingerprint .* and is given no --upscaler"):
         plan(again)
     other = compact(tmp_path / "other.safetensors", upscale=4)
-    with pytest.raises(UsageError, match="pass --upscaler with the same file"):
-        plan(again.replace(upscaler=other))
+    with pytest.raises(UsageError, match=f"{other} is another model .*fingerprint {made.upscaler_fingerprint} .*no first latent yet"):
+        plan(again.replace(upscaler=other))  # a store that would upscale again (new here)
     assert plan(again.replace(upscaler=model_file)).spec.content() == made.content()
 
 
-def test_a_recorded_upscaler_whose_file_is_gone_is_refused_only_where_it_would_upscale(model_file, tiny_model, tmp_path):
-    """Planned (a store past its first latent needs no upscaler: tests/cluster/test_upscale.py resumes
-    one), then refused by `render` before Ray where the store has no first latent, leaving nothing."""
+def test_a_recorded_upscaler_whose_file_is_gone_is_refused_only_where_it_would_upscale(model_file, tiny_model, tmp_path, monkeypatch):
+    """Planned where the store is past its first latent (tests/cluster/test_upscale.py resumes one),
+    refused at planning where it has none, and by `render` after its claim (the store may have
+    changed since the plan), leaving nothing."""
     from gigacanvas import render
+    from gigacanvas.cluster import plan as plan_module
     from gigacanvas.cluster.upscaler import UnusableUpscaler
 
     made = plan(RenderSpec(model=tiny_model, out=str(tmp_path / "a.png"), upscaler=model_file, **CANVAS)).spec
     gone = str(tmp_path / "gone.safetensors")
     again = RenderSpec(**{**made.portable(), "out": str(tmp_path / "b.png"), "upscaler": gone})
+    refusal = (
+        f"upscaler {gone} does not exist, and this render upscales with the model of fingerprint {made.upscaler_fingerprint} "
+        f"\\(store {again.store_url} has no first latent yet\\): put that file back at {gone}, or pass --upscaler with it$"
+    )
+    with pytest.raises(UsageError, match=refusal):
+        plan(again)
+    monkeypatch.setattr(plan_module, "preview_store", lambda *args: "resume at step 1")  # as for a store past its start
     planned = plan(again)
     assert isinstance(planned.upscaler, UnusableUpscaler) and planned.spec.content() == made.content()
-    assert f"  upscaler: {gone} (fingerprint {made.upscaler_fingerprint}) cannot be used now (upscaler {gone} does not exist" in planned.describe()
-    with pytest.raises(UsageError, match=f"does not exist.*, and this render upscales with it .*fingerprint {made.upscaler_fingerprint}$"):
-        render(again, progress=False)
+    assert (
+        f"  upscaler: {gone} (fingerprint {made.upscaler_fingerprint}): upscaler {gone} does not exist; "
+        "not needed: the store is past its first latent"
+    ) in planned.describe()
+    with pytest.raises(UsageError, match=refusal):
+        render(again, progress=False)  # its claim finds no store: refused before Ray
     assert not (tmp_path / "b.png").exists() and not (tmp_path / "b.zarr").exists()
 
 
