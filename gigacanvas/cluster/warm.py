@@ -29,7 +29,7 @@ def keep_workers(keep: bool = True) -> None:
     """Keep each successful render's loaded workers for the next render of this process; `False`
     stops keeping them and kills those parked."""
     global _keep
-    _keep = keep
+    _keep = bool(keep)
     if not keep:
         release_workers()
 
