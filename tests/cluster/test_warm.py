@@ -4,6 +4,8 @@ The bits must not see it: a kept worker's picture is a fresh worker's. What must
 failed render's workers, and workers of another model or actor shape once another render starts.
 """
 
+import time
+
 import numpy as np
 import pytest
 import ray
@@ -28,11 +30,24 @@ def _ids(actors) -> set:
     return {actor._actor_id for actor in actors}
 
 
-def _dead(actor) -> bool:
+def _answers(actor) -> bool:
+    """Whether `actor` answers a call (a worker's or a reducer's)."""
+    call = actor.peak_rss_mib if hasattr(actor, "peak_rss_mib") else actor.capabilities
     try:
-        ray.get(actor.peak_rss_mib.remote() if hasattr(actor, "peak_rss_mib") else actor.capabilities.remote(), timeout=60)
+        ray.get(call.remote(), timeout=60)
     except ray.exceptions.RayActorError:
-        return True
+        return False
+    return True
+
+
+def _dead(actor, within: float = 60) -> bool:
+    """Whether `actor` stops answering within `within` s: `ray.kill` is asynchronous, so a call made
+    just after it may still be answered (CI saw that once)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not _answers(actor):
+            return True
+        time.sleep(0.2)
     return False
 
 
@@ -52,7 +67,7 @@ def test_the_next_render_takes_the_kept_workers_and_reducers_and_its_pixels_are_
     release_workers()
     first = render(_spec(tiny_model, tmp_path, "first", store=str(tmp_path / "first.zarr")), progress=False)
     workers, reducers = _parked(), _parked("reducer")
-    assert len(workers) == 2 and len(reducers) == 2 and not any(_dead(a) for a in workers + reducers)
+    assert len(workers) == 2 and len(reducers) == 2 and all(_answers(a) for a in workers + reducers)
     second = render(_spec(tiny_model, tmp_path, "second", store=str(tmp_path / "second.zarr")), progress=False)
     assert _ids(_parked()) == _ids(workers) and _ids(_parked("reducer")) == _ids(reducers)  # started once
     np.testing.assert_array_equal(_pixels(first.out), fresh)
@@ -92,6 +107,7 @@ def test_a_kept_worker_that_died_is_started_again(ray_cluster, tiny_model, tmp_p
     render(_spec(tiny_model, tmp_path, "first"), progress=False)
     gone, alive = _parked()
     ray.kill(gone, no_restart=True)
+    assert _dead(gone)  # dead before the render takes it (a kill is asynchronous)
     notes: list[str] = []
     result = render(_spec(tiny_model, tmp_path, "after"), progress=False, notify=notes.append)
     now = _parked()
