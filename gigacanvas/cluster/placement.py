@@ -388,7 +388,4 @@ def finish_workers(started: list, alive: list, info, shape: ActorShape, ok: bool
     keeps workers (cluster/warm.py), else stopped; the dead and the replaced are stopped always."""
     from gigacanvas.cluster import warm
 
-    if ok:
-        warm.park(("worker", info, shape), list(alive))
-    kept = warm.parked_ids()
-    stop_workers([w for w in started if w._actor_id not in kept])
+    stop_workers(warm.unkept(("worker", info, shape), started, alive, ok))

@@ -98,18 +98,24 @@ def spawn_reducers(store: LatentStore, count: int) -> list:
     """
     if store.protocol == "memory" or count <= 0:
         return []
-    import ray
-
     from gigacanvas.cluster import warm
 
     cls = reducer_actor_class()
-    node = ray.get_runtime_context().get_node_id() if store.location.local else None
-    if node is not None:
+    key = _reducer_key(store)
+    if key[1] is not None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        cls = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False))
-    kept = warm.take(("reducer", node), count)  # a process that keeps them: an earlier render's (warm.py)
+        cls = cls.options(scheduling_strategy=NodeAffinitySchedulingStrategy(key[1], soft=False))
+    kept = warm.take(key, count)  # a process that keeps them: an earlier render's (warm.py)
     return kept + [cls.remote() for _ in range(count - len(kept))]
+
+
+def _reducer_key(store: LatentStore) -> tuple:
+    """What a kept reducer must match (cluster/warm.py): the node it was pinned to, for a local
+    path's store (its bands go to this node's disk), or None (object storage: any node)."""
+    import ray
+
+    return ("reducer", ray.get_runtime_context().get_node_id() if store.location.local else None)
 
 
 def start_reducers(store: LatentStore, grids: StepGrids, scheduler: Any, channels: int, spawned: Sequence = ()) -> list:
@@ -144,15 +150,11 @@ def stop_reducers(reducers: Sequence[Any]) -> None:
 def finish_reducers(store: LatentStore, reducers: Sequence[Any], ok: bool) -> None:
     """The end of a render's reducers: kept for the next render if it went well and this process
     keeps its actors (cluster/warm.py), else stopped."""
-    import ray
-
     from gigacanvas.cluster import warm
 
     actors = [r for r in reducers if not isinstance(r, InProcessReducer)]
-    if ok and actors:
-        warm.park(("reducer", ray.get_runtime_context().get_node_id() if store.location.local else None), actors)
-    kept = warm.parked_ids()
-    stop_reducers([r for r in actors if r._actor_id not in kept])
+    if actors:
+        stop_reducers(warm.unkept(_reducer_key(store), actors, actors, ok))
 
 
 @dataclass

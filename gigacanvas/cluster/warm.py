@@ -34,10 +34,6 @@ def keep_workers(keep: bool = True) -> None:
         release_workers()
 
 
-def keeping() -> bool:
-    return _keep
-
-
 def _job() -> str:
     """This process's Ray job, on this cluster: a job id alone repeats (a new local cluster after
     `ray.shutdown()` numbers its first job as the last one did), the driver's node id does not."""
@@ -89,5 +85,11 @@ def park(key: tuple, actors: list) -> bool:
     return True
 
 
-def parked_ids() -> set:
-    return {actor._actor_id for _, _, actor in _parked}
+def unkept(key: tuple, started: list, alive: list, ok: bool) -> list:
+    """The end of a render's actors of `key`: its `alive` ones are parked if it went well (and this
+    process keeps them); returns those of `started` it must stop itself (the rest, the dead, the
+    replaced, all of them when not kept)."""
+    if ok:
+        park(key, list(alive))
+    kept = {actor._actor_id for _, _, actor in _parked}
+    return [actor for actor in started if actor._actor_id not in kept]
