@@ -83,6 +83,8 @@ def resume_spec(url: str, **overrides: Any) -> RenderSpec:
             raise
         raise UsageError(f"{source} records a render this gigacanvas cannot run ({exc})") from None
     _check_model(spec, url, attrs.get("fingerprint"))
+    if "upscaler" in given and spec.upscaler_fingerprint is None:  # it would be another picture
+        raise UsageError(f"store {url} was rendered without an upscale model; resume --upscaler only says where its model is now")
     return spec
 
 

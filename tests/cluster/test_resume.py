@@ -225,6 +225,12 @@ def test_resume_flags_are_the_overrides_resume_takes():
     assert set(RESUME_OVERRIDES) <= set(RESUME_FIELDS) and not set(RESUME_OVERRIDES) & set(CONTENT_FIELDS)
 
 
+def test_an_upscaler_is_refused_for_a_store_rendered_without_one(finished, capsys):
+    code, out, err = run_cli(capsys, "resume", "--store", str(finished.with_suffix(".zarr")), "--upscaler", "x4.safetensors")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "was rendered without an upscale model; resume --upscaler only says where its model is now" in err
+
+
 def test_exporting_a_finished_store_elsewhere_keeps_the_output_it_records(finished, tmp_path, capsys):
     out = finished
     store = str(out.with_suffix(".zarr"))
